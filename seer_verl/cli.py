@@ -1,0 +1,91 @@
+"""`seer-verl` command line: one entry point, one sub-command per job.
+
+    seer-verl prepare [...]          build the SmolLM2 HF folder and the arithmetic dataset (cached)
+    seer-verl env [--config cpu]     print the CPU environment (configs/cpu.yaml `seer_env`) as shell exports
+    seer-verl bench [key=value ...]  rollout benchmark: stock verl vs Seer policies on the same engines
+    seer-verl dispatch-bench         controller overhead: dispatch decision time at 100/1K/10K requests
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_dir() -> Path:
+    import os
+
+    d = Path(os.environ.get("SEER_VERL_CONFIGS", CONFIG_DIR))
+    if not (d / "cpu.yaml").is_file():
+        raise FileNotFoundError(
+            f"seer_verl configs not found at {d}; set SEER_VERL_CONFIGS to the repository's configs/ folder"
+        )
+    return d
+
+
+def cpu_env(config: str = "cpu") -> dict[str, str]:
+    """The environment variables a CPU run needs (``seer_env`` of configs/<config>.yaml)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(config_dir() / f"{config}.yaml")
+    return {str(k): str(v) for k, v in (cfg.get("seer_env") or {}).items()}
+
+
+def _env(argv: list[str]) -> int:
+    import argparse
+    import shlex
+
+    p = argparse.ArgumentParser(prog="seer-verl env", description=_env.__doc__)
+    p.add_argument("--config", default="cpu", help="config in configs/ whose `seer_env` to print (default: cpu)")
+    args = p.parse_args(argv)
+    for k, v in cpu_env(args.config).items():
+        print(f"export {k}={shlex.quote(v)}")
+    return 0
+
+
+_env.__doc__ = "Print the CPU run environment as shell exports: eval \"$(seer-verl env)\""
+
+
+def _prepare(argv: list[str]) -> int:
+    from seer_verl.prepare.cli import main
+
+    return main(argv)
+
+
+def _bench(argv: list[str]) -> int:
+    from seer_verl.bench.run import main
+
+    return main(argv)
+
+
+def _dispatch_bench(argv: list[str]) -> int:
+    from seer_verl.bench.dispatch import main
+
+    return main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "prepare": _prepare,
+    "env": _env,
+    "bench": _bench,
+    "dispatch-bench": _dispatch_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"seer-verl: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    return int(COMMANDS[cmd](rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
