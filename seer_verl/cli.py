@@ -1,7 +1,7 @@
 """`seer-verl` command line: one entry point, one sub-command per job.
 
     seer-verl prepare [...]          build the SmolLM2 HF folder and the arithmetic dataset (cached)
-    seer-verl env [--config cpu]     print the CPU environment (configs/cpu.yaml `seer_env`) as shell exports
+    seer-verl env [--config cpu]     print the CPU environment (configs/cpu.yaml) as shell exports
     seer-verl bench [key=value ...]  rollout benchmark: stock verl vs Seer policies on the same engines
     seer-verl dispatch-bench         controller overhead: dispatch decision time at 100/1K/10K requests
 """
@@ -27,11 +27,13 @@ def config_dir() -> Path:
 
 
 def cpu_env(config: str = "cpu") -> dict[str, str]:
-    """The environment variables a CPU run needs (``seer_env`` of configs/<config>.yaml)."""
+    """The environment variables a CPU run needs: ``ray_kwargs.ray_init.runtime_env.env_vars`` of
+    configs/<config>.yaml (the same dict verl hands to every Ray worker)."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(config_dir() / f"{config}.yaml")
-    return {str(k): str(v) for k, v in (cfg.get("seer_env") or {}).items()}
+    env = OmegaConf.select(cfg, "ray_kwargs.ray_init.runtime_env.env_vars", default=None) or {}
+    return {str(k): str(v) for k, v in env.items()}
 
 
 def _env(argv: list[str]) -> int:
@@ -39,7 +41,7 @@ def _env(argv: list[str]) -> int:
     import shlex
 
     p = argparse.ArgumentParser(prog="seer-verl env", description=_env.__doc__)
-    p.add_argument("--config", default="cpu", help="config in configs/ whose `seer_env` to print (default: cpu)")
+    p.add_argument("--config", default="cpu", help="config in configs/ whose Ray env_vars to print (default: cpu)")
     args = p.parse_args(argv)
     for k, v in cpu_env(args.config).items():
         print(f"export {k}={shlex.quote(v)}")

@@ -106,7 +106,11 @@ def run_one(policy: str, manager: Any, batch: Any, servers: Any, lb: Any, addres
     addr_to_eng = {a: i for i, a in enumerate(addresses)}
     with EngineMonitor(addresses, cfg.engines.monitor_interval_s) as mon:
         t0 = time.time()
-        out = manager.generate_sequences(copy.deepcopy(batch))
+        true_lens = getattr(manager, "bench_true_lens", None)
+        if true_lens is not None:
+            out = manager.generate_sequences(copy.deepcopy(batch), true_lens=true_lens)
+        else:
+            out = manager.generate_sequences(copy.deepcopy(batch))
         wall = time.time() - t0
     if len(out) != len(batch):
         raise RuntimeError(f"{policy}: asked for {len(batch)} samples, got {len(out)}")
@@ -133,11 +137,25 @@ def run_one(policy: str, manager: Any, batch: Any, servers: Any, lb: Any, addres
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seer_verl.bench.policies import POLICIES
+    from omegaconf import OmegaConf
+
+    from seer_verl.bench.policies import NEEDS_TRUE_LENGTHS, POLICIES
     from seer_verl.cli import cpu_env
 
     cfg = bcfg.compose_bench_config(list(argv or []))
     bcfg.validate(cfg, available=tuple(p for p in bcfg.KNOWN_POLICIES if p in POLICIES))
+    for p in NEEDS_TRUE_LENGTHS:
+        if p in cfg.policies and list(cfg.policies).index(p) == 0:
+            raise bcfg.BenchConfigError(
+                f"policies={list(cfg.policies)}: {p!r} orders requests by lengths recorded in an earlier run of "
+                f"the same bench; list another policy (e.g. stock) before it"
+            )
+    from seer_verl.core import SeerConfig
+
+    try:
+        SeerConfig.from_mapping(OmegaConf.to_container(cfg.seer, resolve=True))
+    except ValueError as exc:
+        raise bcfg.BenchConfigError(str(exc)) from exc
     env = cpu_env()
     os.environ.update(env)  # before verl is imported: selects the CPU platform plugin
 
@@ -192,10 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.warmup:
                 _warmup(handles)
         console.print(f"engines up in {time.time() - t_start:.0f} s: {addresses}")
-        runs = []
+        runs: list[dict[str, Any]] = []
+        seer_cfg = dict(OmegaConf.to_container(cfg.seer, resolve=True))
         for policy in cfg.policies:
             make_manager = POLICIES[policy][0]
-            manager = make_manager(verl_cfg, servers)
+            true_lens = None
+            if policy in NEEDS_TRUE_LENGTHS:  # lengths of the same rows from the earliest run of this bench
+                true_lens = [q["length"] for q in runs[0]["requests"]]
+            manager = make_manager(verl_cfg, servers, seer_cfg, true_lens)
             # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
             ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
             with console.status(f"rollout: {policy} ({n_req} requests)"):

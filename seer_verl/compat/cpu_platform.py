@@ -118,7 +118,7 @@ def _cpu_device_module() -> ModuleType:
         empty_cache=lambda *a, **k: None,
         ipc_collect=lambda *a, **k: None,
         set_device=lambda *a, **k: None,
-        current_device=lambda: 0,
+        current_device=lambda: "cpu",
         device_count=lambda: 1,
         is_available=lambda: True,
         memory_allocated=_zero,
@@ -170,8 +170,9 @@ def _register_platform() -> None:
         def is_platform_available(self, use_smi_check: bool = False) -> bool:
             return False  # never auto-detected: VERL_PLATFORM=cpu selects it
 
-        def current_device(self) -> int:
-            return 0
+        def current_device(self) -> str:  # type: ignore[override]
+            # verl passes this straight to .to(device=...) / FSDP; an int would mean "accelerator 0"
+            return "cpu"
 
         def device_count(self) -> int:
             return 1

@@ -118,3 +118,18 @@ class EngineMonitor:
     def preemptions(self) -> int:
         """Preemptions during the monitored window, summed over engines."""
         return int(sum((tl.preemptions[-1] - tl.preemptions[0]) for tl in self.timelines if tl.preemptions))
+
+
+def kv_capacity(server: Any) -> tuple[int, int]:
+    """``(capacity_tokens, block_size)`` of a running verl vLLM server: vLLM's own ``num_gpu_blocks`` (the
+    number the engine core computed from its KV budget) times its block size."""
+    import ray
+
+    def _read(self: Any) -> tuple[int, int]:
+        cc = self.engine.vllm_config.cache_config
+        return int(cc.num_gpu_blocks or 0), int(cc.block_size)
+
+    blocks, block = ray.get(server.__ray_call__.remote(_read))
+    if blocks <= 0:
+        raise RuntimeError("could not read num_gpu_blocks from the vLLM engine (is it started?)")
+    return blocks * block, block
