@@ -48,9 +48,11 @@ INSTRUCTION = (
     "in the form '#### <answer>'."
 )
 # bump when the generator's output for a given seed changes (invalidates written data sets)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
-MIN_STEPS, MAX_STEPS = 2, 5
+MIN_STEPS, MAX_STEPS = 1, 5
+#: relative frequency of 1..5-step problems
+STEP_WEIGHTS = (35, 30, 20, 10, 5)
 MAX_VALUE = 999  # running totals stay within [1, MAX_VALUE]
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -254,8 +256,10 @@ def _render(rng: random.Random, start: int, phrases: list[str], ctx: dict[str, A
 
 
 def generate_problem(rng: random.Random, steps: int | None = None) -> Problem:
-    """One problem with ``steps`` operations (random in [2, 5] when ``None``), drawn from ``rng``."""
-    k = rng.randint(MIN_STEPS, MAX_STEPS) if steps is None else steps
+    """One problem with ``steps`` operations (drawn with ``STEP_WEIGHTS`` when ``None``), drawn from ``rng``.
+
+    Easy problems dominate so that a 135M model earns some reward (GRPO needs reward variance within a group)."""
+    k = rng.choices(range(MIN_STEPS, MAX_STEPS + 1), weights=STEP_WEIGHTS)[0] if steps is None else steps
     if not MIN_STEPS <= k <= MAX_STEPS:
         raise ValueError(f"steps must be in [{MIN_STEPS}, {MAX_STEPS}], got {k}")
     name, pron, poss = rng.choice(_NAMES)
@@ -278,7 +282,7 @@ def generate_problem(rng: random.Random, steps: int | None = None) -> Problem:
             used.append(kind)
             value = evaluate_ops(value, [(kind, args)])
         # "mixed": at least one increase and one decrease or multiplication
-        if len(set(used)) >= 2 and any(u.startswith("sub") for u in used) or k >= 4 and len(set(used)) >= 3:
+        if k == 1 or len(set(used)) >= 2 and any(u.startswith("sub") for u in used) or k >= 4 and len(set(used)) >= 3:
             break
     phrases = [_phrase(rng, kind, args, ctx) for kind, args in ops]
     question = _render(rng, start, phrases, ctx)
