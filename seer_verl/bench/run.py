@@ -116,8 +116,12 @@ def run_one(policy: str, manager: Any, batch: Any, servers: Any, lb: Any, addres
     from seer_verl.bench.policies import POLICIES
     from seer_verl.integration.engines import EngineMonitor
 
+    from seer_verl.integration.engines import servers_of
+
     records_fn = POLICIES[policy][1]
     ray.get(lb.pop_events.remote())  # drop anything recorded before this run
+    # every policy starts from a cold prefix cache (no run reuses KV an earlier run left on the engines)
+    ray.get([h.clear_kv_cache.remote() for h in servers_of(lb).values()], timeout=120)
     addr_to_eng = {a: i for i, a in enumerate(addresses)}
     with EngineMonitor(addresses, cfg.engines.monitor_interval_s) as mon:
         t0 = time.time()

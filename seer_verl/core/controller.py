@@ -129,9 +129,7 @@ class RolloutController:
         self.buffer = buffer
         self.placement = Placement(engines, self.config.affinity_threshold, self.config.max_inflight_per_engine)
         self.policy = make_policy(self.config.policy, buffer.requests)
-        self.scheduler = Scheduler(
-            self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer))
-        )
+        self.scheduler = Scheduler(self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer)))
         self._chunk_size = self.config.chunk_size
         self._lookahead = self.config.lookahead
         self._decisions = 0
@@ -273,8 +271,7 @@ class RolloutController:
             # Every request fits on some empty alive engine (checked), so with nothing in flight
             # the first request tried must have been placed.
             raise RuntimeError(
-                f"internal error: no chunk could be dispatched with nothing in flight "
-                f"({len(sched)} requests waiting)"
+                f"internal error: no chunk could be dispatched with nothing in flight ({len(sched)} requests waiting)"
             )
         return out
 
@@ -429,12 +426,8 @@ class RolloutController:
             else:
                 bad.append(req)
         if bad:
-            shown = ", ".join(
-                f"req {r.req_id} (prompt {r.prompt_len} + max_tokens {r.max_tokens})" for r in bad[:5]
-            )
-            caps = ", ".join(
-                f"engine {e.engine_id}: {e.capacity_tokens} tokens (block {e.block_size})" for e in alive
-            )
+            shown = ", ".join(f"req {r.req_id} (prompt {r.prompt_len} + max_tokens {r.max_tokens})" for r in bad[:5])
+            caps = ", ".join(f"engine {e.engine_id}: {e.capacity_tokens} tokens (block {e.block_size})" for e in alive)
             raise NoEngineError(
                 f"{len(bad)} request(s) can never fit on an alive engine, even alone: {shown}; "
                 f"a request needs KV for prompt + max_tokens within one chunk footprint; "

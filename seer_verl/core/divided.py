@@ -55,9 +55,7 @@ def validate_chunk(
     (``stopped=True``): an engine ends a chunk early only on EOS or a stop token/string.
     """
     if req.finished:
-        raise ChunkError(
-            f"request {req.req_id} already finished ({req.finish_reason}); refusing another chunk"
-        )
+        raise ChunkError(f"request {req.req_id} already finished ({req.finish_reason}); refusing another chunk")
     if not 1 <= max_tokens_of_chunk <= req.remaining:
         raise ChunkError(
             f"request {req.req_id}: chunk budget {max_tokens_of_chunk} is outside 1..{req.remaining} "
@@ -70,9 +68,7 @@ def validate_chunk(
             f"{max_tokens_of_chunk} (max_tokens of the chunk was not honoured)"
         )
     if len(log_probs) != n:
-        raise ChunkError(
-            f"request {req.req_id}: {len(log_probs)} log-probs for {n} tokens; need one per token"
-        )
+        raise ChunkError(f"request {req.req_id}: {len(log_probs)} log-probs for {n} tokens; need one per token")
     if n < max_tokens_of_chunk and not stopped:
         raise ChunkError(
             f"request {req.req_id}: engine returned {n} < {max_tokens_of_chunk} tokens without "

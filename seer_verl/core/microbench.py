@@ -31,14 +31,15 @@ from .placement import EngineState
 __all__ = ["run_dispatch_microbench"]
 
 
-def _build(n: int, num_engines: int, group_size: int, chunk_size: int, max_chunks: int, mode: str,
-           rng: random.Random) -> RolloutController:
+def _build(
+    n: int, num_engines: int, group_size: int, chunk_size: int, max_chunks: int, mode: str, rng: random.Random
+) -> RolloutController:
     prompt_len = 512
     max_tokens = chunk_size * max_chunks
     rows = [(i // group_size, prompt_len) for i in range(n)]
     # A few long groups, many short ones: each group gets a scale, members vary around it.
     true_lens = []
-    for g in range((n + group_size - 1) // group_size):
+    for _group in range((n + group_size - 1) // group_size):
         scale = rng.choice((0.1, 0.2, 0.3, 0.5, 1.0))
         for _ in range(group_size):
             true_lens.append(max(1, min(max_tokens, int(rng.uniform(0.5, 1.0) * scale * max_tokens))))

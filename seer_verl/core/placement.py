@@ -221,9 +221,7 @@ class Placement:
             raise PlacementError(f"cannot reserve on engine {engine_id}: it is dead")
         cap = self.max_inflight_per_engine
         if cap is not None and e.inflight >= cap:
-            raise PlacementError(
-                f"cannot reserve on engine {engine_id}: {e.inflight} chunks in flight, cap {cap}"
-            )
+            raise PlacementError(f"cannot reserve on engine {engine_id}: {e.inflight} chunks in flight, cap {cap}")
         if tokens < 0 or tokens > e.capacity_tokens - e.reserved_tokens:
             raise PlacementError(
                 f"cannot reserve {tokens} KV tokens on engine {engine_id}: "

@@ -122,7 +122,8 @@ class EngineMonitor:
 
 def kv_capacity(server: Any) -> tuple[int, int]:
     """``(capacity_tokens, block_size)`` of a running verl vLLM server: vLLM's own ``num_gpu_blocks`` (the
-    number the engine core computed from its KV budget) times its block size."""
+    number the engine core computed from its KV budget) minus the one block vLLM's KV manager keeps as its
+    null block, times the block size."""
     import ray
 
     def _read(self: Any) -> tuple[int, int]:
@@ -132,4 +133,4 @@ def kv_capacity(server: Any) -> tuple[int, int]:
     blocks, block = ray.get(server.__ray_call__.remote(_read))
     if blocks <= 0:
         raise RuntimeError("could not read num_gpu_blocks from the vLLM engine (is it started?)")
-    return blocks * block, block
+    return (blocks - 1) * block, block

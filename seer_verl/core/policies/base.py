@@ -127,5 +127,5 @@ class SchedulingPolicy(ABC):
     def __len__(self) -> int:
         """Number of requests filed in the policy."""
 
-    def on_finished(self, req: RolloutRequest) -> None:
+    def on_finished(self, req: RolloutRequest) -> None:  # noqa: B027 (optional hook)
         """Called once when ``req`` finishes. Default: nothing to learn."""
