@@ -1,0 +1,81 @@
+"""Unit tests of seer_verl.core.divided (chunk budgets and chunk accounting)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seer_verl.core import ChunkError, RolloutRequest, apply_chunk, chunk_budget
+
+
+def make(max_tokens=10, generated=0):
+    r = RolloutRequest(req_id=4, group_id=0, index_in_group=0, prompt_len=3, max_tokens=max_tokens)
+    r.token_ids.extend(range(generated))
+    r.log_probs.extend([-1.0] * generated)
+    return r
+
+
+@pytest.mark.parametrize(
+    "max_tokens, generated, chunk_size, expect",
+    [(10, 0, 4, 4), (10, 8, 4, 2), (10, 6, 4, 4), (10, 0, 100, 10), (1, 0, 1, 1)],
+)
+def test_chunk_budget_is_min_of_chunk_size_and_remaining(max_tokens, generated, chunk_size, expect):
+    assert chunk_budget(make(max_tokens, generated), chunk_size) == expect
+
+
+def test_chunk_budget_rejects_finished_request_and_bad_chunk_size():
+    r = make()
+    r.finished, r.finish_reason = True, "stop"
+    with pytest.raises(ChunkError, match="finished"):
+        chunk_budget(r, 4)
+    with pytest.raises(ValueError, match="chunk_size"):
+        chunk_budget(make(), 0)
+
+
+def test_full_chunk_without_stop_continues():
+    r = make(10)
+    assert apply_chunk(r, [1, 2, 3, 4], [-0.1, -0.2, -0.3, -0.4], False, 4) is False
+    assert r.token_ids == [1, 2, 3, 4] and r.log_probs == [-0.1, -0.2, -0.3, -0.4]
+    assert (r.chunks, r.finished, r.finish_reason) == (1, False, None)
+
+
+def test_early_stop_finishes_with_stop():
+    r = make(10)
+    assert apply_chunk(r, [1, 2], [-0.1, -0.2], True, 4) is True
+    assert (r.finished, r.finish_reason, r.generated) == (True, "stop", 2)
+
+
+def test_stop_exactly_at_budget_and_at_max_tokens_is_stop():
+    r = make(4)
+    apply_chunk(r, [1, 2, 3, 4], [0.0] * 4, True, 4)
+    assert r.finish_reason == "stop"
+
+
+def test_reaching_max_tokens_without_stop_is_length():
+    r = make(6, generated=4)
+    assert apply_chunk(r, [8, 9], [0.0, 0.0], False, 2) is True
+    assert (r.finish_reason, r.generated, r.remaining) == ("length", 6, 0)
+
+
+@pytest.mark.parametrize(
+    "tokens, logps, stopped, budget, message",
+    [
+        ([1, 2, 3, 4, 5], [0.0] * 5, False, 4, "returned 5 tokens for a chunk budget of 4"),
+        ([1, 2], [0.0], True, 4, "1 log-probs for 2 tokens"),
+        ([1, 2], [0.0, 0.0], False, 4, "without stopping"),
+        ([1], [0.0], False, 11, "outside 1..10"),
+        ([], [], True, 0, "outside 1..10"),
+    ],
+)
+def test_bad_chunk_results_raise_and_leave_the_request_unchanged(tokens, logps, stopped, budget, message):
+    r = make(10)
+    with pytest.raises(ChunkError, match=message):
+        apply_chunk(r, tokens, logps, stopped, budget)
+    assert (r.token_ids, r.log_probs, r.chunks, r.finished) == ([], [], 0, False)
+
+
+def test_chunk_for_finished_request_raises():
+    r = make(10)
+    apply_chunk(r, [1], [0.0], True, 4)
+    with pytest.raises(ChunkError, match="already finished"):
+        apply_chunk(r, [2], [0.0], True, 4)
+    assert r.token_ids == [1]
