@@ -23,9 +23,12 @@ P5     vLLM's CPU linear dispatch keeps ``layer.weight``       the prepack repla
 P6     verl's ``vllm`` rollout replica -> ``CPUvLLMReplica``  one vLLM server per replica pinned to its own core(s)
        (registered through ``RolloutReplicaRegistry``)        (``VLLM_CPU_OMP_THREADS_BIND``); fail fast without a KV
                                                               budget; never an empty CUDA_VISIBLE_DEVICES
+P7     FSDP2 ``CPUOffloadPolicy`` in verl's FSDP engine       verl always offloads forward-only models (the reference
+       never pins memory                                      model) with ``pin_memory=True``, which needs an
+                                                              accelerator: "Cannot access accelerator device"
 =====  ====================================================  ==========================================================
 
-Patches P4–P6 target modules that are imported later (and only in some processes); they are applied by a
+Patches P3–P7 target modules that are imported later (and only in some processes); they are applied by a
 post-import hook the moment the module is first imported. Every patch checks the versions it was written for
 and raises ``CPUCompatError`` on any other version: a version bump must fail loudly, not silently misbehave.
 
@@ -326,6 +329,24 @@ def _register_cpu_replica(mod: ModuleType) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# P7: FSDP2 CPU offload without pinned memory (the reference model)
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_fsdp2_offload_no_pin(mod: ModuleType) -> None:
+    _check_version("verl", SUPPORTED_VERL, "P7 (CPUOffloadPolicy)")
+    orig = getattr(mod, "CPUOffloadPolicy", None)
+    if orig is None:
+        raise CPUCompatError("verl.workers.engine.fsdp.transformer_impl no longer imports CPUOffloadPolicy")
+    if getattr(orig, "__seer_patched__", False):
+        return
+
+    def cpu_offload_policy(*args: Any, pin_memory: bool = True, **kwargs: Any) -> Any:
+        return orig(*args, pin_memory=False, **kwargs)  # pinned host memory needs an accelerator
+
+    cpu_offload_policy.__seer_patched__ = True  # type: ignore[attr-defined]
+    mod.CPUOffloadPolicy = cpu_offload_policy
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # post-import hook: run a patch the moment its target module is first imported (or now, if it already is)
 # ---------------------------------------------------------------------------------------------------------------
 _AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {}
@@ -374,6 +395,7 @@ def activate() -> None:
     after_import("verl.workers.rollout.replica", _register_cpu_replica)
     after_import("vllm.v1.engine.async_llm", _patch_pause_generation)
     after_import("vllm.model_executor.layers.utils", _patch_cpu_linear_keep_weight)
+    after_import("verl.workers.engine.fsdp.transformer_impl", _patch_fsdp2_offload_no_pin)
 
 
 if ACTIVE:

