@@ -4,6 +4,7 @@
     seer-verl env [--config cpu]     print the CPU environment (configs/cpu.yaml) as shell exports
     seer-verl bench [key=value ...]  rollout benchmark: stock verl vs Seer policies on the same engines
     seer-verl dispatch-bench         controller overhead: dispatch decision time at 100/1K/10K requests
+    seer-verl compare [...] [-- overrides]  verl trainer with stock vs Seer rollout: iteration times, reward
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def _bench(argv: list[str]) -> int:
     return main(argv)
 
 
+def _compare(argv: list[str]) -> int:
+    from seer_verl.train.compare import main
+
+    return main(argv)
+
+
 def _dispatch_bench(argv: list[str]) -> int:
     from seer_verl.bench.dispatch import main
 
@@ -74,6 +81,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "env": _env,
     "bench": _bench,
     "dispatch-bench": _dispatch_bench,
+    "compare": _compare,
 }
 
 

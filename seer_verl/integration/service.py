@@ -89,11 +89,15 @@ class SeerRolloutService:
                        "max_model_len": max_model_len}
         self._rows = {}
         self._runner = None
+        self._last = {}
 
     async def end_batch(self) -> dict[str, Any]:
         """Wait for the batch to finish; return its metrics and per-row chunk records."""
         if self._runner is not None:
             await self._runner
+        for r in self._rows.values():  # rows of a batch that never started (a sibling's caller failed first)
+            if not r.future.done():
+                r.future.set_exception(RuntimeError("Seer batch ended before this sample could run"))
         out = self._last
         self._batch = None
         self._rows = {}
