@@ -262,6 +262,15 @@ def _drop_quantizer(model: Any) -> None:
 # builders
 
 
+def _save_folder(model: Any, tok: Any, tmp: Path, name: str) -> None:
+    """Save ``model`` (with seer_verl's generation config) and ``tok`` as an HF folder vLLM and verl load."""
+    model.generation_config = _generation_config()
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tok.save_pretrained(str(tmp))
+    _clean_tokenizer_config(tmp)
+    _patch_config_json(tmp, name)
+
+
 def build_smollm2(out_dir: str | os.PathLike[str] | None = None, force: bool = False) -> Path:
     """Dequantise the packaged SmolLM2-135M-Instruct GGUF into a float32 HF folder; return its path.
 
@@ -283,11 +292,7 @@ def build_smollm2(out_dir: str | os.PathLike[str] | None = None, force: bool = F
         cfg.rms_norm_eps = 1e-5  # the GGUF stores it as float32 (9.99999974e-06)
         cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = IM_START_ID, IM_END_ID, IM_END_ID
         cfg.dtype = torch.float32
-        model.generation_config = _generation_config()
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tok.save_pretrained(str(tmp))
-        _clean_tokenizer_config(tmp)
-        _patch_config_json(tmp, SMOLLM2_NAME)
+        _save_folder(model, tok, tmp, SMOLLM2_NAME)
 
     return _atomic_build(
         target,
@@ -351,11 +356,7 @@ def build_tiny_model(
         finally:
             torch.random.set_rng_state(cpu_state)
         model.config.dtype = torch.float32
-        model.generation_config = _generation_config()
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tok.save_pretrained(str(tmp))
-        _clean_tokenizer_config(tmp)
-        _patch_config_json(tmp, TINY_NAME)
+        _save_folder(model, tok, tmp, TINY_NAME)
 
     return _atomic_build(
         target, kind="tiny", force=force, build=build, info={"seed": TINY_SEED, "dtype": "float32"}
