@@ -8,13 +8,16 @@ import pytest
 
 from seer_verl.cli import cpu_env
 
+# The CPU environment of configs/cpu.yaml (VERL_PLATFORM=cpu, ...) must be in place before anything in this
+# process imports verl: verl loads seer_verl's platform plugin, and caches its platform, at first import.
+_CPU_ENV = cpu_env()
+os.environ.update(_CPU_ENV)
+
 
 @pytest.fixture(scope="session")
 def cpu_environment() -> dict[str, str]:
-    """The CPU environment of configs/cpu.yaml, applied to this process before verl is imported."""
-    env = cpu_env()
-    os.environ.update(env)
-    return env
+    """The CPU environment applied to this test process (and handed to Ray workers)."""
+    return dict(_CPU_ENV)
 
 
 @pytest.fixture(scope="session")
