@@ -37,6 +37,9 @@ class SeerConfig:
             0 turns every policy into first-come-first-served.
         max_inflight_per_engine: optional cap on concurrent chunks per engine (e.g. vLLM's
             ``max_num_seqs``); ``None`` = KV headroom is the only limit.
+        chunk_align: end chunks one token past a multiple of this many tokens (the engine's KV block size) so
+            that the next chunk's prefill is a single token (see :func:`~seer_verl.core.divided.chunk_budget`);
+            ``None`` = let the adapter use its engines' block size, 0 = off.
         lookahead: how many waiting requests one :meth:`RolloutController.next_dispatches` call may
             skip because their chunk fits on no engine, before it stops (bounds the work per call
             while avoiding head-of-line blocking by one large request).
@@ -48,6 +51,7 @@ class SeerConfig:
     starvation_bound: int | None = None
     max_inflight_per_engine: int | None = None
     lookahead: int = 16
+    chunk_align: int | None = None
 
     def validate(self) -> SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
@@ -69,6 +73,11 @@ class SeerConfig:
             raise ValueError(
                 f"seer.max_inflight_per_engine must be null (no cap) or an integer >= 1; "
                 f"got {self.max_inflight_per_engine!r}"
+            )
+        if self.chunk_align is not None and (not _is_int(self.chunk_align) or self.chunk_align < 0):
+            raise ValueError(
+                f"seer.chunk_align must be null (engine block size), 0 (off) or an integer >= 1 (tokens); "
+                f"got {self.chunk_align!r}"
             )
         if not _is_int(self.lookahead) or self.lookahead < 1:
             raise ValueError(f"seer.lookahead must be an integer >= 1; got {self.lookahead!r}")

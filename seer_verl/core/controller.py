@@ -131,6 +131,7 @@ class RolloutController:
         self.policy = make_policy(self.config.policy, buffer.requests)
         self.scheduler = Scheduler(self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer)))
         self._chunk_size = self.config.chunk_size
+        self._align = self.config.chunk_align or 0
         self._lookahead = self.config.lookahead
         self._decisions = 0
         self._next_id = 0
@@ -238,7 +239,7 @@ class RolloutController:
                     break
                 req = sched.starved(self._decisions)
                 if req is not None:
-                    budget = chunk_budget(req, cs)
+                    budget = chunk_budget(req, cs, self._align)
                     decision = placement.decide(req, budget)
                     if decision.engine_id is None:
                         self._counters["starvation_blocks"] += 1
@@ -248,7 +249,7 @@ class RolloutController:
                 req = sched.pop()
                 if req is None:
                     break
-                budget = chunk_budget(req, cs)
+                budget = chunk_budget(req, cs, self._align)
                 end = req.prompt_len + req.generated + budget
                 if min_failed is not None and end >= min_failed:
                     # KV only shrinks during a call and footprints grow with length: cannot fit.

@@ -24,8 +24,14 @@ from .request import RolloutRequest
 __all__ = ["chunk_budget", "validate_chunk", "apply_chunk"]
 
 
-def chunk_budget(req: RolloutRequest, chunk_size: int) -> int:
-    """``max_tokens`` of the request's next chunk: ``min(chunk_size, remaining)``.
+def chunk_budget(req: RolloutRequest, chunk_size: int, align: int = 0) -> int:
+    """``max_tokens`` of the request's next chunk: ``min(chunk_size, remaining)``, optionally block-aligned.
+
+    With ``align`` = the engine's KV block size (> 1), a chunk that does not finish the request is shortened (by
+    less than ``align`` tokens) so that it ends one token past a block boundary: the next chunk's context is then
+    ``k * align + 1`` tokens, the engine's prefix cache restores all ``k`` full blocks, and continuing costs a
+    one-token prefill instead of recomputing up to a block (vLLM caches full blocks only and caps a hit at
+    ``context - 1`` tokens). The budget never exceeds ``min(chunk_size, remaining)``.
 
     Raises :class:`ChunkError` for a finished request (it has no next chunk) and ``ValueError`` for a
     non-positive ``chunk_size``.
@@ -37,7 +43,13 @@ def chunk_budget(req: RolloutRequest, chunk_size: int) -> int:
     remaining = req.remaining
     if remaining <= 0:  # cannot happen for an unfinished request built by RequestBuffer
         raise ChunkError(f"request {req.req_id} has no budget left but is not marked finished")
-    return chunk_size if chunk_size < remaining else remaining
+    budget = chunk_size if chunk_size < remaining else remaining
+    if align > 1 and budget < remaining:
+        ctx = req.prompt_len + req.generated
+        aligned_end = ((ctx + budget - 1) // align) * align + 1
+        if aligned_end > ctx:
+            budget = aligned_end - ctx
+    return budget
 
 
 def validate_chunk(

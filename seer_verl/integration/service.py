@@ -70,6 +70,8 @@ class SeerRolloutService:
         cfg = dict(seer_config)
         if max_inflight_per_engine is not None and cfg.get("max_inflight_per_engine") is None:
             cfg["max_inflight_per_engine"] = max_inflight_per_engine
+        if cfg.get("chunk_align") is None:  # block-aligned chunk ends: one-token continuation prefills
+            cfg["chunk_align"] = min(e.block_size for e in engines)
         self._config = SeerConfig.from_mapping(cfg)
         self._eos = set(int(t) for t in eos_token_ids)
         self._batch: dict[str, Any] | None = None

@@ -79,3 +79,40 @@ def test_chunk_for_finished_request_raises():
     with pytest.raises(ChunkError, match="already finished"):
         apply_chunk(r, [2], [0.0], True, 4)
     assert r.token_ids == [1]
+
+
+def _at(prompt_len: int, generated: int, max_tokens: int) -> RolloutRequest:
+    r = RolloutRequest(req_id=0, group_id=0, index_in_group=0, prompt_len=prompt_len, max_tokens=max_tokens)
+    r.token_ids.extend([5] * generated)
+    r.log_probs.extend([-1.0] * generated)
+    return r
+
+
+def test_aligned_budget_ends_one_token_past_a_block() -> None:
+    # context 125 (prompt only): 125 + 128 = 253 -> shortened to end at 129 = 1 * 128 + 1
+    r = _at(125, 0, 1024)
+    b = chunk_budget(r, 128, align=128)
+    assert b == 4 and (125 + b) % 128 == 1
+    # from an aligned context (k * 128 + 1) a full chunk of 128 stays aligned
+    r = _at(125, 4, 1024)
+    assert chunk_budget(r, 128, align=128) == 128
+    # a 256 chunk from context 300 ends at 513 (= 4 * 128 + 1): 213 tokens
+    assert chunk_budget(_at(100, 200, 1024), 256, align=128) == 213
+
+
+def test_aligned_budget_never_exceeds_the_plain_budget() -> None:
+    for prompt in (1, 64, 127, 128, 129, 300):
+        for gen in (0, 1, 100, 500):
+            for cs in (1, 16, 100, 128, 300):
+                for align in (0, 1, 32, 128):
+                    r = _at(prompt, gen, 700)
+                    plain = chunk_budget(r, cs)
+                    b = chunk_budget(r, cs, align)
+                    assert 1 <= b <= plain
+                    if align > 1 and plain < r.remaining and b != plain:
+                        assert (prompt + gen + b) % align == 1 and plain - b < align
+
+
+def test_last_chunk_is_not_shortened() -> None:
+    r = _at(125, 900, 1000)  # 100 tokens left < chunk: finish the request in this chunk
+    assert chunk_budget(r, 128, align=128) == 100
