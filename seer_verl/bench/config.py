@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,11 +28,6 @@ def compose_bench_config(overrides: list[str]) -> DictConfig:
 def _req(cond: bool, key: str, value: Any, allowed: str) -> None:
     if not cond:
         raise BenchConfigError(f"{key}={value!r} is not allowed: {allowed}")
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_prompt_tokens: int = 256
 
 
 def validate(cfg: DictConfig, available: tuple[str, ...]) -> None:

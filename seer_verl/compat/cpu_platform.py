@@ -352,6 +352,20 @@ def _patch_fsdp2_offload_no_pin(mod: ModuleType) -> None:
 _AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {}
 
 
+def _patching_loader(loader: Any, patch: Callable[[ModuleType], None]) -> importlib.abc.Loader:
+    """A loader that runs ``loader`` and then ``patch`` on the freshly executed module."""
+
+    class _Loader(importlib.abc.Loader):
+        def create_module(self, spec):  # noqa: ANN001
+            return loader.create_module(spec)
+
+        def exec_module(self, module: ModuleType) -> None:
+            loader.exec_module(module)
+            patch(module)
+
+    return _Loader()
+
+
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any = None, target: Any = None):
         if fullname not in _AFTER_IMPORT:
@@ -361,18 +375,7 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
                 continue
             spec = getattr(finder, "find_spec", lambda *a: None)(fullname, path, target)
             if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                loader = spec.loader
-                patch = _AFTER_IMPORT[fullname]
-
-                class _Loader(importlib.abc.Loader):
-                    def create_module(self, spec):  # noqa: ANN001
-                        return loader.create_module(spec)
-
-                    def exec_module(self, module: ModuleType) -> None:
-                        loader.exec_module(module)
-                        patch(module)
-
-                spec.loader = _Loader()
+                spec.loader = _patching_loader(spec.loader, _AFTER_IMPORT[fullname])
                 return spec
         return None
 

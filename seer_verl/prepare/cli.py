@@ -16,7 +16,6 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 __all__ = ["build_parser", "prepare_all", "main"]
 
