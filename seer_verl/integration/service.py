@@ -94,16 +94,19 @@ class SeerRolloutService:
         self._last = {}
 
     async def end_batch(self) -> dict[str, Any]:
-        """Wait for the batch to finish; return its metrics and per-row chunk records."""
-        if self._runner is not None:
-            await self._runner
-        for r in self._rows.values():  # rows of a batch that never started (a sibling's caller failed first)
-            if not r.future.done():
-                r.future.set_exception(RuntimeError("Seer batch ended before this sample could run"))
-        out = self._last
-        self._batch = None
-        self._rows = {}
-        return out
+        """Wait for the batch to finish; return its metrics and per-row chunk records. The service is ready for
+        the next batch afterwards even if this one failed (the failure is re-raised)."""
+        try:
+            if self._runner is not None:
+                await self._runner
+        finally:
+            for r in self._rows.values():  # rows of a batch that never started (a sibling's caller failed first)
+                if not r.future.done():
+                    r.future.set_exception(RuntimeError("Seer batch ended before this sample could run"))
+            self._batch = None
+            self._rows = {}
+            self._runner = None
+        return self._last
 
     # -- per-sample calls (from SeerLLMServerClient in verl's agent-loop workers) --------------------------------
 
