@@ -108,20 +108,19 @@ def start_engines(verl_cfg: Any, warmup: bool = True) -> tuple[Any, Any, list[st
     return servers, lb, list(servers.get_addresses())
 
 
-def run_one(policy: str, manager: Any, batch: Any, servers: Any, lb: Any, addresses: list[str], cfg: Any
+def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, addresses: list[str], cfg: Any
             ) -> dict[str, Any]:
+    """One policy's rollout of ``batch``; ``handles`` are the engines' server actors, in ``addresses`` order."""
     import ray
 
     from seer_verl.bench.metrics import summarize
     from seer_verl.bench.policies import POLICIES
     from seer_verl.integration.engines import EngineMonitor
 
-    from seer_verl.integration.engines import servers_of
-
     records_fn = POLICIES[policy][1]
     ray.get(lb.pop_events.remote())  # drop anything recorded before this run
     # every policy starts from a cold prefix cache (no run reuses KV an earlier run left on the engines)
-    ray.get([h.clear_kv_cache.remote() for h in servers_of(lb).values()], timeout=120)
+    ray.get([h.clear_kv_cache.remote() for h in handles], timeout=120)
     addr_to_eng = {a: i for i, a in enumerate(addresses)}
     with EngineMonitor(addresses, cfg.engines.monitor_interval_s) as mon:
         t0 = time.time()
@@ -197,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     n_req = len(batch)
     per_tok = kv_bytes_per_token(model_dir)
     kv_tokens = int(cfg.engines.kv_cache_gb * 2**30) // per_tok
-    peak_per_engine = math.ceil(n_req / cfg.engines.count) * (sum(prompt_lens) / len(prompt_lens)
+    mean_prompt = sum(prompt_lens) / len(prompt_lens)
+    peak_per_engine = math.ceil(n_req / cfg.engines.count) * (mean_prompt
                                                               + cfg.workload.max_tokens)
     notes = {
         "kv_capacity_tokens_per_engine": kv_tokens,
@@ -222,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         from seer_verl.bench.calibrate import calibrate, lower_bound_s
         from seer_verl.integration.engines import servers_of
 
-        handles = servers_of(lb)
-        mean_prompt = sum(prompt_lens) / len(prompt_lens)
+        by_address = servers_of(lb)
+        handles = [by_address[a] for a in addresses]
         cal_batch = max(1, min(cfg.engines.max_num_seqs, math.ceil(n_req / cfg.engines.count),
                                int(kv_tokens // (mean_prompt + cfg.workload.max_tokens / 2))))
         with console.status(f"calibrating engine speed (batch 1 and batch {cal_batch} per engine)"):
-            cal = calibrate([handles[a] for a in addresses], int(mean_prompt), cal_batch)
+            cal = calibrate(handles, int(mean_prompt), cal_batch)
         notes.update({k: round(v, 2) for k, v in cal.items()})
         console.print(f"calibration: batch-1 {cal['batch1_tok_s_per_engine']:.1f} tok/s per engine, "
                       f"aggregate {cal['aggregate_tok_s']:.1f} tok/s at batch {cal_batch} per engine")
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
             ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
             with console.status(f"rollout: {policy} ({n_req} requests)"):
-                runs.append(run_one(policy, manager, batch, servers, lb, addresses, cfg))
+                runs.append(run_one(policy, manager, batch, handles, lb, addresses, cfg))
             for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
                 if actor is not None:  # free the policy's workers (memory) before the next policy starts
                     ray.kill(actor)
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{policy}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s "
                           f"{r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
         report = {
-            "workload": {**dict(cfg.workload), "num_requests": n_req, "prompt_tokens_mean": sum(prompt_lens) / len(prompt_lens)},
+            "workload": {**dict(cfg.workload), "num_requests": n_req, "prompt_tokens_mean": mean_prompt},
             "workload_desc": f"{cfg.workload.num_prompts}x{cfg.workload.group_size} requests, max {cfg.workload.max_tokens} tok, "
                              f"T={cfg.workload.temperature}, {cfg.engines.count} engines x {cfg.engines.kv_cache_gb} GiB KV",
             "engines": {**dict(cfg.engines), "addresses": addresses},
