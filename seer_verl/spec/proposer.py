@@ -1,0 +1,289 @@
+"""Engine-side grouped drafter: vLLM's suffix proposer, but drafting from the request's *group* tree.
+
+:class:`GroupSuffixProposer` replaces vLLM 0.32's ``SuffixDecodingProposer`` inside the engine worker (the swap is
+done by :mod:`seer_verl.spec.worker_ext` at import time, without forking vLLM). vLLM keeps doing everything else:
+it schedules the draft tokens, runs one verification forward per step and accepts or rejects every draft token
+with its own rejection sampler, so the output distribution is exactly the model's (the draft carries no
+probabilities, i.e. a one-hot proposal; accept with p_target(x), else resample from the residual).
+
+Per step (``propose``), for every running request:
+
+1. its group, sibling index, original prompt length and probe flag come from the Seer request id
+   (:mod:`seer_verl.spec.request_tag`); a non-Seer request is a group of its own (plain self-speculation);
+2. the tokens it just produced are appended to its group's arctic suffix tree
+   (:class:`~seer_verl.spec.group_tree.GroupDraftTrees`), so siblings on this engine see them immediately; siblings
+   on other engines arrive through :meth:`apply_increments` (fed by the grouped draft server, DGDS);
+3. the accepted length of its previous draft updates the online per-position acceptance statistics;
+4. the draft length comes from the marginal-benefit budget (paper §5.3,
+   :func:`seer_verl.core.draft_budget.mba_allocate`) given this step's batch (probes vs the rest), the acceptance
+   statistics and the engine's step-time model — zero when speculation does not pay — or is fixed
+   (``mode="fixed"``, the comparison row), and the draft itself is the best path of the group tree
+   (multi-path with ``top_k > 1``), cut where the tree's own probability falls below ``min_token_prob``.
+
+All state lives in the worker process and is touched only from the model runner's thread (vLLM runs
+``collective_rpc`` utility calls on the same thread between steps), so there is no locking.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from seer_verl.spec.group_tree import GroupDraftTrees
+from seer_verl.spec.request_tag import parse
+
+try:  # vLLM is only needed inside an engine worker; the class below is also unit-tested with fakes.
+    from vllm.v1.spec_decode.suffix_decoding import SuffixDecodingProposer as _Base
+except Exception:  # pragma: no cover - no vLLM
+    _Base = object
+
+__all__ = ["GroupSuffixProposer", "SpecSettings", "AcceptanceStats", "PROMPT_SEQ"]
+
+#: seq_id under which a group's prompt is added to its tree (siblings are 0..G-1).
+PROMPT_SEQ = 1_000_000
+
+MODES = ("adaptive", "fixed", "off")
+
+
+@dataclass
+class SpecSettings:
+    """Drafting knobs pushed by the Seer service (``seer.spec.*``)."""
+
+    mode: str = "fixed"  # until the service configures the engine: plain fixed-length grouped drafts
+    gamma_max: int = 8
+    fixed_gamma: int = 8
+    lam: float = 2.0
+    top_k: int = 1
+    min_token_prob: float = 0.1
+    step_time: dict[str, float] | None = None  # StepTimeModel fields (c0, c_seq, c_tok, c_kv)
+    group_ttl_s: float = 900.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SpecSettings:
+        s = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        if s.mode not in MODES:
+            raise ValueError(f"seer.spec.mode must be one of {MODES}; got {s.mode!r}")
+        return s
+
+
+@dataclass
+class AcceptanceStats:
+    """Online per-position acceptance: ``beta[j]`` = P(the first j+1 draft tokens are all accepted), j < gamma_max.
+
+    Exponentially decayed counts (half-life ~``halflife`` drafts per position) with a weak prior, so the estimate
+    follows the rollout from bulk to tail without jumping on a handful of samples.
+    """
+
+    gamma_max: int
+    halflife: float = 2000.0
+    prior: float = 0.5
+    prior_weight: float = 4.0
+    drafted: list[float] = field(default_factory=list)
+    accepted: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.drafted = [0.0] * self.gamma_max
+        self.accepted = [0.0] * self.gamma_max
+        self._decay = 0.5 ** (1.0 / self.halflife)
+
+    def record(self, draft_len: int, num_accepted: int) -> None:
+        for j in range(min(draft_len, self.gamma_max)):
+            self.drafted[j] = self.drafted[j] * self._decay + 1.0
+            self.accepted[j] = self.accepted[j] * self._decay + (1.0 if j < num_accepted else 0.0)
+
+    def beta(self) -> list[float]:
+        out, prev = [], 1.0
+        for j in range(self.gamma_max):
+            p0 = self.prior ** (j + 1)
+            b = (self.accepted[j] + self.prior_weight * p0) / (self.drafted[j] + self.prior_weight)
+            prev = min(prev, b)  # cumulative acceptance cannot grow with depth
+            out.append(prev)
+        return out
+
+
+@dataclass
+class _Req:
+    gid: str
+    sib: int
+    prompt_len: int
+    probe: bool
+    last_draft: int = 0
+
+
+class GroupSuffixProposer(_Base):
+    """Drop-in for vLLM's ``SuffixDecodingProposer`` (same constructor and ``propose`` signature)."""
+
+    def __init__(self, vllm_config: Any):  # noqa: D107 - vLLM builds it with its config
+        spec = vllm_config.speculative_config
+        self.num_speculative_tokens = int(spec.num_speculative_tokens)
+        self.max_model_len = int(vllm_config.model_config.max_model_len)
+        self.max_tree_depth = int(spec.suffix_decoding_max_tree_depth)
+        self.settings = SpecSettings(gamma_max=self.num_speculative_tokens, fixed_gamma=self.num_speculative_tokens,
+                                     min_token_prob=float(spec.suffix_decoding_min_token_prob))
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.trees = GroupDraftTrees(max_depth=max(2, self.max_tree_depth))
+        self.acceptance = AcceptanceStats(self.num_speculative_tokens)
+        self._reqs: dict[str, _Req] = {}
+        self._group_seen: dict[str, float] = {}
+        self._step_log: list[tuple[float, int, int, int, int, int, int]] = []
+        self._cost = None
+        self._last_step_t: float | None = None
+        self._totals = {"steps": 0, "steps_sd_on": 0, "draft_tokens": 0, "accepted_tokens": 0, "drafts": 0,
+                        "propose_s": 0.0, "increments": 0}
+
+    # ----------------------------------------------------------------------------------------- control (RPCs)
+    def configure(self, settings: dict[str, Any]) -> None:
+        s = SpecSettings.from_dict({**self.settings.__dict__, **settings})
+        s.gamma_max = min(int(s.gamma_max), self.num_speculative_tokens)
+        s.fixed_gamma = min(int(s.fixed_gamma), s.gamma_max)
+        self.settings = s
+        if s.step_time:
+            from seer_verl.core.step_time import StepTimeModel
+
+            self._cost = StepTimeModel(**{k: float(s.step_time[k]) for k in ("c0", "c_seq", "c_tok", "c_kv")
+                                          if k in s.step_time})
+        else:
+            self._cost = None
+        if len(self.acceptance.drafted) != s.gamma_max:
+            self.acceptance = AcceptanceStats(s.gamma_max)
+
+    def apply_increments(self, increments: list[tuple[str, int, int, list[int]]]) -> int:
+        """Tokens of siblings generated on other engines: ``(gid, sibling, start_offset, tokens)``; idempotent."""
+        n = 0
+        for gid, sib, start, toks in increments:
+            n += self._extend_at(gid, int(sib), int(start), toks)
+            self._group_seen[gid] = time.monotonic()
+        self._totals["increments"] += n
+        return n
+
+    def release_groups(self, gids: list[str]) -> None:
+        for gid in gids:
+            self.trees.release_group(gid)
+            self._group_seen.pop(gid, None)
+
+    def take_stats(self) -> dict[str, Any]:
+        """Totals plus the per-step log since the last call (then cleared)."""
+        out = {"totals": dict(self._totals), "beta": self.acceptance.beta(), "steps": self._step_log,
+               "trees": self.trees.stats(), "settings": dict(self.settings.__dict__)}
+        self._step_log = []
+        return out
+
+    # ------------------------------------------------------------------------------------------- per step
+    def _extend_at(self, gid: str, sib: int, start: int, toks: Any) -> int:
+        """Append ``toks`` (response positions ``start..``) to sibling ``sib`` of ``gid``, skipping what it has."""
+        have = self.trees.seq_len(gid, sib)
+        end = start + len(toks)
+        if start > have or end <= have:  # a gap (an earlier piece will come) or nothing new
+            return 0
+        new = [int(t) for t in toks[have - start:]]
+        self.trees.extend(gid, sib, new)
+        return len(new)
+
+    def _budget(self, b_h: int, b_l: int, kv_tokens: int) -> tuple[int, int]:
+        s = self.settings
+        if s.mode == "off" or s.gamma_max <= 0:
+            return 0, 0
+        if s.mode == "fixed" or self._cost is None:
+            return s.fixed_gamma, s.fixed_gamma
+        from seer_verl.core.draft_budget import mba_allocate
+
+        cost = self._cost
+        b = max(1, b_h + b_l)
+        return mba_allocate(b_h, b_l, self.acceptance.beta(), s.gamma_max, s.lam,
+                            lambda bs, g: cost.step_time(bs, bs * (1 + g), kv_tokens * bs / b))
+
+    def propose(self, num_speculative_tokens: int, input_batch: Any, sampled_token_ids: list[list[int]],
+                slot_mappings: Any = None) -> list[list[int]]:
+        t0 = time.perf_counter()
+        now = time.monotonic()
+        s = self.settings
+        rows: list[tuple[int, _Req, int] | None] = []
+        b_h = b_l = kv = 0
+        accepted_now = 0
+        for i, sampled in enumerate(sampled_token_ids):
+            if not sampled:
+                rows.append(None)
+                continue
+            req_id = input_batch.req_ids[i]
+            n = int(input_batch.num_tokens_no_spec[i])
+            st = self._reqs.get(req_id)
+            if st is None:
+                st = self._start(req_id, input_batch, i)
+            else:  # the previous step's draft: len(sampled) - 1 of it was accepted (the last token is the bonus)
+                a = min(len(sampled) - 1, st.last_draft)
+                if st.last_draft:
+                    self.acceptance.record(st.last_draft, a)
+                    accepted_now += a
+            # positions of the new tokens within the response
+            self._extend_at(st.gid, st.sib, n - len(sampled) - st.prompt_len, sampled)
+            self._group_seen[st.gid] = now
+            kv += n
+            if st.probe:
+                b_h += 1
+            else:
+                b_l += 1
+            rows.append((i, st, n))
+        g_h, g_l = self._budget(b_h, b_l, kv)
+        drafts: list[list[int]] = []
+        drafted = 0
+        for r in rows:
+            if r is None:
+                drafts.append([])
+                continue
+            i, st, n = r
+            gamma = min(g_h if st.probe else g_l, num_speculative_tokens, self.max_model_len - n - 1)
+            toks: list[int] = []
+            if gamma > 0:
+                start = max(0, n - self.max_tree_depth)
+                d = self.trees.speculate(st.gid, input_batch.token_ids_cpu[i, start:n].tolist(), gamma,
+                                         min_token_prob=s.min_token_prob, top_k=s.top_k)
+                toks = d.tokens[:gamma]
+            st.last_draft = len(toks)
+            drafted += len(toks)
+            drafts.append(toks)
+        # forget requests that left the batch (finished, aborted or preempted); they restart on next sight
+        live = input_batch.req_id_to_index
+        for req_id in [r for r in self._reqs if r not in live]:
+            gone = self._reqs.pop(req_id)
+            if gone.gid.startswith("req:"):  # a non-Seer request's private tree
+                self.release_groups([gone.gid])
+        self._expire_groups(now)
+        t1 = time.perf_counter()
+        n_rows = b_h + b_l
+        self._totals["steps"] += 1
+        self._totals["steps_sd_on"] += int(drafted > 0)
+        self._totals["draft_tokens"] += drafted
+        self._totals["accepted_tokens"] += accepted_now
+        self._totals["drafts"] += sum(1 for d in drafts if d)
+        self._totals["propose_s"] += t1 - t0
+        # (wall time, rows, probes, draft tokens proposed now, accepted from last step's drafts, g_h, g_l)
+        self._step_log.append((time.time(), n_rows, b_h, drafted, accepted_now, g_h, g_l))
+        return drafts
+
+    def _start(self, req_id: str, input_batch: Any, i: int) -> _Req:
+        tag = parse(req_id)
+        index = input_batch.req_id_to_index[req_id]
+        n_prompt = int(input_batch.num_prompt_tokens[index])
+        if tag is None:
+            st = _Req(gid=f"req:{req_id}", sib=0, prompt_len=n_prompt, probe=False)
+        else:
+            st = _Req(gid=tag.gid, sib=tag.sibling, prompt_len=tag.prompt_len, probe=tag.probe)
+        if not self.trees.has_group(st.gid) or self.trees.seq_len(st.gid, PROMPT_SEQ) == 0:
+            self.trees.extend(st.gid, PROMPT_SEQ, input_batch.token_ids_cpu[i, :st.prompt_len].tolist())
+        if n_prompt > st.prompt_len:  # a continuation chunk: its earlier response tokens are in its prompt
+            self._extend_at(st.gid, st.sib, 0, input_batch.token_ids_cpu[i, st.prompt_len:n_prompt].tolist())
+        self._reqs[req_id] = st
+        return st
+
+    def _expire_groups(self, now: float) -> None:
+        ttl = self.settings.group_ttl_s
+        if ttl <= 0 or len(self._group_seen) < 64:
+            return
+        for gid in [g for g, t in self._group_seen.items() if now - t > ttl]:
+            self.release_groups([gid])
+
+    def load_model(self, *args: Any, **kwargs: Any) -> None:  # no draft model
+        pass
