@@ -5,6 +5,7 @@
     seer-verl bench [key=value ...]  rollout benchmark: stock verl vs Seer policies on the same engines
     seer-verl dispatch-bench         controller overhead: dispatch decision time at 100/1K/10K requests
     seer-verl compare [...] [-- overrides]  verl trainer with stock vs Seer rollout: iteration times, reward
+    seer-verl replay record|table [...]  offline acceptance replay of grouped speculative decoding (Table 2)
 """
 
 from __future__ import annotations
@@ -76,12 +77,19 @@ def _dispatch_bench(argv: list[str]) -> int:
     return main(argv)
 
 
+def _replay(argv: list[str]) -> int:
+    from seer_verl.spec.replay import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "prepare": _prepare,
     "env": _env,
     "bench": _bench,
     "dispatch-bench": _dispatch_bench,
     "compare": _compare,
+    "replay": _replay,
 }
 
 
