@@ -69,37 +69,34 @@ class SpecSettings:
 
 @dataclass
 class AcceptanceStats:
-    """Online per-position acceptance: ``beta[j]`` = P(the first j+1 draft tokens are all accepted), j < gamma_max.
+    """Online per-position acceptance ``beta[j]`` = P(draft token j+1 is accepted | tokens 1..j were), j < gamma_max
+    (the conditional form :mod:`seer_verl.core.draft_budget` takes).
 
-    Exponentially decayed counts (half-life ~``halflife`` drafts per position) with a weak prior, so the estimate
-    follows the rollout from bulk to tail without jumping on a handful of samples.
+    Exponentially decayed counts (half-life ~``halflife`` observations per position) with a weak prior, so the
+    estimate follows the rollout from bulk to tail without jumping on a handful of samples.
     """
 
     gamma_max: int
     halflife: float = 2000.0
     prior: float = 0.5
     prior_weight: float = 4.0
-    drafted: list[float] = field(default_factory=list)
+    reached: list[float] = field(default_factory=list)
     accepted: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.drafted = [0.0] * self.gamma_max
+        self.reached = [0.0] * self.gamma_max
         self.accepted = [0.0] * self.gamma_max
         self._decay = 0.5 ** (1.0 / self.halflife)
 
     def record(self, draft_len: int, num_accepted: int) -> None:
-        for j in range(min(draft_len, self.gamma_max)):
-            self.drafted[j] = self.drafted[j] * self._decay + 1.0
+        """A draft of ``draft_len`` tokens of which the first ``num_accepted`` were accepted."""
+        for j in range(min(draft_len, num_accepted + 1, self.gamma_max)):
+            self.reached[j] = self.reached[j] * self._decay + 1.0
             self.accepted[j] = self.accepted[j] * self._decay + (1.0 if j < num_accepted else 0.0)
 
     def beta(self) -> list[float]:
-        out, prev = [], 1.0
-        for j in range(self.gamma_max):
-            p0 = self.prior ** (j + 1)
-            b = (self.accepted[j] + self.prior_weight * p0) / (self.drafted[j] + self.prior_weight)
-            prev = min(prev, b)  # cumulative acceptance cannot grow with depth
-            out.append(prev)
-        return out
+        return [(a + self.prior_weight * self.prior) / (r + self.prior_weight)
+                for a, r in zip(self.accepted, self.reached)]
 
 
 @dataclass
@@ -130,7 +127,7 @@ class GroupSuffixProposer(_Base):
         self._group_seen: dict[str, float] = {}
         self._step_log: list[tuple[float, int, int, int, int, int, int]] = []
         self._cost = None
-        self._last_step_t: float | None = None
+        self.suspended = False
         self._totals = {"steps": 0, "steps_sd_on": 0, "draft_tokens": 0, "accepted_tokens": 0, "drafts": 0,
                         "propose_s": 0.0, "increments": 0}
 
@@ -147,8 +144,12 @@ class GroupSuffixProposer(_Base):
                                           if k in s.step_time})
         else:
             self._cost = None
-        if len(self.acceptance.drafted) != s.gamma_max:
+        if len(self.acceptance.reached) != s.gamma_max:
             self.acceptance = AcceptanceStats(s.gamma_max)
+
+    def suspend(self, on: bool) -> None:
+        """Speculation off (``True``) while the draft server is unreachable; back to the configured mode after."""
+        self.suspended = bool(on)
 
     def apply_increments(self, increments: list[tuple[str, int, int, list[int]]]) -> int:
         """Tokens of siblings generated on other engines: ``(gid, sibling, start_offset, tokens)``; idempotent."""
@@ -184,7 +185,7 @@ class GroupSuffixProposer(_Base):
 
     def _budget(self, b_h: int, b_l: int, kv_tokens: int) -> tuple[int, int]:
         s = self.settings
-        if s.mode == "off" or s.gamma_max <= 0:
+        if s.mode == "off" or s.gamma_max <= 0 or self.suspended:
             return 0, 0
         if s.mode == "fixed" or self._cost is None:
             return s.fixed_gamma, s.fixed_gamma
@@ -193,7 +194,7 @@ class GroupSuffixProposer(_Base):
         cost = self._cost
         b = max(1, b_h + b_l)
         return mba_allocate(b_h, b_l, self.acceptance.beta(), s.gamma_max, s.lam,
-                            lambda bs, g: cost.step_time(bs, bs * (1 + g), kv_tokens * bs / b))
+                            lambda bs, q: cost.step_time(bs, q, kv_tokens * bs / b))
 
     def propose(self, num_speculative_tokens: int, input_batch: Any, sampled_token_ids: list[list[int]],
                 slot_mappings: Any = None) -> list[list[int]]:

@@ -41,6 +41,10 @@ class SeerWorkerExtension(vLLMColocateWorkerExtension):
         self._seer_drafter().configure(settings)
         return True
 
+    def seer_sd_suspend(self, on: bool) -> bool:
+        self._seer_drafter().suspend(on)
+        return True
+
     def seer_sd_apply(self, increments: list[tuple[str, int, int, list[int]]]) -> int:
         return self._seer_drafter().apply_increments(increments)
 

@@ -1,0 +1,207 @@
+"""Grouped SD parts that need no engine: request tags, the engine-side proposer (driven with a fake vLLM input
+batch), the draft server and a draft client, and ``seer.spec`` validation."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from seer_verl.spec.config import WORKER_EXTENSION, SpecConfig, check_engine_kwargs
+from seer_verl.spec.draft_server import DraftClient, GroupedDraftServer
+from seer_verl.spec.proposer import AcceptanceStats, GroupSuffixProposer
+from seer_verl.spec.request_tag import format_request_id, parse
+
+
+def test_request_tag_round_trip_and_foreign_ids():
+    rid = format_request_id(3, 7, 2, 55, True, 19, 4, 120) + "-a1b2c3d4"  # vLLM appends a random suffix
+    tag = parse(rid)
+    assert (tag.batch, tag.group, tag.sibling, tag.prompt_len, tag.probe, tag.row, tag.chunk, tag.dispatch) == (
+        3, 7, 2, 55, True, 19, 4, 120)
+    assert tag.gid == "b3g7"
+    assert parse("chatcmpl-123") is None and parse("seer-5-0-1") is None
+
+
+def _config(k=8, max_len=4096, depth=64, min_prob=0.1):
+    spec = SimpleNamespace(num_speculative_tokens=k, suffix_decoding_max_tree_depth=depth,
+                           suffix_decoding_min_token_prob=min_prob)
+    return SimpleNamespace(speculative_config=spec, model_config=SimpleNamespace(max_model_len=max_len))
+
+
+class FakeBatch:
+    """The parts of vLLM's InputBatch the proposer reads."""
+
+    def __init__(self, rows: list[tuple[str, list[int], int]]):
+        # rows: (req_id, all tokens so far, number of prompt tokens)
+        self.req_ids = [r[0] for r in rows]
+        self.req_id_to_index = {r[0]: i for i, r in enumerate(rows)}
+        width = max(len(r[1]) for r in rows) + 16
+        self.token_ids_cpu = np.zeros((len(rows), width), dtype=np.int32)
+        for i, (_, toks, _) in enumerate(rows):
+            self.token_ids_cpu[i, :len(toks)] = toks
+        self.num_tokens_no_spec = np.array([len(r[1]) for r in rows], dtype=np.int32)
+        self.num_prompt_tokens = np.array([r[2] for r in rows], dtype=np.int32)
+
+
+PROMPT = [1, 2, 3, 4, 5]
+TEXT = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+
+
+def _rid(sib, plen=len(PROMPT), group=0, probe=False):
+    return format_request_id(1, group, sib, plen, probe, sib, 0, sib) + "-rnd"
+
+
+def test_sibling_on_same_engine_drafts_its_continuation():
+    p = GroupSuffixProposer(_config())
+    a, b = _rid(0), _rid(1)
+    # sibling 0 has produced TEXT (first sight: everything after the prompt is new, sampled = last token)
+    p.propose(8, FakeBatch([(a, PROMPT + TEXT[:1], 5)]), [[TEXT[0]]])
+    for j in range(1, len(TEXT)):
+        p.propose(8, FakeBatch([(a, PROMPT + TEXT[:j + 1], 5)]), [[TEXT[j]]])
+    # sibling 1 starts the same text: the group tree offers the rest of sibling 0's response
+    drafts = p.propose(8, FakeBatch([(a, PROMPT + TEXT, 5), (b, PROMPT + TEXT[:3], 5)]), [[], [TEXT[2]]])
+    assert drafts[0] == []  # partial prefill row: no draft
+    assert drafts[1] == TEXT[3:6]  # arctic caps a draft at match length x max_spec_factor (1.0): 3 tokens
+    other_group = _rid(1, group=9)
+    d2 = p.propose(8, FakeBatch([(other_group, PROMPT + TEXT[:3], 5)]), [[TEXT[2]]])
+    assert d2 == [[]] or d2[0][:4] != TEXT[3:7]  # another group never sees group 0's responses
+
+
+def test_continuation_chunk_seeds_tree_from_its_prompt_and_increments_are_idempotent():
+    p = GroupSuffixProposer(_config())
+    # a continuation chunk of sibling 0: its prompt holds the original prompt + 6 earlier response tokens
+    a = _rid(0)
+    p.propose(8, FakeBatch([(a, PROMPT + TEXT[:7], 11)]), [[TEXT[6]]])
+    assert p.trees.seq_len("b1g0", 0) == 7
+    # the same tokens again from the draft server (another engine produced them earlier): nothing duplicated
+    assert p.apply_increments([("b1g0", 0, 0, TEXT[:7])]) == 0
+    assert p.apply_increments([("b1g0", 0, 5, TEXT[5:9])]) == 2
+    assert p.trees.seq_len("b1g0", 0) == 9
+    assert p.apply_increments([("b1g0", 0, 20, [1, 2])]) == 0  # a gap is not filled with later tokens
+    # a sibling generated elsewhere: its tokens drive drafts here
+    p.apply_increments([("b1g0", 3, 0, [40, 41, 42, 43, 44, 45, 46])])
+    b = _rid(1)
+    d = p.propose(8, FakeBatch([(b, PROMPT + [40, 41], 5)]), [[41]])
+    assert d[0] == [42, 43]  # match length 2 -> 2 draft tokens
+
+
+def test_acceptance_is_recorded_and_fixed_mode_caps_draft_length():
+    p = GroupSuffixProposer(_config(k=8))
+    p.configure({"mode": "fixed", "fixed_gamma": 3})
+    p.apply_increments([("b1g0", 5, 0, TEXT)])
+    a = _rid(0)
+    d = p.propose(8, FakeBatch([(a, PROMPT + TEXT[:4], 5)]), [[TEXT[3]]])
+    assert d[0] == TEXT[4:7]  # capped at 3
+    # next step: 2 of the 3 drafts accepted + the bonus token
+    d = p.propose(8, FakeBatch([(a, PROMPT + TEXT[:6] + [99], 5)]), [[TEXT[4], TEXT[5], 99]])
+    st = p.take_stats()
+    assert st["totals"]["accepted_tokens"] == 2 and st["totals"]["draft_tokens"] >= 3
+    assert len(st["steps"]) == 2 and st["steps"][1][4] == 2
+    assert p.take_stats()["steps"] == []  # the log is cleared once taken
+
+
+def test_adaptive_mode_drafts_only_when_it_pays():
+    cheap = {"c0": 0.05, "c_seq": 0.0, "c_tok": 0.0001, "c_kv": 0.0}   # memory-bound: extra tokens are free
+    costly = {"c0": 0.0, "c_seq": 0.0, "c_tok": 0.05, "c_kv": 0.0}     # compute-bound: every token costs a step
+    for model, expect_drafts in ((cheap, True), (costly, False)):
+        p = GroupSuffixProposer(_config())
+        p.configure({"mode": "adaptive", "step_time": model})
+        p.apply_increments([("b1g0", 5, 0, TEXT)])
+        d = p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:2], 5)]), [[TEXT[1]]])
+        assert bool(d[0]) == expect_drafts
+    p.suspend(True)  # draft server lost: no speculation at all
+    assert p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:3], 5)]), [[TEXT[2]]]) == [[]]
+
+
+def test_acceptance_stats_conditional_beta():
+    s = AcceptanceStats(4, prior_weight=0.0, halflife=1e12)
+    for _ in range(10):
+        s.record(4, 4)
+    for _ in range(10):
+        s.record(4, 1)  # first accepted, second rejected
+    b = s.beta()
+    assert b[0] == pytest.approx(1.0) and b[1] == pytest.approx(0.5) and b[2] == pytest.approx(1.0)
+
+
+def test_draft_server_append_fetch_release_and_restart_tolerance():
+    srv = GroupedDraftServer(max_depth=16)
+    srv.register_group("g")
+    assert srv.append("g", 0, 0, [1, 2, 3]) == 3
+    assert srv.append("g", 0, 2, [3, 4]) == 1  # overlap ignored
+    assert srv.fetch(["g"], {}) == [("g", 0, 0, [1, 2, 3, 4])]
+    assert srv.fetch(["g"], {"g": {0: 3}}) == [("g", 0, 3, [4])]
+    assert srv.fetch(["g"], {"g": {0: 4}}) == []
+    srv.append("g", 1, 10, [7, 8])  # the server missed the start of sibling 1 (e.g. it was restarted)
+    assert srv.fetch(["g"], {"g": {0: 4}}) == [("g", 1, 10, [7, 8])]
+    srv.release_groups(["g"])
+    assert srv.fetch(["g"], {}) == [] and srv.stats()["groups"] == 0
+
+
+class _Remote:
+    """Ray-handle look-alike over a local object (method.remote(...) returns an awaitable)."""
+
+    def __init__(self, obj, fail=False):
+        self.obj, self.fail = obj, fail
+
+    def __getattr__(self, name):
+        fn = getattr(self.obj, name)
+        outer = self
+
+        class M:
+            @staticmethod
+            def remote(*a, **k):
+                async def call():
+                    if outer.fail:
+                        raise ConnectionError("draft server gone")
+                    return fn(*a, **k)
+                return call()
+        return M
+
+
+def test_draft_client_pushes_increments_and_suspends_while_server_is_down():
+    srv = GroupedDraftServer()
+    handle = _Remote(srv)
+    pushed: list[tuple[str, tuple]] = []
+
+    async def push(method, args):
+        pushed.append((method, args))
+
+    async def scenario():
+        c = DraftClient(0, handle, push, sync_interval_s=0.01)
+        c.activate("g")
+        srv.append("g", 0, 0, [1, 2, 3])
+        srv.append("g", 1, 0, [5, 6])
+        c.local_tokens("g", 1, 2)  # engine 0 produced sibling 1 itself
+        assert await c.sync_once() == 3
+        assert pushed == [("seer_sd_apply", ([("g", 0, 0, [1, 2, 3])],))]
+        assert await c.sync_once() == 0
+        handle.fail = True
+        await c.sync_once()
+        assert pushed[-1] == ("seer_sd_suspend", (True,)) and c.outages == 1
+        handle.fail = False
+        srv.append("g", 0, 3, [4])
+        assert await c.sync_once() == 1
+        assert ("seer_sd_suspend", (False,)) in pushed
+    asyncio.run(scenario())
+
+
+def test_spec_config_validation_names_key_and_allowed_values():
+    assert SpecConfig.from_mapping({"enabled": True}).gamma_max == 8
+    for bad, key in (({"mode": "greedy"}, "seer.spec.mode"), ({"gamma_max": 0}, "seer.spec.gamma_max"),
+                     ({"lam": 0.5}, "seer.spec.lam"), ({"fixed_gamma": 9}, "seer.spec.fixed_gamma"),
+                     ({"top_k": 0}, "seer.spec.top_k"), ({"bogus": 1}, "bogus"),
+                     ({"step_time": "/nonexistent.json"}, "seer.spec.step_time")):
+        with pytest.raises(ValueError, match=key):
+            SpecConfig.from_mapping(bad)
+    spec = SpecConfig.from_mapping({"enabled": True})
+    with pytest.raises(ValueError, match="worker_extension_cls"):
+        check_engine_kwargs(spec, {})
+    with pytest.raises(ValueError, match="method=suffix"):
+        check_engine_kwargs(spec, {"worker_extension_cls": WORKER_EXTENSION})
+    with pytest.raises(ValueError, match="num_speculative_tokens"):
+        check_engine_kwargs(spec, {"worker_extension_cls": WORKER_EXTENSION,
+                                   "speculative_config": {"method": "suffix", "num_speculative_tokens": 4}})
+    check_engine_kwargs(spec, {"worker_extension_cls": WORKER_EXTENSION,
+                               "speculative_config": '{"method": "suffix", "num_speculative_tokens": 8}'})
