@@ -7,17 +7,31 @@ the value given and what is allowed, so that a wrong YAML/CLI override fails bef
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .placement import kv_footprint
 from .policies import POLICY_NAMES, check_policy_name
 
-__all__ = ["SeerConfig", "POLICY_NAMES"]
+__all__ = ["SeerConfig", "POLICY_NAMES", "AUTO_CHUNK_TIMEOUT_BASE_S", "AUTO_CHUNK_TIMEOUT_PER_TOKEN_S"]
+
+#: ``chunk_timeout_s: null`` means ``AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * chunk_size``:
+#: a chunk decodes at most ``chunk_size`` tokens, so a chunk far slower than 0.5 tokens/s (plus two minutes of
+#: prefill and queueing) means its engine has stopped answering.
+AUTO_CHUNK_TIMEOUT_BASE_S = 120.0
+AUTO_CHUNK_TIMEOUT_PER_TOKEN_S = 2.0
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_pos_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
 
 
 @dataclass(slots=True)
@@ -43,6 +57,11 @@ class SeerConfig:
         lookahead: how many waiting requests one :meth:`RolloutController.next_dispatches` call may
             skip because their chunk fits on no engine, before it stops (bounds the work per call
             while avoiding head-of-line blocking by one large request).
+        chunk_timeout_s: seconds a chunk may run before its engine is declared unresponsive (failed: its
+            in-flight chunks resume on the other engines). ``None`` = auto, ``120 + 2 * chunk_size`` seconds.
+            A dead engine is normally detected at once (its calls raise); this bounds a hung one.
+        health_timeout_s: seconds an engine health check may take, after a chunk call raised, before the
+            engine is declared failed (a healthy engine means the error was the request's own).
     """
 
     policy: str = "seer"
@@ -52,6 +71,8 @@ class SeerConfig:
     max_inflight_per_engine: int | None = None
     lookahead: int = 16
     chunk_align: int | None = None
+    chunk_timeout_s: float | None = None
+    health_timeout_s: float = 10.0
 
     def validate(self) -> SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
@@ -81,7 +102,106 @@ class SeerConfig:
             )
         if not _is_int(self.lookahead) or self.lookahead < 1:
             raise ValueError(f"seer.lookahead must be an integer >= 1; got {self.lookahead!r}")
+        if self.chunk_timeout_s is not None and not _is_pos_number(self.chunk_timeout_s):
+            raise ValueError(
+                f"seer.chunk_timeout_s must be null (auto: {AUTO_CHUNK_TIMEOUT_BASE_S:g} + "
+                f"{AUTO_CHUNK_TIMEOUT_PER_TOKEN_S:g} x chunk_size) or a number of seconds > 0; "
+                f"got {self.chunk_timeout_s!r}"
+            )
+        if not _is_pos_number(self.health_timeout_s):
+            raise ValueError(f"seer.health_timeout_s must be a number of seconds > 0; got {self.health_timeout_s!r}")
         return self
+
+    def effective_chunk_timeout_s(self) -> float:
+        """``chunk_timeout_s``, or its automatic value ``120 + 2 * chunk_size`` seconds when it is None."""
+        if self.chunk_timeout_s is not None:
+            return float(self.chunk_timeout_s)
+        return AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * self.chunk_size
+
+    def check_rollout(
+        self,
+        *,
+        n: object,
+        prompt_length: object,
+        response_length: object,
+        max_model_len: object = None,
+        max_num_seqs: object = None,
+        engines: Sequence[tuple[int, int]] | None = None,
+        keys: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Check this config against the rollout it will drive; return warnings, raise ValueError on errors.
+
+        Args:
+            n: samples per prompt (the group size; verl's ``rollout.n``).
+            prompt_length, response_length: the longest prompt and response (verl pads to these).
+            max_model_len: the engines' context limit (None = ``prompt_length + response_length``).
+            max_num_seqs: the engines' concurrency cap (vLLM's ``max_num_seqs``), None if unknown.
+            engines: ``(capacity_tokens, block_size)`` of each engine, when they are known.
+            keys: the full names of ``n``, ``prompt_length``, ``response_length``, ``max_model_len``,
+                ``max_num_seqs`` and ``kv`` (the KV budget setting) in the caller's config, for messages.
+
+        Errors (each names the key, the value and what is allowed): lengths or ``n`` not integers >= 1;
+        ``max_model_len`` leaving no room for a response after a ``prompt_length`` prompt;
+        ``max_inflight_per_engine`` above ``max_num_seqs`` (chunks beyond it would queue inside the engine);
+        no engine whose KV holds the longest sequence (``min(max_model_len, prompt_length +
+        response_length)`` tokens: a request's context grows chunk by chunk on one engine).
+        Warnings: ``chunk_size`` >= ``response_length`` (every request runs in one chunk), the ``seer``
+        policy with ``n == 1`` (no siblings to learn lengths from), engines too small for the longest sequence.
+        """
+        k = {"n": "n", "prompt_length": "prompt_length", "response_length": "response_length",
+             "max_model_len": "max_model_len", "max_num_seqs": "max_num_seqs", "kv": "KV budget"}
+        k.update(keys or {})
+        for name, value in (("n", n), ("prompt_length", prompt_length), ("response_length", response_length)):
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{k[name]} must be an integer >= 1; got {value!r}")
+        assert isinstance(prompt_length, int) and isinstance(response_length, int) and isinstance(n, int)
+        longest = prompt_length + response_length
+        if max_model_len is not None:
+            if not _is_int(max_model_len) or max_model_len < 2:
+                raise ValueError(f"{k['max_model_len']} must be an integer >= 2 (tokens); got {max_model_len!r}")
+            if max_model_len <= prompt_length:
+                raise ValueError(
+                    f"{k['max_model_len']}={max_model_len} leaves no room to generate after a prompt of "
+                    f"{k['prompt_length']}={prompt_length} tokens; allowed: > {prompt_length} "
+                    f"(at most {longest} is used)"
+                )
+            longest = min(longest, max_model_len)
+        if max_num_seqs is not None:
+            if not _is_int(max_num_seqs) or max_num_seqs < 1:
+                raise ValueError(f"{k['max_num_seqs']} must be an integer >= 1; got {max_num_seqs!r}")
+            cap = self.max_inflight_per_engine
+            if cap is not None and cap > max_num_seqs:
+                raise ValueError(
+                    f"seer.max_inflight_per_engine={cap} exceeds {k['max_num_seqs']}={max_num_seqs}: chunks beyond "
+                    f"it would queue inside the engine; allowed: null (= {max_num_seqs}) or 1..{max_num_seqs}"
+                )
+        warnings: list[str] = []
+        if self.chunk_size >= response_length:
+            warnings.append(
+                f"seer.chunk_size={self.chunk_size} >= {k['response_length']}={response_length}: every request "
+                "runs in a single chunk (divided rollout is off)"
+            )
+        if self.policy == "seer" and n == 1:
+            warnings.append(
+                f"seer.policy=seer with {k['n']}=1: no group has siblings, so no length is learned from them"
+            )
+        if engines:
+            fits = [kv_footprint(longest, block) <= cap for cap, block in engines]
+            if not any(fits):
+                caps = ", ".join(f"engine {i}: {cap} tokens" for i, (cap, _) in enumerate(engines))
+                raise ValueError(
+                    f"no rollout engine's KV cache holds the longest sequence of {longest} tokens "
+                    f"(prompt {prompt_length} + response {response_length}"
+                    + (f", capped by {k['max_model_len']}={max_model_len}" if max_model_len is not None else "")
+                    + f"); {caps}. A request's context grows chunk by chunk on one engine and Seer never "
+                    f"over-commits KV: raise {k['kv']} or lower the lengths"
+                )
+            if not all(fits):
+                small = [i for i, f in enumerate(fits) if not f]
+                warnings.append(
+                    f"engine(s) {small} cannot hold a {longest}-token sequence; they only run shorter requests"
+                )
+        return warnings
 
     def effective_starvation_bound(self, num_requests: int) -> int:
         """``starvation_bound``, or its automatic value ``4 * num_requests`` when it is None."""

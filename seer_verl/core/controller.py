@@ -410,8 +410,9 @@ class RolloutController:
         """Raise NoEngineError if an unfinished request can never fit on an alive engine."""
         alive = self.placement.alive_engines()
         if self._unfinished_any() and not alive:
+            dead = ", ".join(str(e.engine_id) for e in self.placement.engines)
             raise NoEngineError(
-                f"all {len(self.placement.engines)} engines are dead; "
+                f"all {len(self.placement.engines)} engines are dead (engine ids {dead}); "
                 f"{sum(not r.finished for r in self.buffer.requests)} requests cannot finish"
             )
         bad: list[RolloutRequest] = []

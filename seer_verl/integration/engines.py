@@ -120,17 +120,17 @@ class EngineMonitor:
         return int(sum((tl.preemptions[-1] - tl.preemptions[0]) for tl in self.timelines if tl.preemptions))
 
 
-def kv_capacity(server: Any) -> tuple[int, int]:
+def kv_capacity(server: Any, timeout_s: float | None = None) -> tuple[int, int]:
     """``(capacity_tokens, block_size)`` of a running verl vLLM server: vLLM's own ``num_gpu_blocks`` (the
     number the engine core computed from its KV budget) minus the one block vLLM's KV manager keeps as its
-    null block, times the block size."""
+    null block, times the block size. Raises if the server does not answer within ``timeout_s`` (a lost engine)."""
     import ray
 
     def _read(self: Any) -> tuple[int, int]:
         cc = self.engine.vllm_config.cache_config
         return int(cc.num_gpu_blocks or 0), int(cc.block_size)
 
-    blocks, block = ray.get(server.__ray_call__.remote(_read))
+    blocks, block = ray.get(server.__ray_call__.remote(_read), timeout=timeout_s)
     if blocks <= 0:
         raise RuntimeError("could not read num_gpu_blocks from the vLLM engine (is it started?)")
     return (blocks - 1) * block, block

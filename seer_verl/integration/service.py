@@ -12,16 +12,37 @@ Why chunk continuation is exact: sampling is autoregressive and token-in/token-o
 ``prompt + generated`` draws the next token from the same conditional distribution as an uninterrupted
 generation would (no per-request seed, no penalties over generated tokens in verl's default sampling params);
 vLLM's prefix cache keeps the continuation cheap on the engine that ran the previous chunk.
+
+Engine loss: a chunk call that raises, or that does not answer within ``seer.chunk_timeout_s``, is checked against
+its engine (is the server actor alive, does vLLM report its engine core dead, does it answer a health check within
+``seer.health_timeout_s``). A lost engine is handed to :meth:`RolloutController.fail_engine`: its in-flight
+requests resume on the other engines from their last completed chunk (the prefix tokens of completed chunks are
+kept; the lost chunk's partial output never reached the controller), each sample still answers its caller exactly
+once, and the engine is not used again by this service. When no engine is left, every caller (and
+``end_batch``) gets :class:`EngineLossError` naming the engines and why each was declared lost. A call that fails on a
+healthy engine is the sample's own error (e.g. vLLM rejects the prompt): the batch fails with
+:class:`SampleError` naming the row, as stock verl fails the batch with the engine's error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from seer_verl.core import EngineState, RequestBuffer, RolloutController, SeerConfig
+from seer_verl.core import EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
+
+logger = logging.getLogger(__name__)
+
+
+class EngineLossError(RuntimeError):
+    """Every rollout engine has failed (or the survivors cannot hold some request): the batch cannot finish."""
+
+
+class SampleError(RuntimeError):
+    """One sample of the batch failed on a healthy engine, or its input is unusable; the message names its row."""
 
 
 @dataclass
@@ -32,6 +53,7 @@ class _Row:
     future: asyncio.Future
     budget: int
     intervals: list[tuple[int, float, float]] = field(default_factory=list)
+    lost: list[tuple[int, float, float]] = field(default_factory=list)
     extra_fields: dict[str, Any] = field(default_factory=dict)
 
 
@@ -44,6 +66,48 @@ class EngineInfo:
     block_size: int
 
 
+@dataclass
+class _ChunkDone:
+    tokens: list[int]
+    logprobs: list[float]
+    extra: dict[str, Any]
+    t0: float
+    t1: float
+
+
+@dataclass
+class _EngineLost:
+    reason: str
+    t0: float
+    t1: float
+
+
+@dataclass
+class _ChunkFailed:
+    error: BaseException
+    t0: float
+    t1: float
+
+
+def _engine_errored(server: Any) -> bool:
+    """Runs inside verl's vLLMHttpServer actor: True if vLLM's AsyncLLM reports its engine core dead."""
+    engine = getattr(server, "engine", None)
+    return bool(engine is None or engine.errored)
+
+
+def _is_actor_death(exc: BaseException) -> bool:
+    """True if ``exc`` says the engine's server actor is gone (killed, crashed, its node lost)."""
+    from ray.exceptions import RayActorError
+
+    return isinstance(exc, RayActorError)
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[-1] if text else ""
+    return f"{type(exc).__name__}: {first[:limit]}"
+
+
 class SeerRolloutService:
     """Ray actor (async). One rollout batch at a time, as in synchronous RL.
 
@@ -54,6 +118,7 @@ class SeerRolloutService:
         eos_token_ids: token ids that end a sample (to tell EOS from the chunk cap when a chunk ends exactly at
             its budget).
         max_inflight_per_engine: vLLM's ``max_num_seqs`` (chunks beyond it would queue inside the engine).
+        dead: ``{address: reason}`` of engines already known to be lost (never used).
     """
 
     def __init__(
@@ -63,6 +128,7 @@ class SeerRolloutService:
         seer_config: dict[str, Any],
         eos_token_ids: list[int],
         max_inflight_per_engine: int | None = None,
+        dead: dict[str, str] | None = None,
     ) -> None:
         self._addresses = list(servers)
         self._handles = [servers[a] for a in self._addresses]
@@ -73,7 +139,12 @@ class SeerRolloutService:
         if cfg.get("chunk_align") is None:  # block-aligned chunk ends: one-token continuation prefills
             cfg["chunk_align"] = min(e.block_size for e in engines)
         self._config = SeerConfig.from_mapping(cfg)
+        self._chunk_timeout_s = self._config.effective_chunk_timeout_s()
+        self._health_timeout_s = float(self._config.health_timeout_s)
         self._eos = set(int(t) for t in eos_token_ids)
+        # engines lost so far (index -> reason); persists across batches: a lost engine is never used again
+        self._dead: dict[int, str] = {self._addresses.index(a): r for a, r in (dead or {}).items()}
+        self._failures: list[dict[str, Any]] = []
         self._batch: dict[str, Any] | None = None
         self._rows: dict[int, _Row] = {}
         self._runner: asyncio.Task | None = None
@@ -88,10 +159,11 @@ class SeerRolloutService:
             raise RuntimeError("SeerRolloutService: a batch is already running (synchronous rollout only)")
         self._batch = {"groups": list(groups), "true_lens": true_lens, "t0": time.time(),
                        "prompt_length": prompt_length, "response_length": response_length,
-                       "max_model_len": max_model_len}
+                       "max_model_len": max_model_len, "error": None}
         self._rows = {}
         self._runner = None
         self._last = {}
+        self._failures = []
 
     async def end_batch(self) -> dict[str, Any]:
         """Wait for the batch to finish; return its metrics and per-row chunk records. The service is ready for
@@ -99,6 +171,8 @@ class SeerRolloutService:
         try:
             if self._runner is not None:
                 await self._runner
+            elif self._batch is not None and self._batch["error"] is not None:
+                raise self._batch["error"]
         finally:
             for r in self._rows.values():  # rows of a batch that never started (a sibling's caller failed first)
                 if not r.future.done():
@@ -107,6 +181,11 @@ class SeerRolloutService:
             self._rows = {}
             self._runner = None
         return self._last
+
+    def engine_status(self) -> dict[str, Any]:
+        """``{"alive": [addresses], "dead": {address: reason}}``."""
+        return {"alive": [a for i, a in enumerate(self._addresses) if i not in self._dead],
+                "dead": {self._addresses[i]: r for i, r in self._dead.items()}}
 
     # -- per-sample calls (from SeerLLMServerClient in verl's agent-loop workers) --------------------------------
 
@@ -119,19 +198,31 @@ class SeerRolloutService:
             raise ValueError(f"row {row} outside the batch of {n} samples")
         if row in self._rows:
             raise ValueError(f"row {row} submitted twice")
-        fut = asyncio.get_running_loop().create_future()
+        if b["error"] is not None:
+            raise b["error"]
         sp = dict(sampling_params)
-        self._rows[row] = _Row(row, list(prompt_ids), sp, fut, budget=self._budget(len(prompt_ids), sp))
+        try:
+            budget = self._budget(row, len(prompt_ids), sp)
+        except SampleError as exc:
+            self._fail_batch(exc)
+            raise
+        fut = asyncio.get_running_loop().create_future()
+        self._rows[row] = _Row(row, list(prompt_ids), sp, fut, budget=budget)
         if len(self._rows) == n:
             self._runner = asyncio.create_task(self._run())
         return await fut
 
-    def _budget(self, prompt_len: int, sp: dict[str, Any]) -> int:
+    def _budget(self, row: int, prompt_len: int, sp: dict[str, Any]) -> int:
         """The sample's total token budget, computed exactly as verl's vLLMHttpServer.generate does."""
         b = self._batch
+        if prompt_len == 0:
+            raise SampleError(f"row {row}: empty prompt (0 tokens); the engine cannot generate from nothing")
         room = b["max_model_len"] - prompt_len
         if room < 1:
-            raise ValueError(f"prompt of {prompt_len} tokens leaves no room within max_model_len={b['max_model_len']}")
+            raise SampleError(
+                f"row {row}: prompt of {prompt_len} tokens leaves no room to generate within "
+                f"max_model_len={b['max_model_len']} (verl's vLLM server rejects it the same way)"
+            )
         if "max_tokens" in sp:
             mt = sp.pop("max_tokens")
         elif "max_new_tokens" in sp:
@@ -140,86 +231,201 @@ class SeerRolloutService:
             mt = min(b["response_length"], b["prompt_length"] + b["response_length"] - prompt_len)
         return max(1, min(int(mt), room))
 
+    def _fail_batch(self, exc: BaseException) -> None:
+        """Fail the batch before it started: every waiting caller gets ``exc`` (no caller waits for a sample
+        that will never arrive)."""
+        if self._batch is not None and self._batch["error"] is None:
+            self._batch["error"] = exc
+        for r in self._rows.values():
+            if not r.future.done():
+                r.future.set_exception(exc)
+
     # -- the dispatch loop ----------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        b = self._batch
-        assert b is not None
+        ctl = self._make_controller()
         t_start = time.time()
-        rows = [(b["groups"][i], len(self._rows[i].prompt_ids)) for i in range(len(b["groups"]))]
-        budgets = [self._rows[i].budget for i in range(len(b["groups"]))]
-        buffer = RequestBuffer.from_rows(rows, budgets, b["true_lens"])
-        states = [EngineState(i, e.capacity_tokens, e.block_size) for i, e in enumerate(self._engines)]
-        try:
-            ctl = RolloutController(buffer, states, self._config)
-        except Exception as exc:  # fail every caller instead of hanging them
-            for r in self._rows.values():
-                if not r.future.done():
-                    r.future.set_exception(exc)
-            raise
         running: dict[asyncio.Task, Any] = {}
-        decision_s = 0.0
+        self._decision_s = 0.0
         try:
             while not ctl.done:
-                t = time.perf_counter()
-                for d in ctl.next_dispatches():
-                    running[asyncio.create_task(self._chunk(ctl, d))] = d
-                decision_s += time.perf_counter() - t
+                self._dispatch(ctl, running)
                 if not running:
                     raise RuntimeError("Seer controller made no progress: nothing running and nothing dispatchable")
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    d = running.pop(task)
-                    tokens, logprobs, extra, t0, t1 = task.result()
-                    row = self._rows[d.req_id]
-                    row.intervals.append((d.engine_id, t0, t1))
-                    row.extra_fields = extra
-                    stopped = len(tokens) < d.max_tokens or (len(tokens) > 0 and tokens[-1] in self._eos)
-                    req = ctl.complete(d, tokens, logprobs, stopped)
-                    if req.finished:
-                        row.future.set_result({
-                            "token_ids": list(req.token_ids),
-                            "log_probs": list(req.log_probs) if row.sampling_params.get("logprobs") else None,
-                            "stop_reason": "completed",
-                            "num_preempted": 0,
-                            "extra_fields": dict(extra),
-                        })
+                    d = running.pop(task, None)
+                    if d is not None:
+                        self._on_outcome(ctl, d, task.result(), running)
         except BaseException as exc:
-            for task in running:
-                task.cancel()
-            for r in self._rows.values():
-                if not r.future.done():
-                    r.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+            self._abort(running, exc)
             raise
-        wall = time.time() - t_start
-        m = ctl.metrics
-        self._last = {
-            "metrics": m,
-            "decision_s": decision_s,
+        self._last = self._summary(ctl, time.time() - t_start)
+
+    def _make_controller(self) -> RolloutController:
+        b = self._batch
+        assert b is not None
+        n = len(b["groups"])
+        rows = [(b["groups"][i], len(self._rows[i].prompt_ids)) for i in range(n)]
+        budgets = [self._rows[i].budget for i in range(n)]
+        try:
+            if len(self._dead) == len(self._engines):
+                raise EngineLossError(self._loss_message("no rollout engine is alive"))
+            buffer = RequestBuffer.from_rows(rows, budgets, b["true_lens"])
+            states = [EngineState(i, e.capacity_tokens, e.block_size)
+                      for i, e in enumerate(self._engines) if i not in self._dead]
+            try:
+                return RolloutController(buffer, states, self._config)
+            except NoEngineError as exc:
+                if self._dead:
+                    raise EngineLossError(self._loss_message(str(exc))) from exc
+                raise
+        except Exception as exc:  # fail every caller instead of hanging them
+            self._abort({}, exc)
+            raise
+
+    def _dispatch(self, ctl: RolloutController, running: dict[asyncio.Task, Any]) -> None:
+        t = time.perf_counter()
+        for d in ctl.next_dispatches():
+            running[asyncio.create_task(self._chunk(ctl, d))] = d
+        self._decision_s += time.perf_counter() - t
+
+    def _on_outcome(self, ctl: RolloutController, d: Any, outcome: Any, running: dict[asyncio.Task, Any]) -> None:
+        if not ctl.is_live(d):  # its engine was declared lost while it ran: the request was re-queued
+            return
+        row = self._rows[d.req_id]
+        if isinstance(outcome, _EngineLost):
+            row.lost.append((d.engine_id, outcome.t0, outcome.t1))
+            self._engine_lost(ctl, d.engine_id, outcome.reason, running)
+            return
+        if isinstance(outcome, _ChunkFailed):
+            raise SampleError(
+                f"row {d.req_id}: chunk {d.chunk_index} failed on healthy engine {self._addresses[d.engine_id]} "
+                f"(prompt {len(row.prompt_ids)} + {ctl.request(d.req_id).generated} generated tokens): "
+                f"{_short(outcome.error)}"
+            ) from outcome.error
+        row.intervals.append((d.engine_id, outcome.t0, outcome.t1))
+        row.extra_fields = outcome.extra
+        tokens = outcome.tokens
+        stopped = len(tokens) < d.max_tokens or (len(tokens) > 0 and tokens[-1] in self._eos)
+        req = ctl.complete(d, tokens, outcome.logprobs, stopped)
+        if req.finished:
+            row.future.set_result({
+                "token_ids": list(req.token_ids),
+                "log_probs": list(req.log_probs) if row.sampling_params.get("logprobs") else None,
+                "stop_reason": "completed",
+                "num_preempted": 0,
+                "extra_fields": dict(outcome.extra),
+            })
+
+    def _engine_lost(self, ctl: RolloutController, eid: int, reason: str, running: dict[asyncio.Task, Any]) -> None:
+        """Declare engine ``eid`` lost: re-queue its in-flight requests (they resume from their last completed
+        chunk on the other engines) and drop its running chunk calls."""
+        self._dead[eid] = reason
+        t = time.time()
+        for task, d in list(running.items()):
+            if d.engine_id == eid:
+                task.cancel()
+                del running[task]
+                self._rows[d.req_id].lost.append((eid, t, t))
+        try:
+            requeued = ctl.fail_engine(eid)
+        except NoEngineError as exc:
+            self._record_failure(eid, reason, t, [])
+            raise EngineLossError(self._loss_message(str(exc))) from exc
+        self._record_failure(eid, reason, t, requeued)
+
+    def _record_failure(self, eid: int, reason: str, t: float, requeued: list[int]) -> None:
+        b = self._batch
+        event = {"engine": eid, "address": self._addresses[eid], "reason": reason,
+                 "t_s": round(t - (b["t0"] if b else t), 3), "requeued_rows": list(requeued)}
+        self._failures.append(event)
+        alive = len(self._engines) - len(self._dead)
+        logger.warning("Seer: rollout engine %d (%s) lost: %s; %d in-flight request(s) resume from their last "
+                       "completed chunk on %d surviving engine(s): rows %s", eid, event["address"], reason,
+                       len(requeued), alive, requeued)
+
+    def _loss_message(self, detail: str) -> str:
+        dead = "; ".join(f"engine {i} ({self._addresses[i]}): {r}" for i, r in sorted(self._dead.items()))
+        alive = [self._addresses[i] for i in range(len(self._engines)) if i not in self._dead]
+        return (f"Seer rollout cannot finish: {len(self._dead)} of {len(self._engines)} rollout engines lost "
+                f"[{dead}]; alive: {alive or 'none'} ({detail})")
+
+    def _abort(self, running: dict[asyncio.Task, Any], exc: BaseException) -> None:
+        for task in running:
+            task.cancel()
+        err = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+        for r in self._rows.values():
+            if not r.future.done():
+                r.future.set_exception(err)
+
+    def _summary(self, ctl: RolloutController, wall: float) -> dict[str, Any]:
+        return {
+            "metrics": ctl.metrics,
+            "decision_s": self._decision_s,
             "wall_s": wall,
-            # per row: (engine index, start, end) of every chunk, wall-clock seconds
+            # per row: (engine index, start, end) of every completed chunk, wall-clock seconds
             "records": {r.row: list(r.intervals) for r in self._rows.values()},
+            # per row: chunks lost with their engine (engine index, start, end)
+            "lost_chunks": {r.row: list(r.lost) for r in self._rows.values() if r.lost},
+            "engine_failures": list(self._failures),
+            "engines_alive": len(self._engines) - len(self._dead),
             "policy": self._config.policy,
             "chunk_size": self._config.chunk_size,
         }
 
-    async def _chunk(self, ctl: RolloutController, d: Any):
+    # -- one chunk on one engine ----------------------------------------------------------------------------------
+
+    async def _chunk(self, ctl: RolloutController, d: Any) -> _ChunkDone | _EngineLost | _ChunkFailed:
+        """Run one chunk; classify a failure as the engine's (lost) or the sample's own. Never raises."""
         req = ctl.request(d.req_id)
         row = self._rows[d.req_id]
         sp = dict(row.sampling_params)
         sp["max_tokens"] = d.max_tokens
+        prompt = row.prompt_ids + list(req.token_ids)  # prompt + every completed chunk: resumes exactly there
         t0 = time.time()
-        out = await self._handles[d.engine_id].generate.remote(
-            prompt_ids=row.prompt_ids + list(req.token_ids),
+        try:
+            out = await asyncio.wait_for(self._call(d, prompt, sp), timeout=self._chunk_timeout_s)
+            if out.stop_reason == "aborted":
+                raise RuntimeError(f"the engine aborted chunk {d.chunk_index} of row {d.req_id}")
+        except asyncio.TimeoutError:
+            return _EngineLost(f"no answer to a chunk within seer.chunk_timeout_s={self._chunk_timeout_s:g}s",
+                               t0, time.time())
+        except Exception as exc:  # noqa: BLE001 - classified below
+            return await self._classify(d.engine_id, exc, t0)
+        t1 = time.time()
+        tokens = list(out.token_ids)
+        logprobs = list(out.log_probs or []) if sp.get("logprobs") else [0.0] * len(tokens)
+        return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, t1)
+
+    async def _call(self, d: Any, prompt: list[int], sp: dict[str, Any]) -> Any:
+        return await self._handles[d.engine_id].generate.remote(
+            prompt_ids=prompt,
             sampling_params=sp,
             request_id=f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}",
         )
-        t1 = time.time()
-        if out.stop_reason == "aborted":
-            raise RuntimeError(f"engine {self._addresses[d.engine_id]} aborted chunk {d.chunk_index} of row {d.req_id}")
-        tokens = list(out.token_ids)
-        if sp.get("logprobs"):
-            logprobs = list(out.log_probs or [])
-        else:
-            logprobs = [0.0] * len(tokens)
-        return tokens, logprobs, dict(out.extra_fields or {}), t0, t1
+
+    async def _classify(self, eid: int, exc: BaseException, t0: float) -> _EngineLost | _ChunkFailed:
+        if _is_actor_death(exc):
+            return _EngineLost(f"server actor died ({_short(exc, 160)})", t0, time.time())
+        healthy, why = await self._health(eid)
+        if healthy:
+            return _ChunkFailed(exc, t0, time.time())
+        return _EngineLost(f"{why} after a chunk failed with {_short(exc, 160)}", t0, time.time())
+
+    async def _health(self, eid: int) -> tuple[bool, str]:
+        """(healthy, why): the server actor answers within ``seer.health_timeout_s`` and vLLM's engine core is
+        not dead."""
+
+        async def probe() -> bool:
+            return await self._handles[eid].__ray_call__.remote(_engine_errored)
+
+        try:
+            errored = await asyncio.wait_for(probe(), timeout=self._health_timeout_s)
+        except asyncio.TimeoutError:
+            return False, f"no answer to a health check within seer.health_timeout_s={self._health_timeout_s:g}s"
+        except Exception as exc:  # noqa: BLE001
+            return False, f"health check failed ({_short(exc, 160)})"
+        if errored:
+            return False, "vLLM reports its engine core dead"
+        return True, "healthy"
