@@ -7,7 +7,9 @@ compare per-iteration times (verl's ``timing_s/*``), reward and response length.
 Each run is ``recipes/run_verl.sh <config> trainer.total_training_steps=N data.seed=S`` with verl's file logger;
 the per-step metrics land in ``<out>/<config>_seed<S>.jsonl``. The summary (``<out>/compare.json``), a table
 and plots (``iteration_time.png``, ``reward.png``) are written next to them. Ratios average iterations 2..N
-(iteration 1 includes one-time warm-up).
+(iteration 1 includes one-time warm-up). The parity table compares reward, response length and
+``training/rollout_probs_diff_mean`` of every config with the baseline's seed-to-seed spread (run-to-run noise);
+``--report-only`` rebuilds everything from the ``.jsonl`` files of earlier runs, ``--wandb`` adds wandb (offline).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def run_one(config: str, seed: int, steps: int, out: Path, extra: list[str]) -> 
     cmd = ["bash", str(ROOT / "recipes" / "run_verl.sh"), config, f"trainer.total_training_steps={steps}",
            f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}", "trainer.logger=[console,file]",
            f"trainer.experiment_name={config}_seed{seed}", *extra]
+    # a later trainer.logger in ``extra`` (--wandb) wins over the default above
     t0 = time.time()
     with open(log, "w") as f:
         r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=out)
@@ -46,26 +49,72 @@ def run_one(config: str, seed: int, steps: int, out: Path, extra: list[str]) -> 
     return steps_out
 
 
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def parity(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Training parity of every config against the first (the baseline, e.g. stock verl over >= 2 seeds).
+
+    Per curve key: each run's mean over all iterations; the baseline's seed-to-seed spread (max - min of its seeds'
+    means: the run-to-run noise); each other config's distance from the baseline mean; and the fraction of its
+    iterations whose value lies inside the baseline's per-iteration [min, max] band over seeds.
+    """
+    configs = list(runs)
+    base = configs[0]
+    out: dict[str, Any] = {}
+    for key in CURVE_KEYS:
+        per_run = {c: {s: _mean([float(r[key]) for r in rows if key in r]) for s, rows in by_seed.items()}
+                   for c, by_seed in runs.items()}
+        base_means = [v for v in per_run[base].values() if v is not None]
+        entry: dict[str, Any] = {"run_means": {c: {str(s): v for s, v in m.items()} for c, m in per_run.items()}}
+        if base_means:
+            entry["baseline_mean"] = _mean(base_means)
+            entry["baseline_seed_spread"] = max(base_means) - min(base_means) if len(base_means) > 1 else None
+        n_iter = min(len(rows) for rows in runs[base].values())
+        band = []
+        for i in range(n_iter):
+            vals = [float(rows[i][key]) for rows in runs[base].values() if key in rows[i]]
+            band.append((min(vals), max(vals)) if vals else None)
+        entry["baseline_band"] = band
+        for c in configs[1:]:
+            means = [v for v in per_run[c].values() if v is not None]
+            inside = total = 0
+            for rows in runs[c].values():
+                for i, r in enumerate(rows[:n_iter]):
+                    if key in r and band[i] is not None:
+                        total += 1
+                        inside += band[i][0] <= float(r[key]) <= band[i][1]
+            entry[c] = {"mean": _mean(means),
+                        "distance_from_baseline": (abs(_mean(means) - entry["baseline_mean"])
+                                                   if means and base_means else None),
+                        "fraction_inside_baseline_band": inside / total if total else None}
+        out[key] = entry
+    return out
+
+
 def summarize(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     def mean_from_2(rows: list[dict[str, Any]], key: str) -> float | None:
         vals = [float(r[key]) for r in rows[1:] if key in r] or [float(r[key]) for r in rows if key in r]
-        return sum(vals) / len(vals) if vals else None
+        return _mean(vals)
 
     table: dict[str, dict[str, float | None]] = {}
     for config, by_seed in runs.items():
         for key in TIMING_KEYS:
             vals = [v for rows in by_seed.values() if (v := mean_from_2(rows, key)) is not None]
-            table.setdefault(config, {})[key] = sum(vals) / len(vals) if vals else None
+            table.setdefault(config, {})[key] = _mean(vals)
     configs = list(runs)
-    ratios = {}
-    if len(configs) >= 2:
-        base, other = configs[0], configs[1]
+    # speed-up of every config over the baseline (first config): baseline time / config time
+    ratios: dict[str, dict[str, float | None]] = {}
+    for other in configs[1:]:
+        ratios[other] = {}
         for key in TIMING_KEYS:
-            a, b = table[base].get(key), table[other].get(key)
-            ratios[key] = (a / b) if a and b else None
+            a, b = table[configs[0]].get(key), table[other].get(key)
+            ratios[other][key] = (a / b) if a and b else None
     curves = {c: {str(s): {k: [r.get(k) for r in rows] for k in CURVE_KEYS + TIMING_KEYS}
                   for s, rows in by_seed.items()} for c, by_seed in runs.items()}
-    return {"mean_iter2_onward": table, "speedup_first_over_second": ratios, "curves": curves}
+    return {"baseline": configs[0], "mean_iter2_onward": table, "speedup_over_baseline": ratios,
+            "parity": parity(runs), "curves": curves}
 
 
 def plot(summary: dict[str, Any], out: Path) -> list[Path]:
@@ -75,30 +124,106 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    for fname, keys, title in (
-        ("iteration_time.png", ("timing_s/step", "timing_s/gen"), "iteration time (s): solid step, dashed gen"),
-        ("reward.png", ("critic/score/mean", "response_length/mean"), "reward (left) and response length (right)"),
-    ):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8)) if fname == "reward.png" else plt.subplots(1, 1, figsize=(7, 3.8))
-        axes = list(axes) if fname == "reward.png" else [axes, axes]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    cfg_color = {c: colors[i % len(colors)] for i, c in enumerate(summary["curves"])}
+    # iteration time: step (solid) and gen (dashed) per run
+    fig, ax = plt.subplots(1, 1, figsize=(7, 3.8))
+    for c, by_seed in summary["curves"].items():
+        for j, (s, cur) in enumerate(by_seed.items()):
+            for k, ls in (("timing_s/step", "-"), ("timing_s/gen", "--")):
+                ys = cur[k]
+                ax.plot(range(1, len(ys) + 1), ys, ls, marker="o", ms=3, color=cfg_color[c], alpha=1 - 0.3 * j,
+                        label=f"{c} s{s}" if k == "timing_s/step" else None)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("seconds")
+    ax.legend(fontsize=8)
+    ax.set_title("iteration time: solid timing_s/step, dashed timing_s/gen")
+    fig.tight_layout()
+    paths.append(out / "iteration_time.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    # parity: the baseline's band over seeds (shaded) and every run's curve
+    base = summary["baseline"]
+    fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(5.2 * len(CURVE_KEYS), 3.8))
+    for ax, key in zip(axes, CURVE_KEYS):
+        band = summary["parity"][key]["baseline_band"]
+        xs = [i + 1 for i, b in enumerate(band) if b is not None]
+        if xs and len(summary["curves"][base]) > 1:
+            ax.fill_between(xs, [band[i - 1][0] for i in xs], [band[i - 1][1] for i in xs], color=cfg_color[base],
+                            alpha=0.18, label=f"{base}: min-max over seeds")
         for c, by_seed in summary["curves"].items():
             for s, cur in by_seed.items():
-                for i, k in enumerate(keys):
-                    ys = cur[k]
-                    ax = axes[i]
-                    ls = "-" if (i == 0 or fname == "reward.png") else "--"
-                    ax.plot(range(1, len(ys) + 1), ys, ls, marker="o", ms=3, label=f"{c} s{s}" if i == 0 else None)
-        for ax, k in zip(axes, keys):
-            ax.set_xlabel("iteration")
-            ax.set_ylabel(k)
-        axes[0].legend(fontsize=8)
-        fig.suptitle(title)
-        fig.tight_layout()
-        p = out / fname
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+                ys = [float("nan") if y is None else y for y in cur[key]]
+                ax.plot(range(1, len(ys) + 1), ys, "-", marker="o", ms=3, color=cfg_color[c], lw=1,
+                        label=f"{c} s{s}")
+        ax.set_xlabel("iteration")
+        ax.set_title(key, fontsize=10)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "reward.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
     return paths
+
+
+def load_runs(out: Path, configs: list[str], seeds: list[int]) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """Metrics of earlier runs from ``<out>/<config>_seed<S>.jsonl`` (``--report-only``)."""
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for c in configs:
+        for s in seeds:
+            f = out / f"{c}_seed{s}.jsonl"
+            if f.is_file():
+                rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+                runs.setdefault(c, {})[s] = [r.get("data", r) for r in rows]
+    if not runs or configs[0] not in runs:
+        raise FileNotFoundError(f"no metrics for {configs[0]} in {out}")
+    return runs
+
+
+def report(summary: dict[str, Any], out: Path, configs: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(record=True, width=140)
+    base = summary["baseline"]
+    n = max(len(cur["timing_s/step"]) for by in summary["curves"].values() for cur in by.values())
+    t = Table(title=f"verl trainer, mean of iterations 2..{n} (seconds; ratio = {base} / config)")
+    t.add_column("timing")
+    for c in configs:
+        t.add_column(c, justify="right")
+    for c in configs[1:]:
+        t.add_column(f"{base}/{c}", justify="right")
+    for key in TIMING_KEYS:
+        vals = [summary["mean_iter2_onward"][c].get(key) for c in configs]
+        if all(v is None for v in vals):
+            continue
+        ratios = [summary["speedup_over_baseline"][c].get(key) for c in configs[1:]]
+        t.add_row(key, *[f"{v:.1f}" if v is not None else "-" for v in vals],
+                  *[f"{r:.2f}x" if r else "-" for r in ratios])
+    console.print(t)
+    p = Table(title=f"training parity (means over all iterations; noise = spread of {base}'s seeds)")
+    p.add_column("metric")
+    p.add_column(f"{base} seeds", justify="right")
+    p.add_column("noise", justify="right")
+    for c in configs[1:]:
+        p.add_column(f"{c} (distance, inside band)", justify="right")
+    for key, e in summary["parity"].items():
+        seeds = ", ".join(f"{v:.4g}" for v in e["run_means"][base].values() if v is not None)
+        noise = e.get("baseline_seed_spread")
+        cells = []
+        for c in configs[1:]:
+            d = e.get(c, {})
+            if d.get("mean") is None:
+                cells.append("-")
+                continue
+            frac = d.get("fraction_inside_baseline_band")
+            cells.append(f"{d['mean']:.4g} ({d['distance_from_baseline']:.2g}, "
+                         f"{'-' if frac is None else f'{100 * frac:.0f}%'})")
+        p.add_row(key, seeds, "-" if noise is None else f"{noise:.2g}", *cells)
+    console.print(p)
+    (out / "compare_table.txt").write_text(console.export_text())
+    for path in plot(summary, out):
+        console.print(f"plot: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds, each run for every config")
     p.add_argument("--configs", default="grpo_stock,grpo_seer", help="configs/ names; the first is the baseline")
     p.add_argument("--out", default="runs/compare", help="output folder")
+    p.add_argument("--report-only", action="store_true",
+                   help="no training: rebuild the table, parity summary and plots from the runs already in --out")
+    p.add_argument("--wandb", action="store_true", help="also log to wandb, offline (WANDB_MODE=offline) under --out")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error(f"--steps={args.steps}: must be >= 1")
@@ -127,29 +255,18 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--configs: {c!r} is not a config in {config_dir()}")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for seed in seeds:
-        for c in configs:
-            runs.setdefault(c, {})[seed] = run_one(c, seed, args.steps, out, extra)
+    if args.report_only:
+        runs = load_runs(out, configs, seeds)
+    else:
+        if args.wandb:
+            extra = ["trainer.logger=[console,file,wandb]", *extra]
+            os.environ.setdefault("WANDB_MODE", "offline")
+            os.environ.setdefault("WANDB_DIR", str(out))
+        runs = {}
+        for seed in seeds:
+            for c in configs:
+                runs.setdefault(c, {})[seed] = run_one(c, seed, args.steps, out, extra)
     summary = summarize(runs)
     (out / "compare.json").write_text(json.dumps(summary, indent=1, default=float))
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"verl trainer, mean of iterations 2..{args.steps} (seconds)")
-    t.add_column("timing")
-    for c in configs:
-        t.add_column(c, justify="right")
-    t.add_column(f"{configs[0]} / {configs[-1]}", justify="right")
-    for key in TIMING_KEYS:
-        vals = [summary["mean_iter2_onward"][c].get(key) for c in configs]
-        if all(v is None for v in vals):
-            continue
-        ratio = summary["speedup_first_over_second"].get(key)
-        t.add_row(key, *[f"{v:.1f}" if v is not None else "-" for v in vals], f"{ratio:.2f}x" if ratio else "-")
-    console = Console(record=True, width=120)
-    console.print(t)
-    (out / "compare_table.txt").write_text(console.export_text())
-    for path in plot(summary, out):
-        console.print(f"plot: {path}")
+    report(summary, out, [c for c in configs if c in runs])
     return 0
