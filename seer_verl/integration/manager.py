@@ -33,7 +33,8 @@ from verl.experimental.agent_loop import AgentLoopManager
 from seer_verl.core import SeerConfig
 from seer_verl.integration.client import SeerLLMServerClient
 from seer_verl.integration.engines import kv_capacity, servers_of
-from seer_verl.integration.service import EngineInfo, SeerRolloutService
+from seer_verl.integration.service import EngineInfo, SeerRolloutService, engine_errored
+from seer_verl.spec.config import SpecConfig, check_engine_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +49,27 @@ def seer_config_of(config: Any) -> dict[str, Any]:
     values = {} if node is None else OmegaConf.to_container(node, resolve=True)
     if not isinstance(values, Mapping):
         raise ValueError(f"seer must be a mapping of seer.* keys; got {values!r}")
+    values = dict(values)
+    spec = values.pop("spec", None)  # grouped speculative decoding: its own node, validated by SpecConfig
     SeerConfig.from_mapping(values)
-    return dict(values)
+    SpecConfig.from_mapping(spec)
+    if spec is not None:
+        values["spec"] = spec
+    return values
 
 
 def validate_rollout_config(config: Any, engines: list[tuple[int, int]] | None = None) -> list[str]:
     """Validate ``seer.*`` and check it against verl's rollout config (and the engines' ``(capacity_tokens,
     block_size)`` when given). Raises ValueError naming the key, the value and what is allowed; returns (and
     logs) warnings. Needs no engine: call it before starting any."""
-    seer = SeerConfig.from_mapping(seer_config_of(config))
+    values = seer_config_of(config)
+    spec = SpecConfig.from_mapping(values.pop("spec", None))
+    seer = SeerConfig.from_mapping(values)
     r = OmegaConf.select(config, _R)
     if r is None:
         raise ValueError(f"{_R} is missing from the config")
+    kwargs = OmegaConf.select(r, "engine_kwargs.vllm", default=None)
+    check_engine_kwargs(spec, OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else None)
 
     def get(key: str) -> Any:
         v = OmegaConf.select(r, key, default=None)
@@ -114,9 +124,11 @@ def probe_engines(servers: dict[str, Any], addresses: list[str], timeout_s: floa
     dead: dict[str, str] = {}
     for a in addresses:
         try:
+            if ray.get(servers[a].__ray_call__.remote(engine_errored), timeout=timeout_s):
+                raise RuntimeError("vLLM reports its engine core dead")
             engines.append(EngineInfo(a, *kv_capacity(servers[a], timeout_s=timeout_s)))
         except Exception as exc:  # noqa: BLE001 - a dead server actor, or an engine that does not answer
-            dead[a] = f"unreachable when the rollout manager started ({type(exc).__name__})"
+            dead[a] = f"unreachable when the rollout manager started ({type(exc).__name__}: {str(exc)[:120]})"
             engines.append(EngineInfo(a, 0, 16))
             logger.warning("Seer: rollout engine %s is lost (%s); it will not be used", a, exc)
     if len(dead) == len(addresses):
@@ -237,6 +249,7 @@ class SeerAgentLoopManager(AgentLoopManager):
             t[f"seer/{k}"] = float(m[k])
         if "engines_alive" in last:
             t["seer/engines_alive"] = float(last["engines_alive"])
+        t.update({k: float(v) for k, v in (last.get("sd_metrics") or {}).items()})
         return t
 
 

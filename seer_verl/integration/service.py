@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from seer_verl.core import EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
+from seer_verl.spec.config import SpecConfig
+from seer_verl.spec.coordinator import GroupedSpeculation
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class _ChunkFailed:
     t1: float
 
 
-def _engine_errored(server: Any) -> bool:
+def engine_errored(server: Any) -> bool:
     """Runs inside verl's vLLMHttpServer actor: True if vLLM's AsyncLLM reports its engine core dead."""
     engine = getattr(server, "engine", None)
     return bool(engine is None or engine.errored)
@@ -138,7 +141,10 @@ class SeerRolloutService:
             cfg["max_inflight_per_engine"] = max_inflight_per_engine
         if cfg.get("chunk_align") is None:  # block-aligned chunk ends: one-token continuation prefills
             cfg["chunk_align"] = min(e.block_size for e in engines)
+        self._spec = SpecConfig.from_mapping(cfg.pop("spec", None))
         self._config = SeerConfig.from_mapping(cfg)
+        # adaptive grouped speculative decoding (seer.spec.enabled): request tags, draft server, draft clients
+        self._sd = GroupedSpeculation(self._spec, self._handles) if self._spec.enabled else None
         self._chunk_timeout_s = self._config.effective_chunk_timeout_s()
         self._health_timeout_s = float(self._config.health_timeout_s)
         self._eos = set(int(t) for t in eos_token_ids)
@@ -149,6 +155,7 @@ class SeerRolloutService:
         self._rows: dict[int, _Row] = {}
         self._runner: asyncio.Task | None = None
         self._last: dict[str, Any] = {}
+        self._ctl: RolloutController | None = None
 
     # -- batch lifecycle (called by the manager) ----------------------------------------------------------------
 
@@ -180,7 +187,22 @@ class SeerRolloutService:
             self._batch = None
             self._rows = {}
             self._runner = None
+            self._ctl = None
         return self._last
+
+    def progress(self) -> dict[str, Any]:
+        """A snapshot of the running batch (for monitoring and fault-injection tests): rows received, requests
+        unfinished, chunks completed, and chunks in flight per engine address."""
+        ctl = self._ctl
+        out: dict[str, Any] = {"rows": len(self._rows), "running": ctl is not None and not ctl.done,
+                               "unfinished": None, "chunks_completed": 0, "inflight": {}}
+        if ctl is not None:
+            out["unfinished"] = ctl.num_unfinished
+            out["chunks_completed"] = ctl.metrics["chunks_completed"]
+            for d in ctl.inflight():
+                a = self._addresses[d.engine_id]
+                out["inflight"][a] = out["inflight"].get(a, 0) + 1
+        return out
 
     def engine_status(self) -> dict[str, Any]:
         """``{"alive": [addresses], "dead": {address: reason}}``."""
@@ -243,10 +265,12 @@ class SeerRolloutService:
     # -- the dispatch loop ----------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        ctl = self._make_controller()
+        ctl = self._ctl = self._make_controller()
         t_start = time.time()
         running: dict[asyncio.Task, Any] = {}
         self._decision_s = 0.0
+        if self._sd is not None:
+            await self._sd.begin_batch(self._alive())
         try:
             while not ctl.done:
                 self._dispatch(ctl, running)
@@ -259,8 +283,27 @@ class SeerRolloutService:
                         self._on_outcome(ctl, d, task.result(), running)
         except BaseException as exc:
             self._abort(running, exc)
+            await self._end_speculation(None)
             raise
         self._last = self._summary(ctl, time.time() - t_start)
+        self._last["sd_metrics"] = await self._end_speculation(self._tail_start())
+
+    def _alive(self) -> list[int]:
+        return [i for i in range(len(self._engines)) if i not in self._dead]
+
+    def _tail_start(self) -> float | None:
+        """When the tail phase began: the finish of the sample that completed the first 90% (bench definition)."""
+        ends = sorted(r.intervals[-1][2] for r in self._rows.values() if r.intervals)
+        return ends[max(1, math.ceil(0.9 * len(ends))) - 1] if ends else None
+
+    async def _end_speculation(self, tail_start: float | None) -> dict[str, float]:
+        if self._sd is None:
+            return {}
+        try:
+            return await self._sd.end_batch(self._alive(), tail_start)
+        except Exception as exc:  # metrics only: never fail a finished batch for them
+            logger.warning("Seer SD: end of batch bookkeeping failed: %s", exc)
+            return {}
 
     def _make_controller(self) -> RolloutController:
         b = self._batch
@@ -308,7 +351,10 @@ class SeerRolloutService:
         row.extra_fields = outcome.extra
         tokens = outcome.tokens
         stopped = len(tokens) < d.max_tokens or (len(tokens) > 0 and tokens[-1] in self._eos)
+        start = ctl.request(d.req_id).generated
         req = ctl.complete(d, tokens, outcome.logprobs, stopped)
+        if self._sd is not None:  # siblings on other engines draft from these tokens (via the draft server)
+            self._sd.chunk_done(d.engine_id, req, start, tokens)
         if req.finished:
             row.future.set_result({
                 "token_ids": list(req.token_ids),
@@ -384,8 +430,10 @@ class SeerRolloutService:
         sp["max_tokens"] = d.max_tokens
         prompt = row.prompt_ids + list(req.token_ids)  # prompt + every completed chunk: resumes exactly there
         t0 = time.time()
+        rid = (self._sd.request_id(d, req) if self._sd is not None
+               else f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}")
         try:
-            out = await asyncio.wait_for(self._call(d, prompt, sp), timeout=self._chunk_timeout_s)
+            out = await asyncio.wait_for(self._call(d, prompt, sp, rid), timeout=self._chunk_timeout_s)
             if out.stop_reason == "aborted":
                 raise RuntimeError(f"the engine aborted chunk {d.chunk_index} of row {d.req_id}")
         except asyncio.TimeoutError:
@@ -398,12 +446,9 @@ class SeerRolloutService:
         logprobs = list(out.log_probs or []) if sp.get("logprobs") else [0.0] * len(tokens)
         return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, t1)
 
-    async def _call(self, d: Any, prompt: list[int], sp: dict[str, Any]) -> Any:
+    async def _call(self, d: Any, prompt: list[int], sp: dict[str, Any], request_id: str) -> Any:
         return await self._handles[d.engine_id].generate.remote(
-            prompt_ids=prompt,
-            sampling_params=sp,
-            request_id=f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}",
-        )
+            prompt_ids=prompt, sampling_params=sp, request_id=request_id)
 
     async def _classify(self, eid: int, exc: BaseException, t0: float) -> _EngineLost | _ChunkFailed:
         if _is_actor_death(exc):
@@ -418,7 +463,7 @@ class SeerRolloutService:
         not dead."""
 
         async def probe() -> bool:
-            return await self._handles[eid].__ray_call__.remote(_engine_errored)
+            return await self._handles[eid].__ray_call__.remote(engine_errored)
 
         try:
             errored = await asyncio.wait_for(probe(), timeout=self._health_timeout_s)
