@@ -204,6 +204,10 @@ class SeerRolloutService:
                 out["inflight"][a] = out["inflight"].get(a, 0) + 1
         return out
 
+    def sd_server_name(self) -> str | None:
+        """Ray name of the grouped draft server (None without speculation or before the first batch)."""
+        return self._sd.server_name if self._sd is not None else None
+
     def engine_status(self) -> dict[str, Any]:
         """``{"alive": [addresses], "dead": {address: reason}}``."""
         return {"alive": [a for i, a in enumerate(self._addresses) if i not in self._dead],

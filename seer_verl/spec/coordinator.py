@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from seer_verl.spec.config import SpecConfig
@@ -71,6 +72,7 @@ class GroupedSpeculation:
         self.handles = handles
         self.settings = spec.engine_settings()
         self.server: Any = None
+        self.server_name: str | None = None  # named Ray actor (tests kill it to check draft-server loss)
         self.clients: list[DraftClient] = []
         self.batch_no = 0
         self._gids: set[str] = set()
@@ -87,7 +89,8 @@ class GroupedSpeculation:
             self._configured = True
         if self.spec.dgds:
             if self.server is None:
-                self.server = GroupedDraftServer.remote_class().remote(
+                self.server_name = f"seer-dgds-{os.getpid()}-{id(self):x}"
+                self.server = GroupedDraftServer.remote_class().options(name=self.server_name).remote(
                     max_depth=64, default_ttl_s=self.spec.group_ttl_s)
             self.clients = [DraftClient(e, self.server, self._pusher(e), self.spec.sync_interval_s) for e in
                             range(len(self.handles))]
@@ -142,6 +145,7 @@ class GroupedSpeculation:
         self._stats = stats
         m = sd_metrics([s["steps"] for s in stats], tail_start)
         m["seer/sd_server_outages"] = float(sum(c.outages for c in self.clients))
+        m["seer/sd_server_up_at_end"] = float(all(c.server_up for c in self.clients)) if self.clients else 0.0
         m["seer/sd_cross_engine_tokens"] = float(sum(c.pushed_tokens for c in self.clients))
         steps = sum(s["totals"]["steps"] for s in stats)
         m["seer/sd_propose_us_per_step"] = 1e6 * sum(s["totals"]["propose_s"] for s in stats) / max(1, steps)
@@ -159,8 +163,3 @@ class GroupedSpeculation:
             ray.kill(self.server, no_restart=True)
             self.server = None
 
-    def kill_server_for_test(self) -> None:
-        """Kill the draft server process (Ray restarts it): the reliability tests' draft-server fault."""
-        import ray
-
-        ray.kill(self.server, no_restart=False)

