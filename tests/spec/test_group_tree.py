@@ -154,3 +154,15 @@ def test_microbench_small():
     r = microbench(siblings=4, tokens=500, lookups=50)
     assert r["lookup_us"] > 0 and r["update_us_per_token"] > 0
     assert r["mean_draft_len"] > 0
+
+
+def test_context_types_numpy_and_tuple():
+    np = pytest.importorskip("numpy")
+    t = GroupDraftTrees()
+    t.extend("g", 0, np.array([1, 2, 3, 4, 5], dtype=np.int64))
+    ref = t.speculate("g", [0, 1, 2, 3], 2)
+    assert ref.tokens == [4, 5]
+    assert t.speculate("g", (0, 1, 2, 3), 2) == ref
+    assert t.speculate("g", np.array([0, 1, 2, 3]), 2) == ref
+    assert t.speculate("g", [np.int64(x) for x in (0, 1, 2, 3)], 2) == ref
+    assert t.speculate("g", [0, 1, 2, 3], 2, top_k=2).tokens == [4, 5]
