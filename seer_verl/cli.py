@@ -5,6 +5,7 @@
     seer-verl bench [key=value ...]  rollout benchmark: stock verl vs Seer policies on the same engines
     seer-verl dispatch-bench         controller overhead: dispatch decision time at 100/1K/10K requests
     seer-verl compare [...] [-- overrides]  verl trainer with stock vs Seer rollout: iteration times, reward
+    seer-verl simulate [key=value ...]  paper-scale rollout simulator (stock/divided/seer/seer_sd/oracle)
     seer-verl replay record|table [...]  offline acceptance replay of grouped speculative decoding (Table 2)
 """
 
@@ -83,6 +84,12 @@ def _replay(argv: list[str]) -> int:
     return main(argv)
 
 
+def _simulate(argv: list[str]) -> int:
+    from seer_verl.sim.cli import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "prepare": _prepare,
     "env": _env,
@@ -90,6 +97,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "dispatch-bench": _dispatch_bench,
     "compare": _compare,
     "replay": _replay,
+    "simulate": _simulate,
 }
 
 

