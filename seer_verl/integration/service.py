@@ -387,7 +387,7 @@ class SeerRolloutService:
 
     def _record_failure(self, eid: int, reason: str, t: float, requeued: list[int]) -> None:
         b = self._batch
-        event = {"engine": eid, "address": self._addresses[eid], "reason": reason,
+        event = {"engine": eid, "address": self._addresses[eid], "reason": reason, "time": t,
                  "t_s": round(t - (b["t0"] if b else t), 3), "requeued_rows": list(requeued)}
         self._failures.append(event)
         alive = len(self._engines) - len(self._dead)

@@ -5,8 +5,8 @@ would; each scenario loses one more engine while a batch runs:
 
 1. early: the busiest engine's server actor is killed (``ray.kill``) while the batch's first chunks run on it;
 2. mid-rollout: the busiest engine's vLLM ``EngineCore`` process is SIGKILLed half-way through the batch;
-3. tail: the busiest engine hangs (its EngineCore and worker processes are SIGSTOPped) with few requests left,
-   detected by ``seer.chunk_timeout_s``;
+3. tail: the busiest engine hangs (its EngineCore and worker processes are SIGSTOPped) in the last quarter of the
+   batch's chunks, detected by ``seer.chunk_timeout_s``;
 4. all lost: the last engine's server actor is killed mid-batch: verl gets a clear error naming every engine,
    within a bounded time, and a new manager refuses to start.
 
@@ -184,14 +184,18 @@ def _check_against_baseline(env, out, killer, alive_after: int) -> dict:
     assert timing["seer/requests_redispatched"] == len(lost_rows) >= 1
     assert timing["seer/engines_alive"] == float(alive_after)
     assert last["metrics"]["requests_finished"] == n
-    # the lost chunks' rows finished on surviving engines, after the loss
+    # nothing ran on the lost engine after the loss was detected, and every request that lost a chunk resumed
+    # and finished on a surviving engine
     victim_idx = [e.address for e in env["manager"].seer_engines].index(killer.victim)
+    t_detect = ev["time"]
+    assert t_detect >= killer.t_kill - 1e-3
+    for row, chunks in last["records"].items():
+        assert all(e != victim_idx for e, t0, _ in chunks if t0 >= t_detect), row
     for row in lost_rows:
-        after = [iv for iv in last["records"][row] if iv[1] >= killer.t_kill - 0.5]
-        assert after and all(e != victim_idx for e, _, _ in after)
+        assert any(t0 >= t_detect for _, t0, _ in last["records"][row]), row
     same = torch.equal(out.batch["responses"], base.batch["responses"])
     return {"reason": ev["reason"], "redispatched": len(lost_rows), "same_tokens_as_baseline": same,
-            "wall_s": last["wall_s"], "at": killer.at}
+            "detect_s": round(t_detect - killer.t_kill, 3), "wall_s": round(last["wall_s"], 2), "at": killer.at}
 
 
 def test_baseline_runs_on_all_engines(env):
@@ -204,7 +208,8 @@ def test_baseline_runs_on_all_engines(env):
 
 
 def test_engine_actor_killed_early(env):
-    out, killer, wall = _rollout_with_loss(env, lambda p: p["chunks_completed"] == 0, "actor")
+    n = len(env["batch"])  # the first round of chunks: one per sample
+    out, killer, wall = _rollout_with_loss(env, lambda p: p["chunks_completed"] < n // 2, "actor")
     info = _check_against_baseline(env, out, killer, alive_after=3)
     assert "server actor died" in info["reason"]
     print(f"early: {info} batch {wall:.1f}s")
@@ -214,12 +219,14 @@ def test_engine_core_killed_mid_rollout(env):
     total = env["manager"].seer_last["metrics"]["chunks_completed"]  # previous batch: about the same work
     out, killer, wall = _rollout_with_loss(env, lambda p: p["chunks_completed"] >= total // 2, "engine_core")
     info = _check_against_baseline(env, out, killer, alive_after=2)
-    assert "engine core dead" in info["reason"] or "server actor died" in info["reason"], info["reason"]
+    # vLLM notices the dead core (the chunk call raises; the server reports it) - or, failing that, the timeout
+    assert any(s in info["reason"] for s in ("engine core dead", "server actor died", "chunk_timeout_s")), info
     print(f"mid: {info} batch {wall:.1f}s")
 
 
 def test_engine_hangs_in_the_tail(env):
-    out, killer, wall = _rollout_with_loss(env, lambda p: p["unfinished"] <= 4, "hang")
+    total = env["manager"].seer_last["metrics"]["chunks_completed"]
+    out, killer, wall = _rollout_with_loss(env, lambda p: p["chunks_completed"] >= 3 * total // 4, "hang")
     info = _check_against_baseline(env, out, killer, alive_after=1)
     assert f"no answer to a chunk within seer.chunk_timeout_s={CHUNK_TIMEOUT_S:g}s" in info["reason"]
     assert wall < CHUNK_TIMEOUT_S + 60
