@@ -216,18 +216,22 @@ class SimEngine:
         new: list[int] = []
         needs: list[int] = []
         for s in self.running:
-            if s.prefilling:
-                n = min(s.target - s.computed, rem) if rem > 0 else 0
+            c = s.computed
+            if c < s.target:  # prefilling
+                n = min(s.target - c, rem) if rem > 0 else 0
                 rem -= n
                 new.append(n)
-                b = self.blocks_for(s.computed + n)
+                b = -(-(c + n) // bs)
             else:
-                g = (gamma_h if s.is_probe else gamma_l) if spec is not None else 0
-                g = max(0, min(g, s.n_out - s.produced - 1))
+                if spec is not None:
+                    g = gamma_h if s.is_probe else gamma_l
+                    g = max(0, min(g, s.n_out - s.produced - 1))
+                else:
+                    g = 0
                 s.gamma = g
                 rem -= 1 + g
                 new.append(0)
-                b = self.blocks_for(s.computed + 1 + g)
+                b = -(-(c + 1 + g) // bs)
             needs.append(b)
             need += b
         while need > self.cap_blocks and self.running:
@@ -291,11 +295,13 @@ class SimEngine:
             if spec is not None:
                 for s in self.running:
                     s.rate, s.var = spec.tau(s, s.gamma) if s.gamma > 0 else (1.0, 0.0)
+                dkv = sum(s.rate for s in self.running)
+                k = min(math.ceil((s.n_out - s.produced) / s.rate - 1e-9) for s in self.running)
             else:
                 for s in self.running:
-                    s.rate, s.var = 1.0, 0.0
-            dkv = sum(s.rate for s in self.running)
-            k = min(math.ceil((s.n_out - s.produced) / s.rate - 1e-9) for s in self.running)
+                    s.rate = 1.0
+                dkv = float(B)
+                k = min(s.n_out - s.produced for s in self.running)
             k = max(1, min(k, self.max_macro_steps))
             k = self._kv_horizon(k)
             self._dkv = dkv

@@ -11,7 +11,9 @@
   ``min(budget, tokens until EOS)`` tokens and reports it back with :meth:`~RolloutController.complete`.
   ``seer_sd`` is ``seer`` plus speculative decoding on every engine, with draft lengths from
   :func:`seer_verl.core.draft_budget.mba_allocate` (probes are the high-priority class) and the acceptance
-  model of :mod:`seer_verl.sim.acceptance` driven by the number of siblings that have started generating.
+  model of :mod:`seer_verl.sim.acceptance` driven by the number of *finished* siblings (complete responses in
+  the group's suffix tree, as the references of paper Table 2 and of our offline replay; siblings still running
+  contribute partial text, which we conservatively do not count).
 """
 
 from __future__ import annotations
@@ -137,14 +139,20 @@ class SeerDriver(_Base):
         engines = [EngineState(i, (w.kv_capacity_tokens // w.block_size) * w.block_size, w.block_size)
                    for i in range(w.num_engines)]
         self.config = SeerConfig(policy=policy, chunk_size=w.chunk_size, affinity_threshold=w.affinity_threshold,
-                                 max_inflight_per_engine=w.max_num_seqs, chunk_align=w.block_size)
+                                 max_inflight_per_engine=w.max_num_seqs, chunk_align=w.block_size,
+                                 starvation_bound=w.starvation_bound)
         self.ctrl = RolloutController(self.buffer, engines, self.config)
         self.started_in_group: dict[int, int] = {}
+        self.finished_in_group: dict[int, int] = {}
         self.has_started = [False] * w.num_requests
         self.dispatch_calls = 0
 
     def siblings_started(self, s: SimSeq) -> int:
         return self.started_in_group.get(s.group_id, 0) - (1 if self.has_started[s.req_id] else 0)
+
+    def siblings_finished(self, s: SimSeq) -> int:
+        """Complete sibling responses in the group's draft tree: the references of paper Table 2 / our replay."""
+        return self.finished_in_group.get(s.group_id, 0)
 
     def _dispatch(self, loop: EventLoop) -> None:
         w = self.w
@@ -176,6 +184,7 @@ class SeerDriver(_Base):
             if req.finished:
                 self.finish_s[s.req_id] = loop.now
                 self._unfinished -= 1
+                self.finished_in_group[req.group_id] = self.finished_in_group.get(req.group_id, 0) + 1
         self._dispatch(loop)
 
 
@@ -187,7 +196,7 @@ def make_spec(w: Workload, driver: SeerDriver) -> SpecConfig:
     var_cache: dict[tuple[int, int], tuple[float, float]] = {}
 
     def refs(s: SimSeq) -> int:
-        return driver.siblings_started(s)
+        return driver.siblings_finished(s)
 
     def tau(s: SimSeq, gamma: int) -> tuple[float, float]:
         key = (refs(s), gamma)

@@ -69,6 +69,7 @@ class Workload:
     acceptance: AcceptanceModel
     chunk_size: int
     affinity_threshold: int = 32
+    starvation_bound: int | None = None  # seer.starvation_bound (None = the core's default, 4 x requests)
     stock_placement: str = "group"  # group | request | recorded
     dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
     recorded_engines: list[int] | None = None
@@ -220,6 +221,8 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
         elif k in ("num_engines", "kv_capacity_tokens", "block_size", "max_num_seqs", "max_batched_tokens",
                    "chunk_size", "affinity_threshold", "gamma_max"):
             setattr(w, k, int(v))
+        elif k == "starvation_bound":
+            w.starvation_bound = None if v is None else int(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt"):
             setattr(w, k, float(v))
         elif k == "kv_pool":
