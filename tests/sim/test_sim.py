@@ -169,3 +169,17 @@ def test_cpu_bench_workload_from_the_recorded_run(monkeypatch):
     assert w.total_tokens() == w.measured["stock"]["total_tokens"]
     r = simulate(w, "stock", keep_requests=False)
     assert r["num_preemptions"] > 0
+
+
+@pytest.mark.skipif(not (ROOT / "runs/bench/report.json").is_file(), reason="no recorded bench run")
+def test_cpu_validation_against_the_recorded_bench(monkeypatch):
+    """Simulated vs measured wall time, each policy with its own recorded lengths (a guard against gross drift;
+    the README reports the actual errors)."""
+    from seer_verl.sim.cli import validate_cpu
+
+    monkeypatch.chdir(ROOT)
+    v = validate_cpu(0, ("stock", "seer"))
+    assert set(v["policies"]) == {"stock", "seer"}
+    for p in v["policies"].values():
+        assert abs(p["error"]) < 0.25
+        assert p["total_tokens"] > 0
