@@ -233,6 +233,7 @@ def replay_setting(groups: list[list[dict[str, Any]]], n_siblings: int, top_k: i
     reach = [0] * params["max_spec_tokens"]
     acc = [0] * params["max_spec_tokens"]
     per_response = []
+    fin = [0, 0]  # tokens, steps of responses that ended on their own (not cut at max_tokens)
     t0 = time.perf_counter()
     for g in groups:
         G = len(g)
@@ -248,11 +249,17 @@ def replay_setting(groups: list[list[dict[str, Any]]], n_siblings: int, top_k: i
             reach = [a + b for a, b in zip(reach, res["reach"])]
             acc = [a + b for a, b in zip(acc, res["acc"])]
             per_response.append(res["tokens"] / max(1, res["steps"]))
+            if r.get("finish_reason") != "length":
+                fin[0] += res["tokens"]
+                fin[1] += res["steps"]
     st = trees.stats()
     return {
         "siblings": n_siblings, "top_k": top_k, "verify": verify, **tot,
         "tokens_per_step": tot["tokens"] / max(1, tot["steps"]),
         "mean_tokens_per_step_per_response": sum(per_response) / max(1, len(per_response)),
+        # capped responses are often degenerate loops that self-drafting predicts almost perfectly: report the
+        # responses that finished on their own separately
+        "tokens_per_step_finished": fin[0] / max(1, fin[1]),
         "acceptance_rate": tot["accepted"] / max(1, tot["drafted"]),
         # beta[j]: P(position j+1 accepted | position j accepted and drafted)
         "beta": [acc[j] / reach[j] if reach[j] else 0.0 for j in range(len(acc))],
@@ -270,6 +277,9 @@ def table(args: argparse.Namespace) -> int:
     params = {"max_spec_tokens": args.max_spec_tokens, "min_token_prob": args.min_token_prob,
               "max_spec_factor": args.max_spec_factor, "max_depth": args.max_depth,
               "max_match_len": args.max_match_len, "with_prompt": args.with_prompt}
+    from seer_verl.spec.group_tree import GroupDraftTrees
+
+    params["max_match_len"] = GroupDraftTrees(args.max_depth, args.max_match_len).max_match_len  # resolved default
     cols = _columns(args.top_k)
     results: dict[str, Any] = {"params": params, "temperatures": {}}
     for temp in args.temperatures:
@@ -299,6 +309,8 @@ def table(args: argparse.Namespace) -> int:
     if not results["temperatures"]:
         return 2
     _print_table(console, results, cols, args.siblings)
+    _print_table(console, results, cols, args.siblings, "tokens_per_step_finished",
+                 "responses that ended before max_tokens")
     (out / f"{args.name}.json").write_text(json.dumps(results, indent=1))
     _plot(results, cols, args.siblings, out / f"{args.name}.png")
     console.print(f"wrote {out / (args.name + '.json')} and {out / (args.name + '.png')}")
@@ -313,13 +325,13 @@ def _lookup(cell: dict[str, Any], n: int, column: str) -> dict[str, Any] | None:
 
 
 def _print_table(console: Any, results: dict[str, Any], cols: list[tuple[str, int, str]],
-                 siblings: list[int]) -> None:
+                 siblings: list[int], metric: str = "tokens_per_step", what: str = "all responses") -> None:
     from rich.table import Table
 
     p = results["params"]
-    tb = Table(title=f"Grouped speculative decoding, offline replay: tokens/step (mean acceptance length incl. the "
-                     f"bonus token), max draft {p['max_spec_tokens']}, min_token_prob {p['min_token_prob']}; "
-                     f"(x) = vs self-only linear")
+    tb = Table(title=f"Grouped speculative decoding, offline replay ({what}): tokens/step (mean acceptance length "
+                     f"incl. the bonus token), max draft {p['max_spec_tokens']}, min_token_prob "
+                     f"{p['min_token_prob']}, max_spec_factor {p['max_spec_factor']}; (x) = vs self-only linear")
     tb.add_column("grouped references n")
     for temp, cell in results["temperatures"].items():
         for name, _, _ in cols:
@@ -333,10 +345,12 @@ def _print_table(console: Any, results: dict[str, Any], cols: list[tuple[str, in
                 if r is None:
                     row.append("-")
                 else:
-                    rel = f" ({r['tokens_per_step'] / base['tokens_per_step']:.2f}x)" if base else ""
-                    row.append(f"{r['tokens_per_step']:.2f}{rel}")
+                    rel = f" ({r[metric] / base[metric]:.2f}x)" if base and base[metric] else ""
+                    row.append(f"{r[metric]:.2f}{rel}")
         tb.add_row(*row)
     console.print(tb)
+    if metric != "tokens_per_step":
+        return
     for temp, cell in results["temperatures"].items():
         console.print(f"T={temp}: {cell['groups']} groups x {cell['group_sizes']} samples, "
                       f"{cell['responses']} responses, mean length {cell['mean_len']:.0f}, "
@@ -447,8 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--repeats", type=int, default=3)
     m.add_argument("--max-spec-tokens", type=int, default=8)
     m.add_argument("--max-depth", type=int, default=64)
-    m.add_argument("--max-match-len", type=int, nargs="+", default=[0, 32, 24, 16],
-                   help="0 = max_depth - 1 (the default)")
+    m.add_argument("--max-match-len", type=int, nargs="+", default=[63, 32, 16],
+                   help="longest matched context suffix (0 = the default, min(max_depth - 1, 32))")
     m.add_argument("--top-k", type=int, nargs="+", default=[1, 4])
     m.add_argument("--json", default="")
     return p
