@@ -21,12 +21,15 @@ MODES = ("adaptive", "fixed")
 
 
 def default_step_time_path() -> Path | None:
-    """The step-time model fitted on this project's reference CPU engine (SmolLM2-135M fp32, one core)."""
+    """The step-time model of this project's reference CPU engine (SmolLM2-135M fp32, one core), shipped with the
+    simulator: a profiled fit (``step_cpu_*.json``) is preferred over one derived from bench timelines
+    (``step_cpu_*_bench.json``)."""
     try:
-        p = resources.files("seer_verl.sim") / "data" / "step_time_cpu.json"
+        d = Path(str(resources.files("seer_verl.sim") / "data"))
     except ModuleNotFoundError:
         return None
-    return Path(str(p)) if p.is_file() else None
+    found = sorted(d.glob("step_cpu_*.json"), key=lambda p: (p.stem.endswith("_bench"), p.name))
+    return found[0] if found else None
 
 
 @dataclass(slots=True)
