@@ -28,15 +28,21 @@ def print_table(report: dict[str, Any]) -> str:
 
     t = Table(title=f"seer-verl bench — {report['workload_desc']}")
     for col in ("policy", "wall s", "tail s", "tail %", "tok/s", "requests", "tokens", "preempt", "lower bd s",
-                "speed-up vs stock"):
+                "wall/LB", "SD acc/draft", "SD tok/step bulk|tail", "speed-up vs stock"):
         t.add_column(col, justify="right")
     for r in report["runs"]:
         vs = r.get("vs_stock", {}).get("speedup_wall")
+        sd = r.get("spec_decode") or {}
+        vt = r.get("verl_timing") or {}
+        acc = f"{int(sd['accepted_tokens'])}/{int(sd['draft_tokens'])}" if sd.get("draft_tokens") else "-"
+        tps = (f"{vt['seer/sd_bulk_tokens_per_step']:.2f}|{vt['seer/sd_tail_tokens_per_step']:.2f}"
+               if "seer/sd_tail_tokens_per_step" in vt else "-")
         t.add_row(
             r["policy"], f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}", f"{100 * r['tail_s'] / r['wall_s']:.0f}",
             f"{r['throughput_tok_s']:.1f}", str(r["num_requests"]), str(r["total_tokens"]), str(r["num_preemptions"]),
             f"{r['lower_bound_s']:.1f}" if r.get("lower_bound_s") else "-",
-            f"{vs:.2f}x" if vs else "-",
+            f"{r['wall_s'] / r['lower_bound_s']:.2f}" if r.get("lower_bound_s") else "-",
+            acc, tps, f"{vs:.2f}x" if vs else "-",
         )
     console = Console(record=True, width=140)
     console.print(t)

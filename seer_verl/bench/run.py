@@ -109,6 +109,29 @@ def start_engines(verl_cfg: Any, warmup: bool = True) -> tuple[Any, Any, list[st
     return servers, lb, list(servers.get_addresses())
 
 
+_SPEC_COUNTERS = {"vllm:spec_decode_num_draft_tokens": "draft_tokens",
+                  "vllm:spec_decode_num_accepted_tokens": "accepted_tokens",
+                  "vllm:spec_decode_num_drafts": "drafts"}
+
+
+def spec_counters(addresses: list[str]) -> dict[str, float]:
+    """vLLM's own speculative-decoding counters summed over engines (zeros on engines without speculation)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {v: 0.0 for v in _SPEC_COUNTERS.values()}
+    for a in addresses:
+        with urllib.request.urlopen(f"http://{a}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for fam in text_string_to_metric_families(text):
+            for smp in fam.samples:
+                key = _SPEC_COUNTERS.get(smp.name.removesuffix("_total"))
+                if key is not None and not smp.name.endswith("_created"):
+                    out[key] += float(smp.value)
+    return out
+
+
 def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, addresses: list[str], cfg: Any
             ) -> dict[str, Any]:
     """One policy's rollout of ``batch``; ``handles`` are the engines' server actors, in ``addresses`` order."""
@@ -123,6 +146,7 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
     # every policy starts from a cold prefix cache (no run reuses KV an earlier run left on the engines)
     ray.get([h.clear_kv_cache.remote() for h in handles], timeout=120)
     addr_to_eng = {a: i for i, a in enumerate(addresses)}
+    spec0 = spec_counters(addresses)
     with EngineMonitor(addresses, cfg.engines.monitor_interval_s) as mon:
         t0 = time.time()
         true_lens = getattr(manager, "bench_true_lens", None)
@@ -147,6 +171,8 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
                          "engines": sorted({x[0] for x in iv}), "intervals": iv})
     summary = summarize(policy, wall, requests, len(addresses))
     summary["num_preemptions"] = mon.preemptions()
+    spec1 = spec_counters(addresses)
+    summary["spec_decode"] = {k: spec1[k] - spec0[k] for k in spec1}  # as vLLM counts it, for every policy
     summary["requests"] = requests
     summary["engine_timelines"] = [tl.as_dict(t0) for tl in mon.timelines]
     summary["monitor_errors"] = mon.errors
