@@ -33,13 +33,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 __all__ = [
-    "StepTimeFn",
     "DraftTimeFn",
+    "StepTimeFn",
     "acceptance_curve",
-    "expected_tokens",
-    "t_sd",
     "best_total_draft",
+    "expected_tokens",
     "mba_allocate",
+    "t_sd",
 ]
 
 #: ``step_time_fn(num_seqs, query_tokens) -> seconds`` of one target-model (verification) step.

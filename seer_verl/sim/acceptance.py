@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["AcceptanceModel", "ACCEPTANCE_CURVES", "solve_p"]
+__all__ = ["ACCEPTANCE_CURVES", "AcceptanceModel", "solve_p"]
 
 
 def _tau(p: float, gamma: int) -> float:

@@ -38,14 +38,30 @@ import numpy as np
 
 from seer_verl.core.step_time import StepTimeModel
 
-__all__ = ["SimSeq", "SimEngine", "SpecConfig"]
+__all__ = ["SimEngine", "SimSeq", "SpecConfig"]
 
 
 class SimSeq:
     """One submission to an engine: a whole request (stock) or one chunk (divided rollout)."""
 
-    __slots__ = ("req_id", "group_id", "is_probe", "base_ctx", "n_out", "produced", "computed", "target",
-                 "gamma", "rate", "var", "tag", "pool_prefix", "preemptions", "start_s", "prefill_tokens")
+    __slots__ = (
+        "base_ctx",
+        "computed",
+        "gamma",
+        "group_id",
+        "is_probe",
+        "n_out",
+        "pool_prefix",
+        "preemptions",
+        "prefill_tokens",
+        "produced",
+        "rate",
+        "req_id",
+        "start_s",
+        "tag",
+        "target",
+        "var",
+    )
 
     def __init__(self, req_id: int, group_id: int, base_ctx: int, n_out: int, is_probe: bool = False,
                  tag: object = None, pool_prefix: int = 0) -> None:
@@ -136,7 +152,7 @@ class SimEngine:
     # -- helpers -------------------------------------------------------------------------------------------
 
     def blocks_for(self, tokens: float) -> int:
-        return -(-int(math.ceil(tokens)) // self.block_size)
+        return -(-math.ceil(tokens) // self.block_size)
 
     def used_blocks(self) -> int:
         return sum(self.blocks_for(s.computed) for s in self.running)
@@ -366,7 +382,7 @@ class SimEngine:
                     if math.ceil(left / s.rate - 1e-9) <= k:
                         got = left
                     else:
-                        got = int(round(mean + math.sqrt(k * s.var) * self.rng.standard_normal()))
+                        got = round(mean + math.sqrt(k * s.var) * self.rng.standard_normal())
                         got = max(k, min(got, k * (s.gamma + 1), left - 1))
                     st.spec_steps += k
                 else:
@@ -391,7 +407,7 @@ class SimEngine:
                     got = 1
                     if self.spec is not None and s.gamma > 0:
                         p_mean, p_var = self.spec.tau(s, s.gamma)
-                        got = int(round(p_mean + math.sqrt(p_var) * self.rng.standard_normal()))
+                        got = round(p_mean + math.sqrt(p_var) * self.rng.standard_normal())
                         got = max(1, min(got, s.gamma + 1))
                     got = min(got, left)
                     s.produced += got

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from .engine import SimEngine, SimSeq
 
-__all__ = ["EventLoop", "Driver"]
+__all__ = ["Driver", "EventLoop"]
 
 
 class Driver(Protocol):

@@ -28,7 +28,7 @@ from .engine import SimEngine, SimSeq, SpecConfig
 from .events import EventLoop
 from .workloads import Workload
 
-__all__ = ["POLICIES", "StockDriver", "SeerDriver", "TokenCount", "make_spec"]
+__all__ = ["POLICIES", "SeerDriver", "StockDriver", "TokenCount", "make_spec"]
 
 POLICIES = ("stock", "divided", "seer", "seer_sd", "oracle")
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_ratios", "print_table", "print_validation", "plot", "write"]
+__all__ = ["add_ratios", "plot", "print_table", "print_validation", "write"]
 
 
 def add_ratios(report: dict[str, Any]) -> None:
@@ -91,10 +91,10 @@ def plot(report: dict[str, Any], out_dir: Path, stem: str = "sim") -> list[Path]
     import matplotlib
 
     matplotlib.use("Agg")
+    import warnings
+
     import matplotlib.pyplot as plt
     import numpy as np
-
-    import warnings
 
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=__name__)  # all-NaN columns after the end
     runs = report["runs"]

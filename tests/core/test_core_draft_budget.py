@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from seer_verl.core.draft_budget import acceptance_curve, best_total_draft, expected_tokens, mba_allocate, t_sd
+from seer_verl.core.draft_budget import (
+    acceptance_curve,
+    best_total_draft,
+    expected_tokens,
+    mba_allocate,
+    t_sd,
+)
 from seer_verl.core.step_time import StepTimeModel
 
 # memory-bound GPU-like decode: big fixed cost, small per-token compute
@@ -21,7 +27,7 @@ def step(model: StepTimeModel, kv: float = 0.0):
 
 def test_expected_tokens_matches_closed_form():
     for alpha in (0.0, 0.3, 0.6, 0.9):
-        for g in range(0, 9):
+        for g in range(9):
             closed = (1 - alpha ** (g + 1)) / (1 - alpha)
             assert expected_tokens([alpha] * g, g) == pytest.approx(closed)
     assert acceptance_curve([0.5, 0.4], 3) == pytest.approx([0.5, 0.2, 0.08])  # last entry reused
@@ -34,7 +40,7 @@ def test_t_sd_is_the_papers_formula():
     paper = (1 - alpha) * T / (1 - alpha ** (g + 1))
     assert t_sd(B, g, [alpha] * 8, step(GPU)) == pytest.approx(paper)
     # with a drafting cost D(B, gamma)
-    D = lambda n, k: 1e-4 * n * k  # noqa: E731
+    D = lambda n, k: 1e-4 * n * k
     assert t_sd(B, g, [alpha] * 8, step(GPU), D) == pytest.approx((1 - alpha) * (T + D(B, g)) / (1 - alpha ** (g + 1)))
 
 
