@@ -35,12 +35,12 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from arctic_inference.suffix_decoding._C import SuffixTree
 
-__all__ = ["Draft", "GroupDraftTrees", "EMPTY_DRAFT", "microbench"]
+__all__ = ["EMPTY_DRAFT", "Draft", "GroupDraftTrees", "microbench"]
 
 
 @dataclass(frozen=True)

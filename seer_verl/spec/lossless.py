@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["chi2_sf", "chi2_homogeneity", "mann_whitney_u", "ks_2samp", "two_sample_test", "from_records"]
+__all__ = ["chi2_homogeneity", "chi2_sf", "from_records", "ks_2samp", "mann_whitney_u", "two_sample_test"]
 
 
 # --- distributions ---------------------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 DEFAULT_OUT = "runs/replay"
 
@@ -271,7 +272,6 @@ def replay_setting(groups: list[list[dict[str, Any]]], n_siblings: int, top_k: i
 
 def table(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     out = Path(args.out)

@@ -7,8 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from seer_verl.spec.lossless import (chi2_homogeneity, chi2_sf, from_records, ks_2samp, mann_whitney_u,
-                                     two_sample_test)
+from seer_verl.spec.lossless import (
+    chi2_homogeneity,
+    chi2_sf,
+    from_records,
+    ks_2samp,
+    mann_whitney_u,
+    two_sample_test,
+)
 
 
 @pytest.mark.parametrize("x, df, p", [
