@@ -183,3 +183,28 @@ def test_cpu_validation_against_the_recorded_bench(monkeypatch):
     for p in v["policies"].values():
         assert abs(p["error"]) < 0.25
         assert p["total_tokens"] > 0
+
+
+def test_profile_script_fit_recovers_a_known_model():
+    """scripts/profile_step_time.py: the least-squares fit over generate() calls (no engine needed)."""
+    import importlib.util
+    import random
+
+    spec = importlib.util.spec_from_file_location("profile_step_time", ROOT / "scripts/profile_step_time.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    true = [0.06, 0.002, 0.0015, 5e-6]
+    rng = random.Random(0)
+    rows = []
+    grid = [(B, P, M) for P in (64, 384, 1024) for B in (1, 2, 4, 8, 16, 32) for M in (8, 48)]
+    for B, P, M in grid + [(1, 2048, 1), (4, 1024, 1), (8, 2048, 1)]:
+        f = mod.features(B, P, M)
+        rows.append({"features": f, "wall_s": sum(a * b for a, b in zip(true, f)) * (1 + rng.gauss(0, 0.01))})
+    coef, resid = mod.fit(rows)
+    assert max(abs(r) for r in resid) < 0.05
+    for c, t in zip(coef, true):
+        assert c == pytest.approx(t, rel=0.1)
+    # the GPU rooflines load as step-time models with their KV capacity
+    for name in ("moonlight", "qwen2vl72b", "kimik2"):
+        m = mod.gpu_model(name)
+        assert m.c0 > 0 and m.meta["kv_capacity_tokens"] > 100_000
