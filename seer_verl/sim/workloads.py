@@ -173,6 +173,13 @@ def kv_capacity(mem: dict[str, Any], util: float) -> int:
         raise ValueError(f"gpu_util={util}: the weights do not fit ({free / 1e9:.1f} GB left for KV)")
     return int(free // mem["kv_bytes_per_token"])
 
+#: Per draft token per sequence: drafting + verification overheads that the decode roofline lacks (multi-token
+#: attention/MoE kernels, rejection sampling, draft lookup). Estimated, not fitted, from the paper's SD study
+#: (Fig. 11): Seer-SD gains 1.26x / 1.38x / 1.25x at tau 1.89 / 2.15 / 1.77, so an SD step costs about
+#: tau / gain = 1.4-1.6x a plain step; at a mid-rollout batch of ~100 sequences (30-40 ms per step in the
+#: rooflines) and ~3 drafts each that is ~15 ms per step the roofline does not have, i.e. ~50 us per draft token.
+SD_OVERHEAD_S = 5e-5
+
 SIGMA_G = 1.0
 SIGMA_R = 0.3
 
@@ -206,6 +213,7 @@ def paper_workload(name: str, seed: int = 0, **over: Any) -> Workload:
         chunk_size=2048,
         stock_placement="group",
         kv_pool=True,
+        draft_s_per_token=SD_OVERHEAD_S,
         timeline_dt=10.0,
         paper_ratios=dict(PAPER_TABLE4[name]),
         meta={"sigma_g": sigma_g, "sigma_r": sigma_r, "seed": seed, "gpu_memory_utilization": util,
