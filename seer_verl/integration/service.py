@@ -13,7 +13,8 @@ Why chunk continuation is exact: sampling is autoregressive and token-in/token-o
 generation would (no per-request seed, no penalties over generated tokens in verl's default sampling params);
 vLLM's prefix cache keeps the continuation cheap on the engine that ran the previous chunk.
 
-Engine loss: a chunk call that raises, or that does not answer within ``seer.chunk_timeout_s``, is checked against
+Engine loss: a chunk call that raises, or that does not answer within ``seer.chunk_timeout_s`` while no other chunk
+came back from its engine in that time (a slow engine is not a lost one), is checked against
 its engine (is the server actor alive, does vLLM report its engine core dead, does it answer a health check within
 ``seer.health_timeout_s``). A lost engine is handed to :meth:`RolloutController.fail_engine`: its in-flight
 requests resume on the other engines from their last completed chunk (the prefix tokens of completed chunks are
@@ -151,6 +152,7 @@ class SeerRolloutService:
         # engines lost so far (index -> reason); persists across batches: a lost engine is never used again
         self._dead: dict[int, str] = {self._addresses.index(a): r for a, r in (dead or {}).items()}
         self._failures: list[dict[str, Any]] = []
+        self._last_ok: dict[int, float] = {}  # engine index -> when a chunk last came back from it
         self._batch: dict[str, Any] | None = None
         self._rows: dict[int, _Row] = {}
         self._runner: asyncio.Task | None = None
@@ -352,6 +354,7 @@ class SeerRolloutService:
                 f"{_short(outcome.error)}"
             ) from outcome.error
         row.intervals.append((d.engine_id, outcome.t0, outcome.t1))
+        self._last_ok[d.engine_id] = outcome.t1
         row.extra_fields = outcome.extra
         tokens = outcome.tokens
         stopped = len(tokens) < d.max_tokens or (len(tokens) > 0 and tokens[-1] in self._eos)
@@ -436,13 +439,20 @@ class SeerRolloutService:
         t0 = time.time()
         rid = (self._sd.request_id(d, req) if self._sd is not None
                else f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}")
+        call = asyncio.ensure_future(self._call(d, prompt, sp, rid))
         try:
-            out = await asyncio.wait_for(self._call(d, prompt, sp, rid), timeout=self._chunk_timeout_s)
+            while not (await asyncio.wait({call}, timeout=self._chunk_timeout_s))[0]:
+                if time.time() - self._last_ok.get(d.engine_id, 0.0) > self._chunk_timeout_s:
+                    call.cancel()
+                    return _EngineLost(f"no answer to a chunk within seer.chunk_timeout_s={self._chunk_timeout_s:g}s",
+                                       t0, time.time())
+                # other chunks came back from this engine meanwhile: it is slow, not lost; keep waiting
+            out = call.result()
             if out.stop_reason == "aborted":
                 raise RuntimeError(f"the engine aborted chunk {d.chunk_index} of row {d.req_id}")
-        except asyncio.TimeoutError:
-            return _EngineLost(f"no answer to a chunk within seer.chunk_timeout_s={self._chunk_timeout_s:g}s",
-                               t0, time.time())
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
         except Exception as exc:  # noqa: BLE001 - classified below
             return await self._classify(d.engine_id, exc, t0)
         t1 = time.time()

