@@ -21,6 +21,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from engine_setup import verl_engines
 
 pytestmark = [pytest.mark.engines, pytest.mark.timeout(400)]
 
@@ -30,26 +31,16 @@ MAX_TOKENS = 16
 
 @pytest.fixture(scope="module")
 def env(cpu_environment, tiny_model, arith_dataset):
-    import ray
-
-    from seer_verl.bench.config import compose_bench_config
     from seer_verl.bench.policies import POLICIES
-    from seer_verl.bench.run import start_engines, verl_config
     from seer_verl.bench.workload import load_prompts, make_batch
 
-    cfg = compose_bench_config([
-        "model=tiny", f"workload.max_tokens={MAX_TOKENS}", "workload.num_prompts=3", "workload.group_size=2",
-        "engines.count=2", "engines.kv_cache_gb=0.05", f"workload.dataset={arith_dataset}",
-    ])
-    verl_cfg = verl_config(cfg, tiny_model, max_prompt=MAX_PROMPT)
-    ray.init(num_cpus=16, num_gpus=2, include_dashboard=False, runtime_env={"env_vars": cpu_environment},
-             ignore_reinit_error=True)
-    servers, lb, addresses = start_engines(verl_cfg, warmup=True)
-    stock = POLICIES["stock"][0](verl_cfg, servers)
-    seer = POLICIES["seer"][0](verl_cfg, servers, {"chunk_size": 8})
-    rows = load_prompts(arith_dataset, 3, seed=3)
-    yield {"stock": stock, "seer": seer, "rows": rows, "make_batch": make_batch}
-    ray.shutdown()
+    with verl_engines(cpu_environment, tiny_model, arith_dataset, max_tokens=MAX_TOKENS,
+                      workload=["workload.num_prompts=3", "workload.group_size=2"], kv_gb=0.05,
+                      max_prompt=MAX_PROMPT) as (verl_cfg, servers, _, _):
+        stock = POLICIES["stock"][0](verl_cfg, servers)
+        seer = POLICIES["seer"][0](verl_cfg, servers, {"chunk_size": 8})
+        rows = load_prompts(arith_dataset, 3, seed=3)
+        yield {"stock": stock, "seer": seer, "rows": rows, "make_batch": make_batch}
 
 
 def _batch(env, edit):

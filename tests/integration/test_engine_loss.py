@@ -42,7 +42,6 @@ def env(cpu_environment, tiny_model, arith_dataset):
     import ray
 
     from seer_verl.bench.config import compose_bench_config
-    from seer_verl.bench.policies import POLICIES
     from seer_verl.bench.run import start_engines, verl_config
     from seer_verl.bench.workload import load_prompts, make_batch
     from seer_verl.integration.engines import servers_of

@@ -11,6 +11,7 @@ import copy
 
 import pytest
 import torch
+from engine_setup import verl_engines
 
 pytestmark = [pytest.mark.engines, pytest.mark.timeout(900)]
 
@@ -20,23 +21,12 @@ MAX_TOKENS = 40  # not a multiple of CHUNK: the last chunk's budget is the remai
 
 @pytest.fixture(scope="module")
 def rollout_env(cpu_environment, tiny_model, arith_dataset):
-    import ray
-
-    from seer_verl.bench.config import compose_bench_config
-    from seer_verl.bench.run import start_engines, verl_config
     from seer_verl.bench.workload import load_prompts, make_batch
 
-    cfg = compose_bench_config([
-        "model=tiny", f"workload.max_tokens={MAX_TOKENS}", "workload.num_prompts=3", "workload.group_size=4",
-        "engines.count=2", "engines.kv_cache_gb=0.25", f"workload.dataset={arith_dataset}",
-    ])
-    verl_cfg = verl_config(cfg, tiny_model, max_prompt=256)
-    ray.init(num_cpus=16, num_gpus=2, include_dashboard=False, runtime_env={"env_vars": cpu_environment},
-             ignore_reinit_error=True)
-    servers, lb, addresses = start_engines(verl_cfg, warmup=True)
-    batch = make_batch(load_prompts(arith_dataset, 3, seed=1), group_size=4)
-    yield verl_cfg, servers, lb, addresses, batch
-    ray.shutdown()
+    with verl_engines(cpu_environment, tiny_model, arith_dataset, max_tokens=MAX_TOKENS,
+                      workload=["workload.num_prompts=3", "workload.group_size=4"]) as engines:
+        verl_cfg, servers, lb, addresses = engines
+        yield verl_cfg, servers, lb, addresses, make_batch(load_prompts(arith_dataset, 3, seed=1), group_size=4)
 
 
 def _run(policy: str, rollout_env, true_lens=None, **seer):
