@@ -20,6 +20,10 @@ Per step (``propose``), for every running request:
    (``mode="fixed"``, the comparison row), and the draft itself is the best path of the group tree
    (multi-path with ``top_k > 1``), cut where the tree's own probability falls below ``min_token_prob``.
 
+The step-time model configured by the service is only the prior: every clean decode step (no prefill in it) feeds
+an online fit of this engine's own cost (:class:`~seer_verl.core.step_time_fit.OnlineStepTimeFit`), so a draft
+token is priced at what verification really costs here.
+
 All state lives in the worker process and is touched only from the model runner's thread (vLLM runs
 ``collective_rpc`` utility calls on the same thread between steps), so there is no locking.
 """
@@ -126,7 +130,8 @@ class GroupSuffixProposer(_Base):
         self._reqs: dict[str, _Req] = {}
         self._group_seen: dict[str, float] = {}
         self._step_log: list[tuple[float, int, int, int, int, int, int]] = []
-        self._cost = None
+        self._cost = None  # OnlineStepTimeFit once configured with a step-time model
+        self._prev_t0: float | None = None
         self.suspended = False
         self._totals = {"steps": 0, "steps_sd_on": 0, "draft_tokens": 0, "accepted_tokens": 0, "drafts": 0,
                         "propose_s": 0.0, "increments": 0}
@@ -137,11 +142,12 @@ class GroupSuffixProposer(_Base):
         s.gamma_max = min(int(s.gamma_max), self.num_speculative_tokens)
         s.fixed_gamma = min(int(s.fixed_gamma), s.gamma_max)
         self.settings = s
-        if s.step_time:
-            from seer_verl.core.step_time import StepTimeModel
+        if s.step_time:  # the prior of the engine's cost model; the fit then follows this engine's own steps
+            from seer_verl.core.step_time_fit import OnlineStepTimeFit
 
-            self._cost = StepTimeModel(**{k: float(s.step_time[k]) for k in ("c0", "c_seq", "c_tok", "c_kv")
-                                          if k in s.step_time})
+            st = s.step_time
+            self._cost = OnlineStepTimeFit((float(st.get("c0", 0.0)), float(st.get("c_seq", 0.0)),
+                                            float(st.get("c_tok", 0.0))))
         else:
             self._cost = None
         if len(self.acceptance.reached) != s.gamma_max:
@@ -168,7 +174,9 @@ class GroupSuffixProposer(_Base):
     def take_stats(self) -> dict[str, Any]:
         """Totals plus the per-step log since the last call (then cleared)."""
         out = {"totals": dict(self._totals), "beta": self.acceptance.beta(), "steps": self._step_log,
-               "trees": self.trees.stats(), "settings": dict(self.settings.__dict__)}
+               "trees": self.trees.stats(), "settings": dict(self.settings.__dict__),
+               "cost_fit": None if self._cost is None else {"c0_c_seq_c_tok": self._cost.coefficients,
+                                                            "recorded": self._cost.recorded}}
         self._step_log = []
         return out
 
@@ -183,7 +191,7 @@ class GroupSuffixProposer(_Base):
         self.trees.extend(gid, sib, new)
         return len(new)
 
-    def _budget(self, b_h: int, b_l: int, kv_tokens: int) -> tuple[int, int]:
+    def _budget(self, b_h: int, b_l: int) -> tuple[int, int]:
         s = self.settings
         if s.mode == "off" or s.gamma_max <= 0 or self.suspended:
             return 0, 0
@@ -191,10 +199,7 @@ class GroupSuffixProposer(_Base):
             return s.fixed_gamma, s.fixed_gamma
         from seer_verl.core.draft_budget import mba_allocate
 
-        cost = self._cost
-        b = max(1, b_h + b_l)
-        return mba_allocate(b_h, b_l, self.acceptance.beta(), s.gamma_max, s.lam,
-                            lambda bs, q: cost.step_time(bs, q, kv_tokens * bs / b))
+        return mba_allocate(b_h, b_l, self.acceptance.beta(), s.gamma_max, s.lam, self._cost.predict)
 
     def propose(self, num_speculative_tokens: int, input_batch: Any, sampled_token_ids: list[list[int]],
                 slot_mappings: Any = None) -> list[list[int]]:
@@ -202,18 +207,22 @@ class GroupSuffixProposer(_Base):
         now = time.monotonic()
         s = self.settings
         rows: list[tuple[int, _Req, int] | None] = []
-        b_h = b_l = kv = 0
-        accepted_now = 0
+        b_h = b_l = 0
+        accepted_now = verified = 0
+        clean = True  # the step just run was pure decode/verification (no prefill in it): it may feed the cost fit
         for i, sampled in enumerate(sampled_token_ids):
             if not sampled:
                 rows.append(None)
+                clean = False
                 continue
             req_id = input_batch.req_ids[i]
             n = int(input_batch.num_tokens_no_spec[i])
             st = self._reqs.get(req_id)
             if st is None:
                 st = self._start(req_id, input_batch, i)
+                clean = False
             else:  # the previous step's draft: len(sampled) - 1 of it was accepted (the last token is the bonus)
+                verified += st.last_draft
                 a = min(len(sampled) - 1, st.last_draft)
                 if st.last_draft:
                     self.acceptance.record(st.last_draft, a)
@@ -221,13 +230,15 @@ class GroupSuffixProposer(_Base):
             # positions of the new tokens within the response
             self._extend_at(st.gid, st.sib, n - len(sampled) - st.prompt_len, sampled)
             self._group_seen[st.gid] = now
-            kv += n
             if st.probe:
                 b_h += 1
             else:
                 b_l += 1
             rows.append((i, st, n))
-        g_h, g_l = self._budget(b_h, b_l, kv)
+        if self._cost is not None and clean and self._prev_t0 is not None and b_h + b_l > 0:
+            self._cost.add(b_h + b_l, b_h + b_l + verified, t0 - self._prev_t0)
+        self._prev_t0 = t0
+        g_h, g_l = self._budget(b_h, b_l)
         drafts: list[list[int]] = []
         drafted = 0
         for r in rows:

@@ -127,6 +127,23 @@ def test_adaptive_mode_drafts_only_when_it_pays():
     assert p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:3], 5)]), [[TEXT[2]]]) == [[]]
 
 
+def test_engine_steps_feed_the_cost_fit(monkeypatch):
+    import seer_verl.spec.proposer as prop
+
+    clock = [100.0]
+    monkeypatch.setattr(prop.time, "perf_counter", lambda: clock[0])
+    p = _proposer(mode="adaptive", step_time={"c0": 0.05, "c_seq": 0.0, "c_tok": 0.0001, "c_kv": 0.0})
+    rows = [(_rid(s), PROMPT + TEXT[:3], 5) for s in range(4)]
+    p.propose(8, FakeBatch(rows), [[TEXT[2]]] * 4)  # first sight of every row: a prefill step, not recorded
+    for _ in range(64):  # verification really costs 6 ms per query token on this "engine"
+        q = 4 + sum(st.last_draft for st in p._reqs.values())
+        clock[0] += 0.066 + 0.00625 * q
+        p.propose(8, FakeBatch(rows), [[TEXT[2]]] * 4)
+    fit = p.take_stats()["cost_fit"]
+    assert fit["recorded"] == 64
+    assert fit["c0_c_seq_c_tok"][2] > 0.001  # the per-token cost moved from the cheap prior towards the truth
+
+
 def test_acceptance_stats_conditional_beta():
     s = AcceptanceStats(4, prior_weight=0.0, halflife=1e12)
     for _ in range(10):
