@@ -109,26 +109,19 @@ def start_engines(verl_cfg: Any, warmup: bool = True) -> tuple[Any, Any, list[st
     return servers, lb, list(servers.get_addresses())
 
 
-_SPEC_COUNTERS = {"vllm:spec_decode_num_draft_tokens": "draft_tokens",
-                  "vllm:spec_decode_num_accepted_tokens": "accepted_tokens",
-                  "vllm:spec_decode_num_drafts": "drafts"}
+_SPEC_COUNTERS = {"vllm:spec_decode_num_draft_tokens_total": "draft_tokens",
+                  "vllm:spec_decode_num_accepted_tokens_total": "accepted_tokens",
+                  "vllm:spec_decode_num_drafts_total": "drafts"}
 
 
 def spec_counters(addresses: list[str]) -> dict[str, float]:
     """vLLM's own speculative-decoding counters summed over engines (zeros on engines without speculation)."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
+    from seer_verl.integration.engines import scrape
 
     out = {v: 0.0 for v in _SPEC_COUNTERS.values()}
     for a in addresses:
-        with urllib.request.urlopen(f"http://{a}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        for fam in text_string_to_metric_families(text):
-            for smp in fam.samples:
-                key = _SPEC_COUNTERS.get(smp.name.removesuffix("_total"))
-                if key is not None and not smp.name.endswith("_created"):
-                    out[key] += float(smp.value)
+        for k, v in scrape(a, timeout=5, metrics=_SPEC_COUNTERS).items():
+            out[k] += v
     return out
 
 

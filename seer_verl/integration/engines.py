@@ -35,16 +35,18 @@ def servers_of(load_balancer: Any) -> dict[str, Any]:
     return ray.get(load_balancer.__ray_call__.remote(lambda self: dict(self._servers)))
 
 
-def scrape(address: str, timeout: float = 2.0) -> dict[str, float]:
-    """One read of an engine's /metrics: summed values of the series in ``_METRICS``."""
+def scrape(address: str, timeout: float = 2.0, metrics: dict[str, str] | None = None) -> dict[str, float]:
+    """One read of an engine's /metrics: summed values of the series in ``metrics`` (sample name -> key;
+    default ``_METRICS``)."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    metrics = _METRICS if metrics is None else metrics
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as r:
         text = r.read().decode()
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            key = _METRICS.get(s.name)
+            key = metrics.get(s.name)
             if key is not None:
                 out[key] = out.get(key, 0.0) + float(s.value)
     return out
