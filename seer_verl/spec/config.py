@@ -22,13 +22,15 @@ MODES = ("adaptive", "fixed")
 
 def default_step_time_path() -> Path | None:
     """The step-time model of this project's reference CPU engine (SmolLM2-135M fp32, one core), shipped with the
-    simulator: a profiled fit (``step_cpu_*.json``) is preferred over one derived from bench timelines
-    (``step_cpu_*_bench.json``)."""
+    simulator: the fit profiled on a grouped-SD engine's own verification steps (``step_cpu_*_sd.json``,
+    ``scripts/profile_step_time.py cpu-sd``) is preferred, then a plain profiled fit (``step_cpu_*.json``), then one
+    derived from bench timelines (``step_cpu_*_bench.json``)."""
     try:
         d = Path(str(resources.files("seer_verl.sim") / "data"))
     except ModuleNotFoundError:
         return None
-    found = sorted(d.glob("step_cpu_*.json"), key=lambda p: (p.stem.endswith("_bench"), p.name))
+    found = sorted(d.glob("step_cpu_*.json"),
+                   key=lambda p: (not p.stem.endswith("_sd"), p.stem.endswith("_bench"), p.name))
     return found[0] if found else None
 
 

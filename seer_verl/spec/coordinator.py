@@ -149,6 +149,16 @@ class GroupedSpeculation:
         m["seer/sd_cross_engine_tokens"] = float(sum(c.pushed_tokens for c in self.clients))
         steps = sum(s["totals"]["steps"] for s in stats)
         m["seer/sd_propose_us_per_step"] = 1e6 * sum(s["totals"]["propose_s"] for s in stats) / max(1, steps)
+        # the draft budget's inputs at the end of the batch, averaged over engines: the fitted cost of a step
+        # (c0 + c_seq*B + c_tok*query_tokens) and the acceptance of the first two draft positions
+        fits = [s["cost_fit"]["c0_c_seq_c_tok"] for s in stats if s.get("cost_fit")]
+        for i, name in enumerate(("c0", "c_seq", "c_tok")):
+            if fits:
+                m[f"seer/sd_cost_{name}_ms"] = 1e3 * sum(f[i] for f in fits) / len(fits)
+        betas = [s["beta"] for s in stats if s.get("beta")]
+        for j in range(2):
+            if betas and all(len(b) > j for b in betas):
+                m[f"seer/sd_beta{j + 1}"] = sum(b[j] for b in betas) / len(betas)
         if server_stats:
             m["seer/sd_server_append_us"] = 1e6 * server_stats["append_s"] / max(1, server_stats["appends"])
         self.clients = []

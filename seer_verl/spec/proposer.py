@@ -42,12 +42,14 @@ try:  # vLLM is only needed inside an engine worker; the class below is also uni
 except Exception:  # pragma: no cover - no vLLM
     _Base = object
 
-__all__ = ["GroupSuffixProposer", "SpecSettings", "AcceptanceStats", "PROMPT_SEQ"]
+__all__ = ["PROMPT_SEQ", "AcceptanceStats", "GroupSuffixProposer", "SpecSettings"]
 
 #: seq_id under which a group's prompt is added to its tree (siblings are 0..G-1).
 PROMPT_SEQ = 1_000_000
 
-MODES = ("adaptive", "fixed", "off")
+#: ``profile`` is for step-time profiling only (``scripts/profile_step_time.py cpu-sd``): every request gets
+#: ``fixed_gamma`` dummy draft tokens (its last token repeated), so verification steps of a chosen shape can be timed.
+MODES = ("adaptive", "fixed", "off", "profile")
 
 
 @dataclass
@@ -115,7 +117,7 @@ class _Req:
 class GroupSuffixProposer(_Base):
     """Drop-in for vLLM's ``SuffixDecodingProposer`` (same constructor and ``propose`` signature)."""
 
-    def __init__(self, vllm_config: Any):  # noqa: D107 - vLLM builds it with its config
+    def __init__(self, vllm_config: Any):
         spec = vllm_config.speculative_config
         self.num_speculative_tokens = int(spec.num_speculative_tokens)
         self.max_model_len = int(vllm_config.model_config.max_model_len)
@@ -195,7 +197,7 @@ class GroupSuffixProposer(_Base):
         s = self.settings
         if s.mode == "off" or s.gamma_max <= 0 or self.suspended:
             return 0, 0
-        if s.mode == "fixed" or self._cost is None:
+        if s.mode in ("fixed", "profile") or self._cost is None:
             return s.fixed_gamma, s.fixed_gamma
         from seer_verl.core.draft_budget import mba_allocate
 
@@ -248,7 +250,9 @@ class GroupSuffixProposer(_Base):
             i, st, n = r
             gamma = min(g_h if st.probe else g_l, num_speculative_tokens, self.max_model_len - n - 1)
             toks: list[int] = []
-            if gamma > 0:
+            if gamma > 0 and s.mode == "profile":
+                toks = [int(sampled_token_ids[i][-1])] * gamma
+            elif gamma > 0:
                 start = max(0, n - self.max_tree_depth)
                 d = self.trees.speculate(st.gid, input_batch.token_ids_cpu[i, start:n].tolist(), gamma,
                                          min_token_prob=s.min_token_prob, top_k=s.top_k)

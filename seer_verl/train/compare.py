@@ -166,15 +166,20 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
+def _logged(out: Path, config: str, seed: int) -> list[dict[str, Any]]:
+    f = out / f"{config}_seed{seed}.jsonl"
+    if not f.is_file():
+        return []
+    return [r.get("data", r) for r in (json.loads(x) for x in f.read_text().splitlines() if x.strip())]
+
+
 def load_runs(out: Path, configs: list[str], seeds: list[int]) -> dict[str, dict[int, list[dict[str, Any]]]]:
     """Metrics of earlier runs from ``<out>/<config>_seed<S>.jsonl`` (``--report-only``)."""
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for c in configs:
         for s in seeds:
-            f = out / f"{c}_seed{s}.jsonl"
-            if f.is_file():
-                rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-                runs.setdefault(c, {})[s] = [r.get("data", r) for r in rows]
+            if rows := _logged(out, c, s):
+                runs.setdefault(c, {})[s] = rows
     if not runs or configs[0] not in runs:
         raise FileNotFoundError(f"no metrics for {configs[0]} in {out}")
     return runs
@@ -240,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="no training: rebuild the table, parity summary and plots from the runs already in --out")
     p.add_argument("--wandb", action="store_true", help="also log to wandb, offline (WANDB_MODE=offline) under --out")
+    p.add_argument("--resume", action="store_true",
+                   help="keep runs in --out that already logged --steps iterations; train only the missing ones")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error(f"--steps={args.steps}: must be >= 1")
@@ -265,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = {}
         for seed in seeds:
             for c in configs:
+                done = _logged(out, c, seed) if args.resume else []
+                if len(done) >= args.steps:
+                    print(f"{c} seed {seed}: kept {len(done)} logged iterations (--resume)", flush=True)
+                    runs.setdefault(c, {})[seed] = done[:args.steps]
+                    continue
                 runs.setdefault(c, {})[seed] = run_one(c, seed, args.steps, out, extra)
     summary = summarize(runs)
     (out / "compare.json").write_text(json.dumps(summary, indent=1, default=float))

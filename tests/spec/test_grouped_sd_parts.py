@@ -114,6 +114,18 @@ def test_acceptance_is_recorded_and_fixed_mode_caps_draft_length():
     assert p.take_stats()["steps"] == []  # the log is cleared once taken
 
 
+def test_profile_mode_gives_every_request_exactly_g_dummy_drafts():
+    # the step-time profiler (scripts/profile_step_time.py cpu-sd) needs verification steps of a known shape,
+    # whatever the trees hold: every request verifies fixed_gamma tokens (its last token repeated)
+    p = GroupSuffixProposer(_config(k=8))
+    p.configure({"mode": "profile", "fixed_gamma": 4})
+    rows = [(_rid(0), PROMPT + [7], 5), ("plain-request", [3, 3, 9], 2)]
+    assert p.propose(8, FakeBatch(rows), [[7], [9]]) == [[7] * 4, [9] * 4]
+    assert p.take_stats()["steps"][-1][3] == 8
+    p.configure({"mode": "off"})
+    assert p.propose(8, FakeBatch(rows), [[7], [9]]) == [[], []]
+
+
 def test_adaptive_mode_drafts_only_when_it_pays():
     cheap = {"c0": 0.05, "c_seq": 0.0, "c_tok": 0.0001, "c_kv": 0.0}   # memory-bound: extra tokens are free
     costly = {"c0": 0.0, "c_seq": 0.0, "c_tok": 0.05, "c_kv": 0.0}     # compute-bound: every token costs a step
