@@ -11,7 +11,10 @@ budget kept drafting where speculation lost time). :class:`OnlineStepTimeFit` le
 * the fit is ridge-regularised towards the prior model (weight ``prior_weight`` pseudo-observations spread over
   typical batches), so with little data, or with collinear data (no drafts: ``query_tokens == num_seqs``), it stays
   at the prior, and it moves as far as the evidence says;
-* observations decay (half-life ``halflife`` steps), so the fit follows the engine (e.g. load changes).
+* observations decay (half-life ``halflife`` steps), so the fit follows the engine (e.g. load changes);
+* ``spec_overhead``: a fixed cost of any step that verifies drafts (``query_tokens > num_seqs``), measured by a
+  profile (``scripts/profile_step_time.py cpu-sd``), added to the prediction and taken off an observation before
+  it enters the regression (so the linear part is fitted on the same footing for steps with and without drafts).
 
 Stdlib only (a 3x3 normal-equation solve).
 """
@@ -47,12 +50,14 @@ class OnlineStepTimeFit:
         prior_weight: pseudo-observations the prior is worth.
         halflife: observations after which an old one weighs half.
         outlier_factor: a step longer than this many times the current prediction is not recorded.
+        spec_overhead: seconds added to a step that verifies any draft token (not fitted).
     """
 
     prior: tuple[float, float, float]
     prior_weight: float = 20.0
     halflife: float = 2000.0
     outlier_factor: float = 5.0
+    spec_overhead: float = 0.0
     _xtx: list[list[float]] = field(default_factory=lambda: [[0.0] * 3 for _ in range(3)])
     _xty: list[float] = field(default_factory=lambda: [0.0] * 3)
     n: float = 0.0
@@ -62,12 +67,14 @@ class OnlineStepTimeFit:
     def __post_init__(self) -> None:
         if len(self.prior) != 3 or any(not math.isfinite(c) or c < 0 for c in self.prior):
             raise ValueError(f"prior must be three finite coefficients >= 0 (c0, c_seq, c_tok); got {self.prior!r}")
+        if not math.isfinite(self.spec_overhead) or self.spec_overhead < 0:
+            raise ValueError(f"spec_overhead must be a finite number of seconds >= 0; got {self.spec_overhead!r}")
         self._decay = 0.5 ** (1.0 / self.halflife)
         self._coef = tuple(self.prior)
 
     def predict(self, num_seqs: int, query_tokens: int) -> float:
         c0, cs, ct = self._coef
-        return c0 + cs * num_seqs + ct * query_tokens
+        return c0 + cs * num_seqs + ct * query_tokens + (self.spec_overhead if query_tokens > num_seqs else 0.0)
 
     def add(self, num_seqs: int, query_tokens: int, seconds: float) -> bool:
         """Record one clean decode step; returns False if it was rejected as an outlier."""
@@ -75,6 +82,8 @@ class OnlineStepTimeFit:
                 seconds > self.outlier_factor * max(self.predict(num_seqs, query_tokens), 1e-6):
             self.skipped += 1
             return False
+        if query_tokens > num_seqs:
+            seconds = max(seconds - self.spec_overhead, 1e-9)
         x = (1.0, float(num_seqs), float(query_tokens))
         for i in range(3):
             self._xty[i] = self._xty[i] * self._decay + x[i] * seconds

@@ -113,7 +113,12 @@ class SpecConfig:
             raise ValueError("seer.spec.step_time is null and no packaged CPU step-time model was found; run "
                              "scripts/profile_step_time.py and set seer.spec.step_time to its JSON")
         d = json.loads(Path(path).read_text())
-        return {k: float(d[k]) for k in ("c0", "c_seq", "c_tok", "c_kv") if k in d}
+        out = {k: float(d[k]) for k in ("c0", "c_seq", "c_tok", "c_kv") if k in d}
+        # a profile of verification steps may add a fixed cost of any step with drafts (profile_step_time cpu-sd)
+        spec_cost = (d.get("meta") or {}).get("spec_step_cost_s")
+        if spec_cost is not None:
+            out["c_spec"] = float(spec_cost)
+        return out
 
     def engine_settings(self) -> dict[str, Any]:
         """What each engine's drafter gets through ``seer_sd_configure``."""

@@ -62,7 +62,7 @@ class SpecSettings:
     lam: float = 2.0
     top_k: int = 1
     min_token_prob: float = 0.1
-    step_time: dict[str, float] | None = None  # StepTimeModel fields (c0, c_seq, c_tok, c_kv)
+    step_time: dict[str, float] | None = None  # StepTimeModel fields (c0, c_seq, c_tok, c_kv) [+ c_spec]
     group_ttl_s: float = 900.0
 
     @classmethod
@@ -149,7 +149,8 @@ class GroupSuffixProposer(_Base):
 
             st = s.step_time
             self._cost = OnlineStepTimeFit((float(st.get("c0", 0.0)), float(st.get("c_seq", 0.0)),
-                                            float(st.get("c_tok", 0.0))))
+                                            float(st.get("c_tok", 0.0))),
+                                           spec_overhead=float(st.get("c_spec", 0.0)))
         else:
             self._cost = None
         if len(self.acceptance.reached) != s.gamma_max:

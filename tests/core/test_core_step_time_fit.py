@@ -64,3 +64,22 @@ def test_budget_with_the_fitted_cost_stops_drafting_where_it_loses():
     assert wrong != (0, 0) and right == (0, 0)
     # a lone tail request with a good acceptance still drafts
     assert mba_allocate(1, 0, [0.8] * 8, 8, 2.0, lambda b, q: fit.predict(b, q))[0] > 0
+
+
+def test_fixed_cost_of_a_verification_step_is_priced_and_kept_out_of_the_fit():
+    # a backend whose steps with any draft cost a fixed 20 ms more (another attention path), measured by a profile
+    lin, spec = (0.06, 0.0005, 0.002), 0.02
+    fit = OnlineStepTimeFit(lin, spec_overhead=spec)
+    assert fit.predict(4, 4) == pytest.approx(0.06 + 0.0025 * 4)
+    assert fit.predict(4, 5) == pytest.approx(0.06 + 0.0005 * 4 + 0.002 * 5 + spec)
+    rng = random.Random(3)
+    for _ in range(600):
+        b = rng.randint(1, 12)
+        q = b * (1 + rng.choice([0, 1, 2]))
+        fit.add(b, q, lin[0] + lin[1] * b + lin[2] * q + (spec if q > b else 0.0))
+    assert fit.coefficients == pytest.approx(lin, rel=0.05, abs=2e-4)  # the fixed cost did not leak into c0/c_tok
+    # the budget sees it: one draft token for a lone request must buy more than the fixed cost
+    assert mba_allocate(1, 0, [0.2] * 8, 8, 2.0, fit.predict) == (0, 0)
+    assert OnlineStepTimeFit(lin).predict(1, 2) < fit.predict(1, 2)
+    with pytest.raises(ValueError, match="spec_overhead"):
+        OnlineStepTimeFit(lin, spec_overhead=-1.0)
