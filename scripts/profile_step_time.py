@@ -164,34 +164,45 @@ def features(B: int, P: int, M: int) -> list[float]:
     return [a + b for a, b in zip(pre, dec)]
 
 
-def fit(rows: list[dict]) -> tuple[list[float], list[float]]:
+def _nnls_rel(X, y, names: list[str]) -> tuple[dict[str, float], list[float]]:
+    """Non-negative least squares on relative error (drop the most negative coefficient and refit)."""
     import numpy as np
 
-    X = np.array([r["features"] for r in rows], dtype=float)
-    y = np.array([r["wall_s"] for r in rows], dtype=float)
-    w = 1.0 / y  # relative error weighting
-    active = [0, 1, 2, 3]
+    w = 1.0 / y
+    active = list(range(X.shape[1]))
     while True:
         coef, *_ = np.linalg.lstsq(X[:, active] * w[:, None], y * w, rcond=None)
         if (coef >= 0).all() or len(active) == 1:
             break
         active.pop(int(np.argmin(coef)))
-    full = [0.0] * 4
-    for i, c in zip(active, coef):
-        full[i] = max(float(c), 0.0)
-    pred = X @ np.array(full)
-    return full, [float(v) for v in (pred - y) / y]
+    full = np.zeros(X.shape[1])
+    full[active] = np.maximum(coef, 0.0)
+    return {n: float(c) for n, c in zip(names, full)}, [float(v) for v in (X @ full - y) / y]
 
 
-def profile_cpu(out: Path, kv_gib: float, quick: bool) -> None:
+def fit(rows: list[dict]) -> tuple[list[float], list[float]]:
+    import numpy as np
+
+    X = np.array([r["features"] for r in rows], dtype=float)
+    y = np.array([r["wall_s"] for r in rows], dtype=float)
+    coef, resid = _nnls_rel(X, y, ["c0", "c_seq", "c_tok", "c_kv"])
+    return list(coef.values()), resid
+
+
+def _one_core_engine_env(kv_gib: float) -> None:
+    """The environment of one vLLM-cpu engine as the bench starts them: one OMP thread on core 0, its KV budget."""
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_gib))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_gib))))  # whole GiB (kv bytes rule)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from seer_verl.cli import cpu_env
 
     for k, v in cpu_env().items():
         if k not in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE"):
             os.environ.setdefault(k, v)
+
+
+def profile_cpu(out: Path, kv_gib: float, quick: bool) -> None:
+    _one_core_engine_env(kv_gib)
     from vllm import LLM, SamplingParams
 
     from seer_verl.core.step_time import StepTimeModel
@@ -243,31 +254,8 @@ def profile_cpu(out: Path, kv_gib: float, quick: bool) -> None:
           f"rms rel residual {model.meta['rel_residual_rms']}; wrote {out}")
 
 
-def _nnls_rel(X, y, names: list[str]) -> tuple[dict[str, float], list[float]]:
-    """Non-negative least squares on relative error (drop the most negative coefficient and refit)."""
-    import numpy as np
-
-    w = 1.0 / y
-    active = list(range(X.shape[1]))
-    while True:
-        coef, *_ = np.linalg.lstsq(X[:, active] * w[:, None], y * w, rcond=None)
-        if (coef >= 0).all() or len(active) == 1:
-            break
-        active.pop(int(np.argmin(coef)))
-    full = np.zeros(X.shape[1])
-    full[active] = np.maximum(coef, 0.0)
-    return {n: float(c) for n, c in zip(names, full)}, [float(v) for v in (X @ full - y) / y]
-
-
 def profile_cpu_sd(out: Path, kv_gib: float, quick: bool) -> None:
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_gib))
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from seer_verl.cli import cpu_env
-
-    for k, v in cpu_env().items():
-        if k not in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE"):
-            os.environ.setdefault(k, v)
+    _one_core_engine_env(kv_gib)
     import numpy as np
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
