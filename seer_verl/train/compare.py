@@ -43,8 +43,7 @@ def run_one(config: str, seed: int, steps: int, out: Path, extra: list[str]) -> 
         r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=out)
     if r.returncode != 0:
         raise RuntimeError(f"{config} seed {seed} failed (exit {r.returncode}); see {log}")
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    steps_out = [row.get("data", row) for row in rows]
+    steps_out = _logged(out, config, seed)
     print(f"{config} seed {seed}: {len(steps_out)} iterations in {time.time() - t0:.0f} s", flush=True)
     return steps_out
 
