@@ -340,12 +340,18 @@ def _register_cpu_replica(mod: ModuleType) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # P7: FSDP2 CPU offload without pinned memory (the reference model)
 # ---------------------------------------------------------------------------------------------------------------
-def _patch_fsdp2_offload_no_pin(mod: ModuleType) -> None:
-    _check_version("verl", SUPPORTED_VERL, "P7 (CPUOffloadPolicy)")
-    orig = getattr(mod, "CPUOffloadPolicy", None)
+def _unpatched(mod: ModuleType, name: str, patch: str) -> Any:
+    """``mod.name`` before a verl patch replaces it (version-checked); None if the patch is already in place."""
+    _check_version("verl", SUPPORTED_VERL, patch)
+    orig = getattr(mod, name, None)
     if orig is None:
-        raise CPUCompatError("verl.workers.engine.fsdp.transformer_impl no longer imports CPUOffloadPolicy")
-    if getattr(orig, "__seer_patched__", False):
+        raise CPUCompatError(f"{mod.__name__} no longer has {name} ({patch})")
+    return None if getattr(orig, "__seer_patched__", False) else orig
+
+
+def _patch_fsdp2_offload_no_pin(mod: ModuleType) -> None:
+    orig = _unpatched(mod, "CPUOffloadPolicy", "P7 (CPUOffloadPolicy)")
+    if orig is None:
         return
 
     def cpu_offload_policy(*args: Any, pin_memory: bool = True, **kwargs: Any) -> Any:
@@ -422,11 +428,8 @@ def _patch_cpu_expand_kernel(mod: ModuleType) -> None:
 # P9: the critic's value-head model with SDPA attention (no flash-attn on CPU)
 # ---------------------------------------------------------------------------------------------------------------
 def _patch_valuehead_sdpa(mod: ModuleType) -> None:
-    _check_version("verl", SUPPORTED_VERL, "P9 (load_valuehead_model)")
-    orig = getattr(mod, "load_valuehead_model", None)
+    orig = _unpatched(mod, "load_valuehead_model", "P9 (load_valuehead_model)")
     if orig is None:
-        raise CPUCompatError("verl.utils.model no longer defines load_valuehead_model")
-    if getattr(orig, "__seer_patched__", False):
         return
 
     def load_valuehead_model(local_path: Any, torch_dtype: Any, model_config: Any, trust_remote_code: Any) -> Any:
