@@ -9,7 +9,9 @@ Speculative rows need engines started differently, so each policy names an *engi
 
 * ``plain``: the engines as verl starts them (stock, divided, seer, oracle);
 * ``seer_sd``: Seer's worker extension + vLLM's ``suffix`` method (``configs/seer_sd.yaml``): ``seer_sd`` (Seer +
-  adaptive grouped SD) and ``seer_fixed_sd`` (every request drafts ``gamma_max`` tokens every step);
+  adaptive grouped SD), ``seer_fixed_sd`` (every request drafts ``gamma_max`` tokens every step) and
+  ``seer_sd_off`` (Seer with speculation off on these engines: what the SD machinery costs when nothing is
+  drafted; compare with ``seer`` on plain engines);
 * ``suffix``: vLLM's built-in suffix decoding passed through ``engine_kwargs`` to stock verl (``stock_suffix``):
   what a user would try first instead of Seer. Same ``num_speculative_tokens`` as Seer's ``gamma_max``.
 """
@@ -70,6 +72,7 @@ POLICIES: dict[str, tuple[Callable[..., Any], Callable[..., dict[int, list[tuple
     "oracle": (_seer_factory("oracle"), _seer_records, "plain"),
     "seer_sd": (_seer_factory("seer", {"enabled": True, "mode": "adaptive"}), _seer_records, "seer_sd"),
     "seer_fixed_sd": (_seer_factory("seer", {"enabled": True, "mode": "fixed"}), _seer_records, "seer_sd"),
+    "seer_sd_off": (_seer_factory("seer", {"enabled": False}), _seer_records, "seer_sd"),
     "stock_suffix": (_stock, _stock_records, "suffix"),
 }
 

@@ -171,6 +171,10 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
     summary["monitor_errors"] = mon.errors
     timing = out.meta_info.get("timing", {})
     summary["verl_timing"] = {k: float(v) for k, v in timing.items()}
+    sd_engines = (getattr(manager, "seer_last", None) or {}).get("sd_engines")
+    if sd_engines:  # grouped SD: every engine step's batch, drafts and acceptances (time relative to the start)
+        summary["sd_engines"] = [{**e, "steps": [[round(s[0] - t0, 4), *s[1:]] for s in e["steps"]]}
+                                 for e in sd_engines]
     return summary
 
 

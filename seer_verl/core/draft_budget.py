@@ -24,6 +24,14 @@ expected number of extra tokens per step it buys, ``B_class * (tau(gamma + 1) - 
 acc(gamma + 1)``. (The paper prints it as a difference of acceptance terms; we read it as this gain in expected
 accepted tokens, which is the quantity a marginal-benefit allocation compares.)
 
+Per-request drafts (:func:`select_drafts`, what the engines run). MBA prices a *uniform* draft length from one
+batch-wide acceptance curve. The group tree knows more: every candidate draft token comes with its own match
+statistics, calibrated into an acceptance probability (:mod:`seer_verl.core.draft_acceptance`). The engine's
+budget therefore ranks every candidate token of the batch by its expected accepted contribution (probes' tokens
+weighted by ``lam``) and keeps the prefix of that ranking that minimises the step's time per generated token,
+``(T(B, B + K) + c_spec [K > 0]) / (B + sum of the kept tokens' acceptance)``: the marginal-benefit rule applied
+token by token, so confident drafts run even in a big batch, and nothing is drafted when no prefix pays.
+
 Stdlib only; the step-time function is injected (e.g. :meth:`seer_verl.core.step_time.StepTimeModel.step_time`
 bound to the engine's current KV), so the same code runs in the simulator and in a real engine's proposer.
 """
@@ -39,6 +47,7 @@ __all__ = [
     "best_total_draft",
     "expected_tokens",
     "mba_allocate",
+    "select_drafts",
     "t_sd",
 ]
 
@@ -184,3 +193,56 @@ def mba_allocate(
             remaining -= B_l
         else:
             return g_h, g_l
+
+
+def select_drafts(
+    acc: Sequence[Sequence[float]],
+    probe: Sequence[bool],
+    step_time_fn: StepTimeFn,
+    lam: float = 1.0,
+    spec_overhead: float = 0.0,
+) -> list[int]:
+    """Draft length per request for one engine step (per-token marginal benefit; see the module doc).
+
+    Args:
+        acc: per request, the probability that its candidate draft positions ``0..j`` are all accepted
+            (non-increasing along each list; the candidate draft's length bounds the draft).
+        probe: per request, whether it is its group's probe (high priority: its tokens rank ``lam`` times higher).
+        step_time_fn: ``T(num_seqs, query_tokens)`` of a verification step on this engine.
+        lam: probe priority factor (>= 1); it orders tokens but never makes a losing draft look profitable.
+        spec_overhead: fixed seconds of any step that verifies drafts.
+
+    Returns the number of draft tokens to send per request (0 = none); all zeros when no draft pays.
+    """
+    if len(acc) != len(probe):
+        raise ValueError(f"acc and probe must have one entry per request; got {len(acc)} and {len(probe)}")
+    if lam < 1:
+        raise ValueError(f"lam must be >= 1, got {lam}")
+    B = len(acc)
+    out = [0] * B
+    if B == 0:
+        return out
+    items: list[tuple[float, int, int, float]] = []
+    for r, curve in enumerate(acc):
+        w = lam if probe[r] else 1.0
+        prev = 1.0
+        for j, a in enumerate(curve):
+            a = min(float(a), prev)  # enforce the prefix property against rounding
+            if a <= 0.0:
+                break
+            items.append((-w * a, r, j, a))
+            prev = a
+    if not items:
+        return out
+    items.sort()  # best first; a request's positions keep their order (same weight, decreasing acceptance)
+    base = step_time_fn(B, B)
+    best_k, best = 0, base / B
+    gained = 0.0
+    for k, (_, _, _, a) in enumerate(items, start=1):
+        gained += a
+        t = (step_time_fn(B, B + k) + spec_overhead) / (B + gained)
+        if t < best * (1.0 - 1e-9):
+            best_k, best = k, t
+    for _, r, _, _ in items[:best_k]:
+        out[r] += 1
+    return out

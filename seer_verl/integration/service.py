@@ -293,6 +293,8 @@ class SeerRolloutService:
             raise
         self._last = self._summary(ctl, time.time() - t_start)
         self._last["sd_metrics"] = await self._end_speculation(self._tail_start())
+        if self._sd is not None:
+            self._last["sd_engines"] = self._sd.engine_step_logs()
 
     def _alive(self) -> list[int]:
         return [i for i in range(len(self._engines)) if i not in self._dead]

@@ -14,11 +14,14 @@ Per step (``propose``), for every running request:
    (:class:`~seer_verl.spec.group_tree.GroupDraftTrees`), so siblings on this engine see them immediately; siblings
    on other engines arrive through :meth:`apply_increments` (fed by the grouped draft server, DGDS);
 3. the accepted length of its previous draft updates the online per-position acceptance statistics;
-4. the draft length comes from the marginal-benefit budget (paper §5.3,
-   :func:`seer_verl.core.draft_budget.mba_allocate`) given this step's batch (probes vs the rest), the acceptance
-   statistics and the engine's step-time model — zero when speculation does not pay — or is fixed
-   (``mode="fixed"``, the comparison row), and the draft itself is the best path of the group tree
-   (multi-path with ``top_k > 1``), cut where the tree's own probability falls below ``min_token_prob``.
+4. the candidate draft is the best path of the group tree (multi-path with ``top_k > 1``), cut where the tree's
+   own probability falls below ``min_token_prob``; each candidate token's tree statistics are calibrated into an
+   acceptance probability learned from this engine's earlier verifications
+   (:class:`~seer_verl.core.draft_acceptance.DraftAcceptance`);
+5. the marginal-benefit budget (paper §5.3, applied per token: :func:`seer_verl.core.draft_budget.select_drafts`)
+   keeps the candidate tokens that lower the step's time per generated token under the engine's step-time model,
+   probes first (``lam``) — nothing when speculation does not pay — or every candidate is sent up to
+   ``fixed_gamma`` (``mode="fixed"``, the comparison row).
 
 The step-time model configured by the service is only the prior: every clean decode step (no prefill in it) feeds
 an online fit of this engine's own cost (:class:`~seer_verl.core.step_time_fit.OnlineStepTimeFit`), so a draft
@@ -34,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from seer_verl.core.draft_acceptance import DraftAcceptance
 from seer_verl.spec.group_tree import GroupDraftTrees
 from seer_verl.spec.request_tag import parse
 
@@ -112,6 +116,7 @@ class _Req:
     prompt_len: int
     probe: bool
     last_draft: int = 0
+    last_keys: list[tuple[int, int, int]] = field(default_factory=list)  # calibration bins of the last draft
 
 
 class GroupSuffixProposer(_Base):
@@ -129,6 +134,7 @@ class GroupSuffixProposer(_Base):
     def _init_state(self) -> None:
         self.trees = GroupDraftTrees(max_depth=max(2, self.max_tree_depth))
         self.acceptance = AcceptanceStats(self.num_speculative_tokens)
+        self.calibration = DraftAcceptance()
         self._reqs: dict[str, _Req] = {}
         self._group_seen: dict[str, float] = {}
         self._step_log: list[tuple[float, int, int, int, int, int, int]] = []
@@ -177,6 +183,7 @@ class GroupSuffixProposer(_Base):
     def take_stats(self) -> dict[str, Any]:
         """Totals plus the per-step log since the last call (then cleared)."""
         out = {"totals": dict(self._totals), "beta": self.acceptance.beta(), "steps": self._step_log,
+               "calibration": self.calibration.table(),
                "trees": self.trees.stats(), "settings": dict(self.settings.__dict__),
                "cost_fit": None if self._cost is None else {"c0_c_seq_c_tok": self._cost.coefficients,
                                                             "recorded": self._cost.recorded}}
@@ -194,15 +201,15 @@ class GroupSuffixProposer(_Base):
         self.trees.extend(gid, sib, new)
         return len(new)
 
-    def _budget(self, b_h: int, b_l: int) -> tuple[int, int]:
+    def _fixed_length(self) -> int | None:
+        """Draft length of every request this step when it does not depend on the drafts (0 = no speculation);
+        ``None`` in adaptive mode (per-request lengths from :func:`~seer_verl.core.draft_budget.select_drafts`)."""
         s = self.settings
         if s.mode == "off" or s.gamma_max <= 0 or self.suspended:
-            return 0, 0
+            return 0
         if s.mode in ("fixed", "profile") or self._cost is None:
-            return s.fixed_gamma, s.fixed_gamma
-        from seer_verl.core.draft_budget import mba_allocate
-
-        return mba_allocate(b_h, b_l, self.acceptance.beta(), s.gamma_max, s.lam, self._cost.predict)
+            return s.fixed_gamma
+        return None
 
     def propose(self, num_speculative_tokens: int, input_batch: Any, sampled_token_ids: list[list[int]],
                 slot_mappings: Any = None) -> list[list[int]]:
@@ -229,6 +236,7 @@ class GroupSuffixProposer(_Base):
                 a = min(len(sampled) - 1, st.last_draft)
                 if st.last_draft:
                     self.acceptance.record(st.last_draft, a)
+                    self.calibration.record(st.last_keys, a)
                     accepted_now += a
             # positions of the new tokens within the response
             self._extend_at(st.gid, st.sib, n - len(sampled) - st.prompt_len, sampled)
@@ -241,26 +249,46 @@ class GroupSuffixProposer(_Base):
         if self._cost is not None and clean and self._prev_t0 is not None and b_h + b_l > 0:
             self._cost.add(b_h + b_l, b_h + b_l + verified, t0 - self._prev_t0)
         self._prev_t0 = t0
-        g_h, g_l = self._budget(b_h, b_l)
-        drafts: list[list[int]] = []
-        drafted = 0
+        fixed = self._fixed_length()
+        drafts: list[list[int]] = [[] for _ in rows]
+        cands: list[tuple[int, _Req, list[int], list[tuple[int, int, int]]]] = []
         for r in rows:
             if r is None:
-                drafts.append([])
                 continue
             i, st, n = r
-            gamma = min(g_h if st.probe else g_l, num_speculative_tokens, self.max_model_len - n - 1)
-            toks: list[int] = []
-            if gamma > 0 and s.mode == "profile":
-                toks = [int(sampled_token_ids[i][-1])] * gamma
-            elif gamma > 0:
-                start = max(0, n - self.max_tree_depth)
-                d = self.trees.speculate(st.gid, input_batch.token_ids_cpu[i, start:n].tolist(), gamma,
-                                         min_token_prob=s.min_token_prob, top_k=s.top_k)
-                toks = d.tokens[:gamma]
-            st.last_draft = len(toks)
-            drafted += len(toks)
-            drafts.append(toks)
+            cap = min(s.gamma_max if fixed is None else fixed, num_speculative_tokens, self.max_model_len - n - 1)
+            st.last_draft, st.last_keys = 0, []
+            if cap <= 0:
+                continue
+            if s.mode == "profile":
+                drafts[i] = [int(sampled_token_ids[i][-1])] * cap
+                continue
+            start = max(0, n - self.max_tree_depth)
+            d = self.trees.speculate(st.gid, input_batch.token_ids_cpu[i, start:n].tolist(), cap,
+                                     min_token_prob=s.min_token_prob, top_k=s.top_k)
+            if d.tokens:
+                cands.append((i, st, d.tokens[:cap], self.calibration.keys(d.probs[:cap], d.match_len)))
+        if fixed is None and cands:  # adaptive: per-token marginal benefit over the whole batch
+            from seer_verl.core.draft_budget import select_drafts
+
+            lens = select_drafts([self.calibration.cumulative(k) for _, _, _, k in cands],
+                                 [st.probe for _, st, _, _ in cands], self._cost.predict, lam=s.lam,
+                                 spec_overhead=self._cost.spec_overhead)
+        else:
+            lens = [len(t) for _, _, t, _ in cands]
+        for (i, st, toks, keys), m in zip(cands, lens):
+            drafts[i] = toks[:m]
+            st.last_keys = keys[:m]
+        g_h = g_l = 0  # the longest draft of each class this step
+        for r in rows:
+            if r is not None:
+                i, st, _ = r
+                st.last_draft = len(drafts[i])
+                if st.probe:
+                    g_h = max(g_h, st.last_draft)
+                else:
+                    g_l = max(g_l, st.last_draft)
+        drafted = sum(len(d) for d in drafts)
         # forget requests that left the batch (finished, aborted or preempted); they restart on next sight
         live = input_batch.req_id_to_index
         for req_id in [r for r in self._reqs if r not in live]:

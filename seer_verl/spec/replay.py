@@ -3,6 +3,7 @@
     seer-verl replay record [--num-prompts 16 --samples 16 --max-tokens 1024 --temperatures 1.0 0.6]
     seer-verl replay table  [--siblings 0 1 3 7 15 --max-spec-tokens 8]
     seer-verl replay microbench   # draft lookup / tree update cost at 16 siblings x 4000 tokens
+    seer-verl replay calibration  # acceptance of draft tokens by the group tree's probability (7 siblings)
     seer-verl replay lossless ON.jsonl [OFF.jsonl]   # two-sample test (seer_verl.spec.lossless); A/A without OFF
 
 ``record`` samples GRPO-shaped groups (prompts of the arithmetic data set from ``seer-verl prepare``, ``samples``
@@ -35,7 +36,7 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +166,11 @@ def _match(draft: Sequence[int], truth: Sequence[int]) -> int:
 def replay_response(prompt: Sequence[int], response: Sequence[int], siblings: Iterable[Sequence[int]], *,
                     max_spec_tokens: int = 8, top_k: int = 1, verify: str = "linear", min_token_prob: float = 0.1,
                     max_spec_factor: float = 1.0, max_depth: int = 64, max_match_len: int | None = None,
-                    with_prompt: bool = False, trees: Any = None) -> dict[str, Any]:
+                    with_prompt: bool = False, trees: Any = None,
+                    on_draft: Callable[[Any, int], None] | None = None) -> dict[str, Any]:
     """Decode ``response`` with speculation from a group tree of its own prefix + ``siblings`` (full responses).
 
+    ``on_draft(draft, accepted)`` (linear verification only) sees every step's draft and how much of it matched.
     Returns tokens, steps, drafted/accepted token counts and per-position counts (``reach[j]``: steps whose
     draft had > j tokens; ``acc[j]``: steps that accepted > j tokens)."""
     from seer_verl.spec.group_tree import GroupDraftTrees
@@ -200,6 +203,8 @@ def replay_response(prompt: Sequence[int], response: Sequence[int], siblings: It
         if verify == "linear":
             d = t.speculate(gid, ctx, k, min_token_prob=min_token_prob, top_k=top_k, max_spec_factor=max_spec_factor)
             dlen, a = len(d.tokens), _match(d.tokens, truth)
+            if on_draft is not None:
+                on_draft(d, a)
         else:
             paths = t.speculate_paths(gid, ctx, k, min_token_prob=min_token_prob, top_k=top_k,
                                       max_spec_factor=max_spec_factor)
@@ -394,6 +399,68 @@ def _plot(results: dict[str, Any], cols: list[tuple[str, int, str]], siblings: l
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
 
+def calibration(args: argparse.Namespace) -> int:
+    """How often a draft token the group tree gives probability p is accepted (exact match with the recorded
+    sample, i.e. acceptance in expectation at the recorded temperature), per :mod:`seer_verl.core.draft_acceptance`
+    bin: what the engines' online calibration has to learn."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seer_verl.core.draft_acceptance import P_BINS, acceptance_key
+    from seer_verl.spec.group_tree import GroupDraftTrees
+
+    console = Console()
+    out = Path(args.out)
+    results: dict[str, Any] = {"siblings": args.siblings, "min_token_prob": args.min_token_prob,
+                               "max_spec_factor": args.max_spec_factor, "temperatures": {}}
+    for temp in args.temperatures:
+        path = rollouts_path(out, temp)
+        if not path.is_file():
+            console.print(f"[yellow]no rollouts for T={temp:g} at {path}; run `seer-verl replay record`[/yellow]")
+            continue
+        groups = load_groups(path)[:args.num_prompts or None]
+        counts: dict[tuple[int, int, int], list[float]] = {}
+
+        def seen(d: Any, a: int) -> None:
+            for j, p in enumerate(d.probs):
+                if j > a:
+                    break
+                c = counts.setdefault(acceptance_key(p, d.match_len, j), [0, 0, 0.0])
+                c[0] += 1
+                c[1] += int(j < a)
+                c[2] += p
+
+        trees = GroupDraftTrees(64)
+        for g in groups:
+            G = len(g)
+            for i, r in enumerate(g):
+                sibs = [g[(i + j) % G]["response_ids"] for j in range(1, min(args.siblings, G - 1) + 1)]
+                replay_response(r["prompt_ids"], r["response_ids"], sibs, trees=trees, on_draft=seen,
+                                min_token_prob=args.min_token_prob, max_spec_factor=args.max_spec_factor)
+        rows = [{"tree_prob_bin": k[0] / P_BINS, "match_len_bucket": k[1], "later_position": bool(k[2]),
+                 "reached": int(v[0]), "accepted": int(v[1]), "acceptance": v[1] / v[0], "mean_tree_prob": v[2] / v[0]}
+                for k, v in sorted(counts.items())]
+        results["temperatures"][f"{temp:g}"] = rows
+        tb = Table(title=f"T={temp:g}, {args.siblings} siblings: acceptance of draft tokens by tree probability "
+                         "(all match lengths and positions pooled)")
+        for c in ("tree prob", "tokens decided", "mean tree prob", "accepted"):
+            tb.add_column(c, justify="right")
+        for b in range(P_BINS):
+            sel = [x for x in rows if x["tree_prob_bin"] == b / P_BINS]
+            n = sum(x["reached"] for x in sel)
+            if n:
+                tb.add_row(f"[{b / P_BINS:.1f}, {(b + 1) / P_BINS:.1f})", str(n),
+                           f"{sum(x['mean_tree_prob'] * x['reached'] for x in sel) / n:.3f}",
+                           f"{sum(x['accepted'] for x in sel) / n:.3f}")
+        console.print(tb)
+    if not results["temperatures"]:
+        return 2
+    dest = out / "calibration.json"
+    dest.write_text(json.dumps(results, indent=1))
+    console.print(f"wrote {dest}")
+    return 0
+
+
 def microbench_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -479,6 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-depth", type=int, default=64)
     t.add_argument("--max-match-len", type=int, default=None)
     t.add_argument("--with-prompt", action="store_true", help="also put the prompt into the tree (vLLM's local tree)")
+    c = sub.add_parser("calibration", help="acceptance of draft tokens by the group tree's probability")
+    c.add_argument("--out", default=DEFAULT_OUT)
+    c.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.6])
+    c.add_argument("--num-prompts", type=int, default=0, help="use only the first N groups (0 = all)")
+    c.add_argument("--siblings", type=int, default=7)
+    c.add_argument("--min-token-prob", type=float, default=0.0)
+    c.add_argument("--max-spec-factor", type=float, default=1.0)
     m = sub.add_parser("microbench", help="draft lookup and tree update cost of one large group")
     m.add_argument("--siblings", type=int, default=16)
     m.add_argument("--tokens", type=int, default=4000)
@@ -507,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         return microbench_cmd(args)
     if args.cmd == "lossless":
         return lossless_cmd(args)
+    if args.cmd == "calibration":
+        return calibration(args)
     return table(args)
 
 

@@ -139,6 +139,36 @@ def test_adaptive_mode_drafts_only_when_it_pays():
     assert p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:3], 5)]), [[TEXT[2]]]) == [[]]
 
 
+def test_adaptive_mode_drafts_per_request_from_calibrated_tree_statistics():
+    # verification is costly here (a query token costs a sixth of a 2-request step): a draft token pays only if
+    # it is accepted more than ~1/3 of the time
+    a, b = _rid(0, group=0), _rid(0, group=1)
+
+    def engine():
+        p = GroupSuffixProposer(_config())
+        p.configure({"mode": "adaptive", "step_time": {"c0": 0.1, "c_seq": 0.0, "c_tok": 0.025, "c_kv": 0.0}})
+        # group 0: three siblings elsewhere agree on the continuation; group 1: three siblings each went another way
+        for sib in (5, 6, 7):
+            p.apply_increments([("b1g0", sib, 0, TEXT)])
+            p.apply_increments([("b1g1", sib, 0, TEXT[:2] + [60 + sib, 70, 71])])
+        d = p.propose(8, FakeBatch([(a, PROMPT + TEXT[:2], 5), (b, PROMPT + TEXT[:2], 5)]),
+                      [[TEXT[1]], [TEXT[1]]])
+        assert d[0] and d[0] == TEXT[2:2 + len(d[0])]  # the tree says 3 of 4: sent
+        assert d[1] == []  # the tree says 1 of 4 for each branch: not worth verifying
+        return p
+
+    next_step = (FakeBatch([(a, PROMPT + TEXT[:3], 5)]), [[TEXT[2]]])  # its draft was rejected (bonus token only)
+    assert engine().propose(8, *next_step)[0]  # one rejection does not switch the group's drafts off
+    # an engine that has learnt that such confident drafts are always rejected stops sending them
+    p = engine()
+    for key in {k for keys in ([p._reqs[a].last_keys], [p.calibration.keys([0.75] * 8, m) for m in (1, 2, 4)])
+                for ks in keys for k in ks}:
+        for _ in range(40):
+            p.calibration.record([key], 0)
+    assert p.propose(8, *next_step) == [[]]
+    assert p.take_stats()["calibration"]
+
+
 def test_engine_steps_feed_the_cost_fit(monkeypatch):
     import seer_verl.spec.proposer as prop
 
