@@ -26,6 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 TIMING_KEYS = ("timing_s/gen", "timing_s/old_log_prob", "timing_s/ref", "timing_s/values", "timing_s/adv",
                "timing_s/update_critic", "timing_s/update_actor", "timing_s/update_weights", "timing_s/step")
+#: verl's per-token timings (ms per token of the batch): the phases' cost with the runs' different response lengths
+#: taken out (each run samples its own responses, so a run with longer responses is slower for that alone)
+PER_TOKEN_KEYS = ("timing_per_token_ms/gen", "timing_per_token_ms/update_actor", "perf/throughput")
 CURVE_KEYS = ("critic/score/mean", "response_length/mean", "training/rollout_probs_diff_mean")
 
 
@@ -57,8 +60,12 @@ def parity(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
 
     Per curve key: each run's mean over all iterations; the baseline's seed-to-seed spread (max - min of its seeds'
     means: the run-to-run noise); each other config's distance from the baseline mean; and the fraction of its
-    iterations whose value lies inside the baseline's per-iteration [min, max] band over seeds.
+    iterations whose value lies inside the baseline's per-iteration [min, max] band over seeds; and a two-sided
+    Mann-Whitney test of its per-iteration values against the baseline's (all seeds pooled; ``p`` small = the
+    difference is larger than the iteration-to-iteration noise).
     """
+    from seer_verl.spec.lossless import mann_whitney_u
+
     configs = list(runs)
     base = configs[0]
     out: dict[str, Any] = {}
@@ -84,7 +91,10 @@ def parity(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
                     if key in r and band[i] is not None:
                         total += 1
                         inside += band[i][0] <= float(r[key]) <= band[i][1]
-            entry[c] = {"mean": _mean(means),
+            xs = [float(r[key]) for rows in runs[c].values() for r in rows if key in r]
+            ys = [float(r[key]) for rows in runs[base].values() for r in rows if key in r]
+            entry[c] = {"mann_whitney_p": mann_whitney_u(xs, ys)["p"] if xs and ys else None,
+                        "mean": _mean(means),
                         "distance_from_baseline": (abs(_mean(means) - entry["baseline_mean"])
                                                    if means and base_means else None),
                         "fraction_inside_baseline_band": inside / total if total else None}
@@ -99,7 +109,7 @@ def summarize(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any
 
     table: dict[str, dict[str, float | None]] = {}
     for config, by_seed in runs.items():
-        for key in TIMING_KEYS:
+        for key in TIMING_KEYS + PER_TOKEN_KEYS:
             vals = [v for rows in by_seed.values() if (v := mean_from_2(rows, key)) is not None]
             table.setdefault(config, {})[key] = _mean(vals)
     configs = list(runs)
@@ -107,8 +117,10 @@ def summarize(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any
     ratios: dict[str, dict[str, float | None]] = {}
     for other in configs[1:]:
         ratios[other] = {}
-        for key in TIMING_KEYS:
+        for key in TIMING_KEYS + PER_TOKEN_KEYS:
             a, b = table[configs[0]].get(key), table[other].get(key)
+            if key == "perf/throughput":  # tokens/s: higher is better
+                a, b = b, a
             ratios[other][key] = (a / b) if a and b else None
     curves = {c: {str(s): {k: [r.get(k) for r in rows] for k in CURVE_KEYS + TIMING_KEYS}
                   for s, rows in by_seed.items()} for c, by_seed in runs.items()}
@@ -191,13 +203,14 @@ def report(summary: dict[str, Any], out: Path, configs: list[str]) -> None:
     console = Console(record=True, width=140)
     base = summary["baseline"]
     n = max(len(cur["timing_s/step"]) for by in summary["curves"].values() for cur in by.values())
-    t = Table(title=f"verl trainer, mean of iterations 2..{n} (seconds; ratio = {base} / config)")
+    t = Table(title=f"verl trainer, mean of iterations 2..{n} (seconds, ms/token, tokens/s; ratio = speed-up of "
+                    f"config over {base})")
     t.add_column("timing")
     for c in configs:
         t.add_column(c, justify="right")
     for c in configs[1:]:
-        t.add_column(f"{base}/{c}", justify="right")
-    for key in TIMING_KEYS:
+        t.add_column(f"speed-up {c}", justify="right")
+    for key in TIMING_KEYS + PER_TOKEN_KEYS:
         vals = [summary["mean_iter2_onward"][c].get(key) for c in configs]
         if all(v is None for v in vals):
             continue
@@ -210,7 +223,7 @@ def report(summary: dict[str, Any], out: Path, configs: list[str]) -> None:
     p.add_column(f"{base} seeds", justify="right")
     p.add_column("noise", justify="right")
     for c in configs[1:]:
-        p.add_column(f"{c} (distance, inside band)", justify="right")
+        p.add_column(f"{c} (distance, inside band, MW p)", justify="right")
     for key, e in summary["parity"].items():
         seeds = ", ".join(f"{v:.4g}" for v in e["run_means"][base].values() if v is not None)
         noise = e.get("baseline_seed_spread")
@@ -220,9 +233,9 @@ def report(summary: dict[str, Any], out: Path, configs: list[str]) -> None:
             if d.get("mean") is None:
                 cells.append("-")
                 continue
-            frac = d.get("fraction_inside_baseline_band")
+            frac, mw = d.get("fraction_inside_baseline_band"), d.get("mann_whitney_p")
             cells.append(f"{d['mean']:.4g} ({d['distance_from_baseline']:.2g}, "
-                         f"{'-' if frac is None else f'{100 * frac:.0f}%'})")
+                         f"{'-' if frac is None else f'{100 * frac:.0f}%'}, {'-' if mw is None else f'{mw:.2f}'})")
         p.add_row(key, seeds, "-" if noise is None else f"{noise:.2g}", *cells)
     console.print(p)
     (out / "compare_table.txt").write_text(console.export_text())

@@ -1,0 +1,43 @@
+"""`seer-verl compare`'s summary: ratios over iterations 2..N, per-token rows, parity band and test (from verl's
+per-step metric records, as its file logger writes them)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seer_verl.train.compare import load_runs, report, summarize
+
+
+def _rows(gen: list[float], length: list[float], pdiff: float) -> list[dict]:
+    return [{"timing_s/gen": g, "timing_s/step": 3 * g, "timing_s/update_actor": 2 * g,
+             "timing_per_token_ms/gen": 1000 * g / n, "perf/throughput": n / (3 * g),
+             "critic/score/mean": 0.0, "response_length/mean": n, "training/rollout_probs_diff_mean": pdiff + 1e-4 * i}
+            for i, (g, n) in enumerate(zip(gen, length))]
+
+
+def test_summary_ratios_skip_warmup_and_parity_flags_a_shifted_run(tmp_path):
+    runs = {"stock": {0: _rows([99, 20, 20, 20], [100] * 4, 0.005), 1: _rows([99, 22, 22, 22], [110] * 4, 0.006)},
+            "seer": {0: _rows([50, 10, 10, 10], [100] * 4, 0.0055)},
+            "shifted": {0: _rows([50, 21, 21, 21], [105] * 4, 0.05)}}
+    s = summarize(runs)
+    assert s["mean_iter2_onward"]["stock"]["timing_s/gen"] == pytest.approx(21.0)  # iteration 1 left out
+    assert s["speedup_over_baseline"]["seer"]["timing_s/gen"] == pytest.approx(2.1)
+    assert s["speedup_over_baseline"]["seer"]["perf/throughput"] > 1  # higher throughput = speed-up > 1
+    par = s["parity"]["training/rollout_probs_diff_mean"]
+    assert par["baseline_seed_spread"] == pytest.approx(0.001)
+    assert par["seer"]["fraction_inside_baseline_band"] == 1.0
+    assert par["shifted"]["fraction_inside_baseline_band"] == 0.0
+    assert par["shifted"]["mann_whitney_p"] < 0.05 < par["seer"]["mann_whitney_p"]
+    # the report is rebuilt from the .jsonl files verl's file logger writes
+    for c, by_seed in runs.items():
+        for seed, rows in by_seed.items():
+            (tmp_path / f"{c}_seed{seed}.jsonl").write_text(
+                "".join(json.dumps({"step": i + 1, "data": r}) + "\n" for i, r in enumerate(rows)))
+    again = summarize(load_runs(tmp_path, ["stock", "seer"], [0, 1]))
+    assert again["mean_iter2_onward"]["seer"]["timing_s/gen"] == pytest.approx(10.0)
+    report(again, tmp_path, ["stock", "seer"])
+    text = (tmp_path / "compare_table.txt").read_text()
+    assert "timing_per_token_ms/gen" in text and "MW p" in text
+    assert (tmp_path / "iteration_time.png").is_file() and (tmp_path / "reward.png").is_file()
