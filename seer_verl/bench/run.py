@@ -302,6 +302,10 @@ def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, An
     true_lens = None
     if policy in NEEDS_TRUE_LENGTHS:  # lengths of the same rows from the earliest run of this bench
         true_lens = [q["length"] for q in runs[0]["requests"]]
+    if POLICIES[policy][2] == "seer_sd":  # every policy starts from freshly started drafters (off, no evidence)
+        from seer_verl.spec.coordinator import engine_rpc_sync
+
+        engine_rpc_sync(handles, "seer_sd_reset")
     manager = make_manager(verl_cfg, servers, seer_cfg, true_lens)
     # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
     ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])

@@ -40,6 +40,13 @@ async def engine_rpc(handle: Any, method: str, args: tuple = (), timeout: float 
     return await handle.__ray_call__.remote(_rpc_in_server, method, args, timeout)
 
 
+def engine_rpc_sync(handles: list[Any], method: str, args: tuple = (), timeout: float = 30.0) -> list[list[Any]]:
+    """:func:`engine_rpc` on every engine, from synchronous code (e.g. the bench between policies)."""
+    import ray
+
+    return ray.get([h.__ray_call__.remote(_rpc_in_server, method, args, timeout) for h in handles], timeout=timeout + 30)
+
+
 def sd_metrics(step_logs: list[list[tuple]], tail_start: float | None) -> dict[str, float]:
     """``seer/sd_*`` from the engines' per-step logs ``(time, rows, probes, drafted, accepted, g_h, g_l)``."""
     out: dict[str, float] = {}

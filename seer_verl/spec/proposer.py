@@ -162,6 +162,13 @@ class GroupSuffixProposer(_Base):
         if len(self.acceptance.reached) != s.gamma_max:
             self.acceptance = AcceptanceStats(s.gamma_max)
 
+    def reset(self) -> None:
+        """Back to the state of a freshly started engine: speculation off, no trees, no statistics (a new user of
+        the same engines, e.g. the next bench policy, must not inherit the previous one's settings or evidence)."""
+        self.settings = SpecSettings(gamma_max=self.num_speculative_tokens, fixed_gamma=self.num_speculative_tokens,
+                                     min_token_prob=self.settings.min_token_prob)
+        self._init_state()
+
     def suspend(self, on: bool) -> None:
         """Speculation off (``True``) while the draft server is unreachable; back to the configured mode after."""
         self.suspended = bool(on)

@@ -41,6 +41,10 @@ class SeerWorkerExtension(vLLMColocateWorkerExtension):
         self._seer_drafter().configure(settings)
         return True
 
+    def seer_sd_reset(self) -> bool:
+        self._seer_drafter().reset()
+        return True
+
     def seer_sd_suspend(self, on: bool) -> bool:
         self._seer_drafter().suspend(on)
         return True

@@ -29,10 +29,16 @@ def rollout_env(cpu_environment, tiny_model, arith_dataset):
         yield verl_cfg, servers, lb, addresses, make_batch(load_prompts(arith_dataset, 3, seed=1), group_size=4)
 
 
-def _run(policy: str, rollout_env, true_lens=None, **seer):
+def _run(policy: str, rollout_env, true_lens=None, temperature=None, **seer):
+    from omegaconf import OmegaConf
+
     from seer_verl.bench.policies import POLICIES
 
     verl_cfg, servers, lb, addresses, batch = rollout_env
+    if temperature is not None:
+        verl_cfg = copy.deepcopy(verl_cfg)
+        OmegaConf.set_struct(verl_cfg, False)
+        verl_cfg.actor_rollout_ref.rollout.temperature = temperature
     manager = POLICIES[policy][0](verl_cfg, servers, {"chunk_size": CHUNK, **seer}, true_lens)
     kwargs = {"true_lens": true_lens} if true_lens is not None else {}
     out = manager.generate_sequences(copy.deepcopy(batch), **kwargs)
@@ -73,6 +79,21 @@ def test_seer_keeps_verls_dataproto_contract(rollout_env):
     timing = seer.meta_info["timing"]
     assert timing["seer/dispatches"] >= n and timing["seer/chunks_completed"] == timing["seer/dispatches"]
     assert "agent_loop/generate_sequences/max" in timing
+
+
+def test_rollout_log_probs_match_stock_across_chunk_boundaries(rollout_env):
+    # verl compares these log-probs with the actor's (training/rollout_probs_diff_*) and may correct with them:
+    # a chunked sample must carry, at every position, the log-prob stock verl reports for the same token; an
+    # off-by-one at a chunk boundary (the continuation's first token) would show up here
+    _, stock = _run("stock", rollout_env, temperature=0.0)
+    _, seer = _run("seer", rollout_env, temperature=0.0, chunk_align=0)  # boundaries at CHUNK, 2*CHUNK
+    lens = _lengths(stock)
+    assert lens == _lengths(seer)
+    assert max(lens) > CHUNK  # at least one sample crosses a chunk boundary
+    for i, n in enumerate(lens):
+        assert torch.equal(stock.batch["responses"][i, :n], seer.batch["responses"][i, :n])  # greedy: same tokens
+        a, b = stock.batch["rollout_log_probs"][i, :n], seer.batch["rollout_log_probs"][i, :n]
+        assert torch.allclose(a, b, atol=1e-3), (i, (a - b).abs().max().item(), (a - b).abs().argmax().item())
 
 
 def test_chunks_respect_budget_and_stitch_exactly(rollout_env):

@@ -65,6 +65,17 @@ def test_unconfigured_engine_drafts_nothing():
     assert p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:4], 5)]), [[TEXT[3]]]) == [[]]
 
 
+def test_reset_returns_the_drafter_to_a_fresh_engine():
+    # the bench resets the drafters between policies: nothing of the previous user's settings or evidence stays
+    p = _proposer()
+    p.apply_increments([("b1g0", 5, 0, TEXT)])
+    assert p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:4], 5)]), [[TEXT[3]]])[0]
+    p.reset()
+    assert p.settings.mode == "off" and not p.trees.has_group("b1g0") and p.take_stats()["totals"]["steps"] == 0
+    p.apply_increments([("b1g0", 5, 0, TEXT)])
+    assert p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:4], 5)]), [[TEXT[3]]]) == [[]]
+
+
 def test_sibling_on_same_engine_drafts_its_continuation():
     p = _proposer()
     a, b = _rid(0), _rid(1)
