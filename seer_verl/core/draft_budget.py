@@ -201,6 +201,7 @@ def select_drafts(
     step_time_fn: StepTimeFn,
     lam: float = 1.0,
     spec_overhead: float = 0.0,
+    batch: int | None = None,
 ) -> list[int]:
     """Draft length per request for one engine step (per-token marginal benefit; see the module doc).
 
@@ -211,6 +212,8 @@ def select_drafts(
         step_time_fn: ``T(num_seqs, query_tokens)`` of a verification step on this engine.
         lam: probe priority factor (>= 1); it orders tokens but never makes a losing draft look profitable.
         spec_overhead: fixed seconds of any step that verifies drafts.
+        batch: requests in the step, those without a candidate draft included (default ``len(acc)``): they share
+            the step's time and each yields a token, so they set what a draft token must be worth.
 
     Returns the number of draft tokens to send per request (0 = none); all zeros when no draft pays.
     """
@@ -218,9 +221,11 @@ def select_drafts(
         raise ValueError(f"acc and probe must have one entry per request; got {len(acc)} and {len(probe)}")
     if lam < 1:
         raise ValueError(f"lam must be >= 1, got {lam}")
-    B = len(acc)
-    out = [0] * B
-    if B == 0:
+    B = len(acc) if batch is None else int(batch)
+    if B < len(acc):
+        raise ValueError(f"batch={batch} is smaller than the number of requests with candidates ({len(acc)})")
+    out = [0] * len(acc)
+    if not acc:
         return out
     items: list[tuple[float, int, int, float]] = []
     for r, curve in enumerate(acc):

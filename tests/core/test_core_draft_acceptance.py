@@ -28,6 +28,12 @@ def test_select_drafts_keeps_only_tokens_that_pay_for_their_verification():
     assert select_drafts([confident] * 4, [False] * 4, linear(0.0, 0.0, 0.05)) == [0, 0, 0, 0]
     # a memory-bound engine (extra query tokens are free): everything is sent
     assert select_drafts([confident, weak], [False, False], linear(0.05, 0.0, 1e-6)) == [3, 2]
+    # requests without a candidate draft still share the step: a lone candidate in a batch of 8 must pay at
+    # batch 8, not at batch 1
+    assert select_drafts([weak], [False], CPU, batch=8) == [0]
+    assert select_drafts([confident], [False], CPU, batch=8) == [3]
+    with pytest.raises(ValueError, match="batch"):
+        select_drafts([weak, weak], [False, False], CPU, batch=1)
     assert select_drafts([], [], CPU) == []
     assert select_drafts([[]], [True], CPU) == [0]
 
