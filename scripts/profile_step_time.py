@@ -410,7 +410,7 @@ def bench_fallback(report: Path, out: Path, prefill_gain: float = 2.0) -> None:
 
 
 def _sd_overhead_one(engine_kind: str, kv_gib: float, repeats: int) -> dict:
-    """One engine (``plain`` or ``sd``), the overhead grid; returns {B: [wall per output token, ...]}."""
+    """One engine (``plain``, ``plain-sync`` or ``sd``), the overhead grid; returns {B: [wall per output token, ...]}."""
     _one_core_engine_env(kv_gib)
     from vllm import LLM, SamplingParams
 

@@ -35,16 +35,20 @@ def _rpc_in_server(server: Any, method: str, args: tuple, timeout: float) -> lis
     return fut.result(timeout + 5)
 
 
+def _rpc_ref(handle: Any, method: str, args: tuple, timeout: float) -> Any:
+    return handle.__ray_call__.remote(_rpc_in_server, method, args, timeout)
+
+
 async def engine_rpc(handle: Any, method: str, args: tuple = (), timeout: float = 30.0) -> list[Any]:
     """``collective_rpc(method, args)`` on one rollout server's vLLM workers; returns one result per worker."""
-    return await handle.__ray_call__.remote(_rpc_in_server, method, args, timeout)
+    return await _rpc_ref(handle, method, args, timeout)
 
 
 def engine_rpc_sync(handles: list[Any], method: str, args: tuple = (), timeout: float = 30.0) -> list[list[Any]]:
     """:func:`engine_rpc` on every engine, from synchronous code (e.g. the bench between policies)."""
     import ray
 
-    return ray.get([h.__ray_call__.remote(_rpc_in_server, method, args, timeout) for h in handles], timeout=timeout + 30)
+    return ray.get([_rpc_ref(h, method, args, timeout) for h in handles], timeout=timeout + 30)
 
 
 def sd_metrics(step_logs: list[list[tuple]], tail_start: float | None) -> dict[str, float]:

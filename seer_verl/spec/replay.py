@@ -224,6 +224,17 @@ def replay_response(prompt: Sequence[int], response: Sequence[int], siblings: It
     return {"tokens": L, "steps": steps, "drafted": drafted, "accepted": accepted, "reach": reach, "acc": acc}
 
 
+def _with_siblings(groups: list[list[dict[str, Any]]], n_siblings: int
+                   ) -> Iterable[tuple[dict[str, Any], list[Sequence[int]]]]:
+    """Every recorded response with the full responses of the next ``n_siblings`` samples of its group (cyclically,
+    at most the group's other members)."""
+    for g in groups:
+        G = len(g)
+        n = min(n_siblings, G - 1)
+        for i, r in enumerate(g):
+            yield r, [g[(i + j) % G]["response_ids"] for j in range(1, n + 1)]
+
+
 def _columns(top_k: int) -> list[tuple[str, int, str]]:
     cols = [("linear", 1, "linear")]
     if top_k > 1:
@@ -242,23 +253,19 @@ def replay_setting(groups: list[list[dict[str, Any]]], n_siblings: int, top_k: i
     per_response = []
     fin = [0, 0]  # tokens, steps of responses that ended on their own (not cut at max_tokens)
     t0 = time.perf_counter()
-    for g in groups:
-        G = len(g)
-        n = min(n_siblings, G - 1)
-        for i, r in enumerate(g):
-            sibs = [g[(i + j) % G]["response_ids"] for j in range(1, n + 1)]
-            res = replay_response(r["prompt_ids"], r["response_ids"], sibs, top_k=top_k, verify=verify,
-                                  trees=trees, max_spec_tokens=params["max_spec_tokens"],
-                                  min_token_prob=params["min_token_prob"],
-                                  max_spec_factor=params["max_spec_factor"], with_prompt=params["with_prompt"])
-            for k in tot:
-                tot[k] += res[k]
-            reach = [a + b for a, b in zip(reach, res["reach"])]
-            acc = [a + b for a, b in zip(acc, res["acc"])]
-            per_response.append(res["tokens"] / max(1, res["steps"]))
-            if r.get("finish_reason") != "length":
-                fin[0] += res["tokens"]
-                fin[1] += res["steps"]
+    for r, sibs in _with_siblings(groups, n_siblings):
+        res = replay_response(r["prompt_ids"], r["response_ids"], sibs, top_k=top_k, verify=verify,
+                              trees=trees, max_spec_tokens=params["max_spec_tokens"],
+                              min_token_prob=params["min_token_prob"],
+                              max_spec_factor=params["max_spec_factor"], with_prompt=params["with_prompt"])
+        for k in tot:
+            tot[k] += res[k]
+        reach = [a + b for a, b in zip(reach, res["reach"])]
+        acc = [a + b for a, b in zip(acc, res["acc"])]
+        per_response.append(res["tokens"] / max(1, res["steps"]))
+        if r.get("finish_reason") != "length":
+            fin[0] += res["tokens"]
+            fin[1] += res["steps"]
     st = trees.stats()
     return {
         "siblings": n_siblings, "top_k": top_k, "verify": verify, **tot,
@@ -431,12 +438,9 @@ def calibration(args: argparse.Namespace) -> int:
                 c[2] += p
 
         trees = GroupDraftTrees(64)
-        for g in groups:
-            G = len(g)
-            for i, r in enumerate(g):
-                sibs = [g[(i + j) % G]["response_ids"] for j in range(1, min(args.siblings, G - 1) + 1)]
-                replay_response(r["prompt_ids"], r["response_ids"], sibs, trees=trees, on_draft=seen,
-                                min_token_prob=args.min_token_prob, max_spec_factor=args.max_spec_factor)
+        for r, sibs in _with_siblings(groups, args.siblings):
+            replay_response(r["prompt_ids"], r["response_ids"], sibs, trees=trees, on_draft=seen,
+                            min_token_prob=args.min_token_prob, max_spec_factor=args.max_spec_factor)
         rows = [{"tree_prob_bin": k[0] / P_BINS, "match_len_bucket": k[1], "later_position": bool(k[2]),
                  "reached": int(v[0]), "accepted": int(v[1]), "acceptance": v[1] / v[0], "mean_tree_prob": v[2] / v[0]}
                 for k, v in sorted(counts.items())]
