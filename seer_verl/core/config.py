@@ -62,6 +62,15 @@ class SeerConfig:
             A dead engine is normally detected at once (its calls raise); this bounds a hung one.
         health_timeout_s: seconds an engine health check may take, after a chunk call raised, before the
             engine is declared failed (a healthy engine means the error was the request's own).
+        kv_reserve: multiple of a chunk's *growth* (its ``max_tokens``, block-rounded) reserved in KV when it is
+            placed, on top of its context. ``1.0`` is the paper's guarantee (the whole chunk is reserved: the
+            engine never preempts for it); ``0.0`` reserves the context only, as vLLM admits a request, and lets
+            the engine preempt when the running chunks outgrow its KV; above 1 keeps headroom for later chunks.
+            An ablation knob: on the simulated CPU bench shapes 1.0 was best or tied (see the README).
+        continuation: ``"first"``: a request whose chunk just completed gets its next chunk before any waiting
+            request, on the engine that holds its KV (a chunk boundary then costs one round trip, not a
+            re-prefill of the whole context once other requests have reused its cached KV); ``"policy"``: it
+            waits in the policy's order like every request (the paper's loop, which assumes a global KV pool).
     """
 
     policy: str = "seer"
@@ -73,6 +82,8 @@ class SeerConfig:
     chunk_align: int | None = None
     chunk_timeout_s: float | None = None
     health_timeout_s: float = 10.0
+    kv_reserve: float = 1.0
+    continuation: str = "first"
 
     def validate(self) -> SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
@@ -110,6 +121,14 @@ class SeerConfig:
             )
         if not _is_pos_number(self.health_timeout_s):
             raise ValueError(f"seer.health_timeout_s must be a number of seconds > 0; got {self.health_timeout_s!r}")
+        if self.continuation not in ("first", "policy"):
+            raise ValueError(f"seer.continuation must be 'first' or 'policy'; got {self.continuation!r}")
+        r = self.kv_reserve
+        if not (isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and 0.0 <= r <= 8.0):
+            raise ValueError(
+                f"seer.kv_reserve must be a number in [0, 8] (multiple of a chunk's growth reserved in KV: "
+                f"1 = the paper, never preempt; 0 = context only, as vLLM); got {r!r}"
+            )
         return self
 
     def effective_chunk_timeout_s(self) -> float:

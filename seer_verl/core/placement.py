@@ -4,9 +4,12 @@ Because a chunk's output is bounded by its budget, its KV footprint is known bef
 
     footprint = ceil((prompt_len + generated + chunk_budget) / block_size) * block_size
 
-tokens, the KV the request can hold at the end of the chunk. Seer places a chunk only on an engine
-with room for that footprint, so an engine never has to preempt (``SELECTINSTANCE(I,
-r.max_chunk_tokens, KV-usage)`` in Algorithm 2); if no engine has room the request waits.
+tokens, the KV the request's next chunk starts with: its context's KV at dispatch plus a *growth* of
+at most the budget. The paper places a chunk only on an engine with room for the whole footprint, so an
+engine never has to preempt (``SELECTINSTANCE(I, r.max_chunk_tokens, KV-usage)`` in Algorithm 2). Here the
+context is always reserved in full and the in-flight chunks' growth times ``growth_share``: 1 is the paper,
+below 1 over-commits the growth (the engine preempts if it runs out), above 1 keeps extra headroom for the
+chunks that follow. If no engine has room the request waits.
 
 Among engines with room, the OSDI version's cache-aware rule is used: prefer the engine that ran the
 request's previous chunk (it holds the prefix KV, so the continuation prompt hits the prefix cache)
@@ -21,6 +24,7 @@ pool is not modelled: a request moved to another engine recomputes its prefix th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -43,9 +47,13 @@ class EngineState:
         engine_id: the engine's id (any int; unique within a rollout).
         capacity_tokens: KV-cache capacity in tokens (e.g. vLLM's ``num_gpu_blocks * block_size``).
         block_size: KV block size in tokens; reservations are rounded up to whole blocks.
-        reserved_tokens: KV reserved by the chunks now in flight on this engine.
+        reserved_tokens: KV counted against the capacity for the chunks now in flight on this engine:
+            their contexts plus ``growth_share`` times their possible growth.
         inflight: number of chunks now in flight on this engine (the load signal).
         alive: False once the engine has been declared failed.
+        lookahead: KV slots the engine allocates beyond the tokens it has fed (vLLM: the speculative tokens).
+        context_tokens: block-rounded context KV of the in-flight chunks at their dispatch.
+        growth_sum: sum of the in-flight chunks' possible growth (block-rounded tokens).
     """
 
     engine_id: int
@@ -54,6 +62,9 @@ class EngineState:
     reserved_tokens: int = 0
     inflight: int = 0
     alive: bool = True
+    lookahead: int = 0
+    context_tokens: int = 0
+    growth_sum: int = 0
 
     @property
     def free_tokens(self) -> int:
@@ -88,15 +99,18 @@ class Placement:
         affinity_threshold: in-flight imbalance above which prefix affinity yields to least-loaded.
         max_inflight_per_engine: optional cap on concurrent chunks per engine (like vLLM's
             ``max_num_seqs``); ``None`` means KV headroom is the only limit.
+        growth_share: share of the in-flight chunks' growth counted against the KV (``seer.kv_reserve``);
+            1 = the whole growth (the engine never preempts).
     """
 
-    __slots__ = ("_engines", "_by_id", "affinity_threshold", "max_inflight_per_engine")
+    __slots__ = ("_engines", "_by_id", "affinity_threshold", "max_inflight_per_engine", "growth_share")
 
     def __init__(
         self,
         engines: Sequence[EngineState],
         affinity_threshold: int = 32,
         max_inflight_per_engine: int | None = None,
+        growth_share: float = 1.0,
     ) -> None:
         if len(engines) == 0:
             raise ValueError("placement needs at least one engine")
@@ -119,6 +133,9 @@ class Placement:
         self._by_id = by_id
         self.affinity_threshold = affinity_threshold
         self.max_inflight_per_engine = max_inflight_per_engine
+        if not 0.0 <= growth_share <= 8.0:
+            raise ValueError(f"growth_share must be in [0, 8], got {growth_share!r}")
+        self.growth_share = growth_share
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -136,8 +153,9 @@ class Placement:
         return [e for e in self._engines if e.alive]
 
     def footprint(self, req: RolloutRequest, chunk_tokens: int, engine_id: int) -> int:
-        """KV tokens to reserve on ``engine_id`` for a chunk of ``chunk_tokens`` tokens of ``req``."""
-        return self.engine(engine_id).footprint(req.prompt_len + req.generated + chunk_tokens)
+        """KV on ``engine_id`` at the end of a chunk of ``chunk_tokens`` tokens of ``req`` (see :meth:`split`)."""
+        base, growth = self.split(self.engine(engine_id), req.prompt_len + req.generated, chunk_tokens)
+        return base + growth
 
     def has_slot(self, e: EngineState) -> bool:
         """True if ``e`` is alive and below the in-flight cap (KV headroom not considered)."""
@@ -148,9 +166,25 @@ class Placement:
         """True if at least one engine could accept one more chunk, KV permitting."""
         return any(self.has_slot(e) for e in self._engines)
 
-    def fits(self, e: EngineState, context_tokens: int) -> bool:
-        """True if a chunk ending at ``context_tokens`` can be reserved on ``e`` right now."""
-        return self.has_slot(e) and e.footprint(context_tokens) <= e.capacity_tokens - e.reserved_tokens
+    def split(self, e: EngineState, context_len: int, chunk_tokens: int) -> tuple[int, int]:
+        """``(context KV, growth)`` on ``e`` of a chunk of ``chunk_tokens`` tokens after ``context_len``.
+
+        The growth runs to the KV its *continuation* starts with, ``context_len + chunk_tokens`` (the engine
+        itself holds one token less at the chunk's end: the last sampled token is fed by the next chunk), plus
+        the engine's ``lookahead`` slots (speculative tokens). Reserving it keeps room for the request's next
+        chunk on the engine that holds its KV.
+        """
+        base = e.footprint(context_len)
+        end = e.footprint(context_len + chunk_tokens + e.lookahead)
+        return base, max(end - base, 0)
+
+    def _growth(self, growth_sum: int) -> int:
+        share = self.growth_share
+        return growth_sum if share == 1.0 else math.ceil(share * growth_sum)
+
+    def need(self, e: EngineState, context_kv: int, growth_kv: int) -> int:
+        """KV that ``e`` would count against its capacity with one more chunk ``(context_kv, growth_kv)``."""
+        return e.reserved_tokens + context_kv + self._growth(e.growth_sum + growth_kv) - self._growth(e.growth_sum)
 
     def can_ever_fit(self, context_tokens: int) -> bool:
         """True if some alive engine, when empty, could hold a chunk ending at ``context_tokens``."""
@@ -167,12 +201,12 @@ class Placement:
         """Choose an engine for the next chunk of ``req`` (``chunk_tokens`` = its budget).
 
         Candidates are the alive engines (of ``engines``, default all) with an in-flight slot and KV
-        headroom ``capacity - reserved >= footprint``. The engine holding the request's prefix
+        headroom for the chunk's context plus the growth reserve of all its chunks (:meth:`need`). The engine holding the request's prefix
         (``req.engine``) is chosen if it is a candidate and its in-flight count exceeds the smallest
         candidate in-flight count by at most ``affinity_threshold``; otherwise the least-loaded
         candidate is chosen: fewest in-flight chunks, then most free KV, then lowest id.
         """
-        context_tokens = req.prompt_len + req.generated + chunk_tokens
+        context_len = req.prompt_len + req.generated
         cap = self.max_inflight_per_engine
         best: EngineState | None = None
         affinity: EngineState | None = None
@@ -180,7 +214,7 @@ class Placement:
             if not e.alive or (cap is not None and e.inflight >= cap):
                 continue
             free = e.capacity_tokens - e.reserved_tokens
-            if e.footprint(context_tokens) > free:
+            if self.need(e, *self.split(e, context_len, chunk_tokens)) > e.capacity_tokens:
                 continue
             if e.engine_id == req.engine:
                 affinity = e
@@ -211,10 +245,13 @@ class Placement:
 
     # -- mutation --------------------------------------------------------------------------------
 
-    def reserve(self, engine_id: int, tokens: int) -> None:
-        """Reserve ``tokens`` KV tokens and one in-flight slot on an engine; never over-commits.
+    def reserve(self, engine_id: int, tokens: int, growth: int = 0, force: bool = False) -> None:
+        """Reserve a chunk's KV (``tokens`` of context, ``growth`` more as it runs) and one in-flight slot.
 
-        Raises :class:`PlacementError` if the engine is dead, at its in-flight cap, or lacks room.
+        The engine then counts its contexts plus the growth reserve of all its chunks; that never exceeds
+        its capacity at a reservation, unless ``force`` (a request continuing on the engine that holds its KV:
+        the engine then has less room for new chunks until it drains). Raises :class:`PlacementError` if the
+        engine is dead, at its in-flight cap, or (without ``force``) lacks room.
         """
         e = self.engine(engine_id)
         if not e.alive:
@@ -222,25 +259,30 @@ class Placement:
         cap = self.max_inflight_per_engine
         if cap is not None and e.inflight >= cap:
             raise PlacementError(f"cannot reserve on engine {engine_id}: {e.inflight} chunks in flight, cap {cap}")
-        if tokens < 0 or tokens > e.capacity_tokens - e.reserved_tokens:
+        if tokens < 0 or growth < 0 or (not force and self.need(e, tokens, growth) > e.capacity_tokens):
             raise PlacementError(
-                f"cannot reserve {tokens} KV tokens on engine {engine_id}: "
+                f"cannot reserve {tokens} + {growth} (growth) KV tokens on engine {engine_id}: "
                 f"{e.reserved_tokens}/{e.capacity_tokens} already reserved"
             )
-        e.reserved_tokens += tokens
+        e.reserved_tokens += tokens + self._growth(e.growth_sum + growth) - self._growth(e.growth_sum)
+        e.context_tokens += tokens
+        e.growth_sum += growth
         e.inflight += 1
 
-    def release(self, engine_id: int, tokens: int) -> None:
-        """Return a reservation made by :meth:`reserve` (``tokens`` and one in-flight slot)."""
+    def release(self, engine_id: int, tokens: int, growth: int = 0) -> None:
+        """Return a reservation made by :meth:`reserve` (the same ``tokens`` and ``growth``, one slot)."""
         e = self.engine(engine_id)
         if not e.alive:
             raise PlacementError(f"cannot release on engine {engine_id}: it is dead (its state was reset)")
-        if e.inflight < 1 or tokens < 0 or tokens > e.reserved_tokens:
+        if e.inflight < 1 or tokens < 0 or growth < 0 or tokens + growth > e.reserved_tokens or growth > e.growth_sum:
             raise PlacementError(
-                f"release of {tokens} KV tokens on engine {engine_id} does not match its reservations "
-                f"({e.reserved_tokens} tokens, {e.inflight} chunks in flight)"
+                f"release of {tokens} + {growth} (growth) KV tokens on engine {engine_id} does not match its "
+                f"reservations ({e.reserved_tokens} tokens, {e.growth_sum} of them growth, {e.inflight} chunks in "
+                "flight)"
             )
-        e.reserved_tokens -= tokens
+        e.reserved_tokens -= tokens + self._growth(e.growth_sum) - self._growth(e.growth_sum - growth)
+        e.context_tokens -= tokens
+        e.growth_sum -= growth
         e.inflight -= 1
 
     def mark_dead(self, engine_id: int) -> None:
@@ -250,5 +292,5 @@ class Placement:
         """
         e = self.engine(engine_id)
         e.alive = False
-        e.reserved_tokens = 0
+        e.reserved_tokens = e.context_tokens = e.growth_sum = 0
         e.inflight = 0

@@ -245,7 +245,7 @@ class SeerAgentLoopManager(AgentLoopManager):
         }
         for k in ("dispatches", "chunks_completed", "probe_dispatches", "starvation_picks", "affinity_hits",
                   "affinity_misses", "hol_skips", "finished_stop", "finished_length", "requests_redispatched",
-                  "engine_failures", "chunks_discarded", "max_passed_over"):
+                  "engine_failures", "chunks_discarded", "max_passed_over", "continuations"):
             t[f"seer/{k}"] = float(m[k])
         if "engines_alive" in last:
             t["seer/engines_alive"] = float(last["engines_alive"])

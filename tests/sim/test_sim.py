@@ -102,8 +102,12 @@ def test_stock_preempts_when_kv_is_short_and_seer_never_does():
     short = tiny(kv_tokens=2048)
     r = simulate(short, "stock", keep_requests=False)
     assert r["num_preemptions"] > 0 and r["recompute_tokens"] > 0
+    short.continuation = "policy"  # the paper's loop: every chunk's KV reserved, nothing ever preempted
     for p in ("divided", "seer", "oracle"):
         assert simulate(short, p, keep_requests=False)["num_preemptions"] == 0
+    short.continuation = "first"  # continuing requests may outgrow a full engine, which then preempts
+    for p in ("divided", "seer", "oracle"):
+        assert simulate(short, p, keep_requests=False)["num_preemptions"] < r["num_preemptions"]
     roomy = tiny(kv_tokens=1 << 20)
     assert simulate(roomy, "stock", keep_requests=False)["num_preemptions"] == 0
 
