@@ -7,8 +7,12 @@ recorded by an earlier policy of the same bench run).
 
 Speculative rows need engines started differently, so each policy names an *engine profile*:
 
-* ``plain``: the engines as verl starts them (stock, divided, seer, oracle);
-* ``seer_sd``: Seer's worker extension + vLLM's ``suffix`` method (``configs/seer_sd.yaml``): ``seer_sd`` (Seer +
+* ``plain``: the engines as verl starts them (stock; calibration);
+* ``priority``: the same with vLLM's ``scheduling_policy=priority``, as ``configs/seer.yaml`` starts them for Seer
+  (divided, seer, oracle): each chunk carries its request's start rank, so an engine serves a continuing request
+  before newer ones and, short of KV, preempts the request that started last;
+* ``seer_sd``: Seer's worker extension + vLLM's ``suffix`` method (``configs/seer_sd.yaml``), priority scheduling:
+  ``seer_sd`` (Seer +
   adaptive grouped SD), ``seer_fixed_sd`` (every request drafts ``gamma_max`` tokens every step) and
   ``seer_sd_off`` (Seer with speculation off on these engines: what the SD machinery costs when nothing is
   drafted; compare with ``seer`` on plain engines);
@@ -67,9 +71,9 @@ def _seer_records(manager: Any, out: Any, load_balancer: Any, address_to_engine:
 #: name -> (make manager, per-row chunk records, engine profile)
 POLICIES: dict[str, tuple[Callable[..., Any], Callable[..., dict[int, list[tuple[int, float, float]]]], str]] = {
     "stock": (_stock, _stock_records, "plain"),
-    "divided": (_seer_factory("divided"), _seer_records, "plain"),
-    "seer": (_seer_factory("seer"), _seer_records, "plain"),
-    "oracle": (_seer_factory("oracle"), _seer_records, "plain"),
+    "divided": (_seer_factory("divided"), _seer_records, "priority"),
+    "seer": (_seer_factory("seer"), _seer_records, "priority"),
+    "oracle": (_seer_factory("oracle"), _seer_records, "priority"),
     "seer_sd": (_seer_factory("seer", {"enabled": True, "mode": "adaptive"}), _seer_records, "seer_sd"),
     "seer_fixed_sd": (_seer_factory("seer", {"enabled": True, "mode": "fixed"}), _seer_records, "seer_sd"),
     "seer_sd_off": (_seer_factory("seer", {"enabled": False}), _seer_records, "seer_sd"),
@@ -77,7 +81,7 @@ POLICIES: dict[str, tuple[Callable[..., Any], Callable[..., dict[int, list[tuple
 }
 
 #: engine profiles in the order the bench starts them (calibration always runs on ``plain`` engines)
-PROFILES = ("plain", "seer_sd", "suffix")
+PROFILES = ("plain", "priority", "seer_sd", "suffix")
 
 
 def engine_overrides(profile: str, gamma_max: int) -> list[str]:
@@ -86,10 +90,13 @@ def engine_overrides(profile: str, gamma_max: int) -> list[str]:
 
     kw = "actor_rollout_ref.rollout.engine_kwargs.vllm"
     spec = f"{{method:suffix,num_speculative_tokens:{gamma_max},suffix_decoding_max_tree_depth:64}}"
+    priority = "actor_rollout_ref.rollout.scheduling_policy=priority"
     if profile == "plain":
         return []
+    if profile == "priority":
+        return [priority]
     if profile == "seer_sd":
-        return [f"+{kw}.worker_extension_cls={WORKER_EXTENSION}", f"+{kw}.speculative_config={spec}"]
+        return [f"+{kw}.worker_extension_cls={WORKER_EXTENSION}", f"+{kw}.speculative_config={spec}", priority]
     if profile == "suffix":
         return [f"+{kw}.speculative_config={spec}"]
     raise ValueError(f"engine profile {profile!r}: expected one of {PROFILES}")

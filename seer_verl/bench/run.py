@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     bcfg.validate(cfg, available=tuple(p for p in bcfg.KNOWN_POLICIES if p in POLICIES))
     for p in NEEDS_TRUE_LENGTHS:
         pol = list(cfg.policies)
-        if p in pol and not any(POLICIES[q][2] == "plain" for q in pol[:pol.index(p)]):
+        if p in pol and not any(POLICIES[q][2] in ("plain", "priority") for q in pol[:pol.index(p)]):
             raise bcfg.BenchConfigError(
                 f"policies={pol}: {p!r} orders requests by lengths recorded in an earlier run of the same bench; "
                 f"list another policy without speculation (e.g. stock) before it"

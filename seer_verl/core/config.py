@@ -121,8 +121,8 @@ class SeerConfig:
             )
         if not _is_pos_number(self.health_timeout_s):
             raise ValueError(f"seer.health_timeout_s must be a number of seconds > 0; got {self.health_timeout_s!r}")
-        if self.continuation not in ("first", "policy"):
-            raise ValueError(f"seer.continuation must be 'first' or 'policy'; got {self.continuation!r}")
+        if self.continuation not in ("first", "fit", "policy"):
+            raise ValueError(f"seer.continuation must be 'first', 'fit' or 'policy'; got {self.continuation!r}")
         r = self.kv_reserve
         if not (isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and 0.0 <= r <= 8.0):
             raise ValueError(

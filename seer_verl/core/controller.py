@@ -66,6 +66,10 @@ class Dispatch:
             ``seer.kv_reserve`` times it against its capacity.
         continuation: True if the chunk follows its request's previous chunk right after it completed
             (continuation-first, on the engine that holds its KV unless past the affinity threshold).
+        priority: the request's start rank (0 for the first request ever dispatched, then 1, 2, ...; kept by
+            all its chunks). Pass it as the engine's request priority (vLLM ``scheduling_policy=priority``,
+            lower first): the engine then admits a continuing request before requests that started after it
+            and, short of KV, preempts the request that started last, as it does within one long request.
         chunk_index: 0-based index of this chunk within its request (= completed chunks so far).
         is_probe: True if the request is its group's speculative request.
         starvation_pick: True if the anti-starvation safeguard chose the request, not the policy.
@@ -82,6 +86,7 @@ class Dispatch:
     starvation_pick: bool
     growth_tokens: int = 0
     continuation: bool = False
+    priority: int = 0
 
 
 _COUNTERS = (
@@ -144,11 +149,15 @@ class RolloutController:
         self._align = self.config.chunk_align or 0
         self._lookahead = self.config.lookahead
         self._decisions = 0
+        # scheduling clock of the anti-starvation safeguard: dispatches of waiting requests (a continuation is a
+        # running request keeping its engine, so it passes no waiting request over)
+        self._clock = 0
         self._next_id = 0
         self._inflight: dict[int, Dispatch] = {}
         self._inflight_by_req: dict[int, int] = {}
         # per engine: requests whose chunk just completed there (their KV is warm), in completion order
         self._warm: dict[int, deque[int]] = {e.engine_id: deque() for e in engines}
+        self._start_rank: dict[int, int] = {}  # req_id -> order of its first dispatch
         self._unfinished = 0
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self._peak_reserved: dict[int, int] = {e.engine_id: 0 for e in engines}
@@ -243,7 +252,7 @@ class RolloutController:
         if self._unfinished == 0:
             return out
         placement, sched, cs = self.placement, self.scheduler, self._chunk_size
-        cold = self._continue_warm(out, max_dispatches) if self.config.continuation == "first" else None
+        cold = self._continue_warm(out, max_dispatches) if self.config.continuation != "policy" else None
         stash: list[RolloutRequest] = []
         # (context, chunk end) of a chunk that fit nowhere in this call: one at least as large in both is not
         # tried (KV only shrinks during a call; with a cost-priced growth reserve this skip is conservative: the
@@ -253,7 +262,7 @@ class RolloutController:
             while max_dispatches is None or len(out) < max_dispatches:
                 if not placement.any_slot():
                     break
-                req = sched.starved(self._decisions)
+                req = sched.starved(self._clock)
                 if req is not None:
                     budget = chunk_budget(req, cs, self._align)
                     decision = placement.decide(req, budget, cold)
@@ -313,6 +322,12 @@ class RolloutController:
                     break
                 budget = chunk_budget(req, self._chunk_size, self._align)
                 decision = placement.decide(req, budget)
+                if self.config.continuation == "fit" and decision.reason not in ("affinity", "imbalance"):
+                    continue  # no room for it on its engine: it waits in the policy's order
+                if self.config.continuation == "first" and decision.reason not in ("affinity", "imbalance"):
+                    base, growth = placement.split(engine, req.prompt_len + req.generated, budget)
+                    if engine.context_tokens + base + (engine.growth_sum + growth) / 2 > engine.capacity_tokens:
+                        continue  # not even its expected KV fits: it waits in the policy's order
                 if decision.reason != "imbalance":
                     decision = PlacementDecision(eid, "affinity")
                 self._counters["continuations"] += 1
@@ -329,8 +344,11 @@ class RolloutController:
         base, growth = self.placement.split(engine, context_len, budget)
         self.placement.reserve(eid, base, growth, force)
         tokens = base + growth
-        passed = self.scheduler.dispatched(req, self._decisions)
+        passed = self.scheduler.dispatched(req, self._clock)
         self._decisions += 1
+        if not continuation:
+            self._clock += 1
+        rank = self._start_rank.setdefault(req.req_id, len(self._start_rank))
         d = Dispatch(
             dispatch_id=self._next_id,
             req_id=req.req_id,
@@ -343,6 +361,7 @@ class RolloutController:
             starvation_pick=starved,
             growth_tokens=growth,
             continuation=continuation,
+            priority=rank,
         )
         self._next_id += 1
         self._inflight[d.dispatch_id] = d
@@ -414,8 +433,8 @@ class RolloutController:
             c["finished_stop" if req.finish_reason == "stop" else "finished_length"] += 1
             self.scheduler.on_finished(req)
         else:
-            self.scheduler.enqueue(req, self._decisions)
-            if self.config.continuation == "first":
+            self.scheduler.enqueue(req, self._clock)
+            if self.config.continuation != "policy":
                 self._warm[live.engine_id].append(req.req_id)
         return req
 
@@ -446,7 +465,7 @@ class RolloutController:
             del self._inflight_by_req[d.req_id]
             req = self.buffer[d.req_id]
             req.engine = None
-            self.scheduler.enqueue(req, self._decisions)
+            self.scheduler.enqueue(req, self._clock)
             requeued.append(d.req_id)
         self._warm[engine_id].clear()
         self._counters["chunks_discarded"] += len(requeued)

@@ -274,7 +274,8 @@ class Placement:
         e = self.engine(engine_id)
         if not e.alive:
             raise PlacementError(f"cannot release on engine {engine_id}: it is dead (its state was reset)")
-        if e.inflight < 1 or tokens < 0 or growth < 0 or tokens + growth > e.reserved_tokens or growth > e.growth_sum:
+        if e.inflight < 1 or tokens < 0 or growth < 0 or growth > e.growth_sum or (
+                tokens + self._growth(e.growth_sum) - self._growth(e.growth_sum - growth) > e.reserved_tokens):
             raise PlacementError(
                 f"release of {tokens} + {growth} (growth) KV tokens on engine {engine_id} does not match its "
                 f"reservations ({e.reserved_tokens} tokens, {e.growth_sum} of them growth, {e.inflight} chunks in "

@@ -463,8 +463,9 @@ class SeerRolloutService:
         return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, t1)
 
     async def _call(self, d: Any, prompt: list[int], sp: dict[str, Any], request_id: str) -> Any:
+        # priority: the request's start rank; engines with scheduling_policy=priority serve older requests first
         return await self._handles[d.engine_id].generate.remote(
-            prompt_ids=prompt, sampling_params=sp, request_id=request_id)
+            prompt_ids=prompt, sampling_params=sp, request_id=request_id, priority=d.priority)
 
     async def _classify(self, eid: int, exc: BaseException, t0: float) -> _EngineLost | _ChunkFailed:
         if _is_actor_death(exc):

@@ -54,6 +54,7 @@ class SimSeq:
         "pool_prefix",
         "preemptions",
         "prefill_tokens",
+        "priority",
         "produced",
         "rate",
         "req_id",
@@ -64,8 +65,9 @@ class SimSeq:
     )
 
     def __init__(self, req_id: int, group_id: int, base_ctx: int, n_out: int, is_probe: bool = False,
-                 tag: object = None, pool_prefix: int = 0) -> None:
+                 tag: object = None, pool_prefix: int = 0, priority: int = 0) -> None:
         self.req_id = req_id
+        self.priority = priority  # lower first, under the engine's priority scheduling (ties: arrival order)
         self.group_id = group_id
         self.is_probe = is_probe
         self.base_ctx = base_ctx  # prompt + tokens generated before this submission
@@ -118,8 +120,13 @@ class SimEngine:
 
     def __init__(self, engine_id: int, capacity_tokens: int, block_size: int, max_num_seqs: int,
                  max_batched_tokens: int, step_model: StepTimeModel, rng, spec: SpecConfig | None = None,
-                 timeline_dt: float = 1.0, max_macro_steps: int = 1 << 30) -> None:
+                 timeline_dt: float = 1.0, max_macro_steps: int = 1 << 30, priority: bool = False) -> None:
         self.engine_id = engine_id
+        # vLLM scheduling_policy: fcfs (False) or priority (True: waiting ordered by (priority, arrival); short of
+        # KV, the running request with the largest (priority, arrival) is preempted instead of the newest)
+        self.priority = priority
+        self._arrivals = 0
+        self._arrival: dict[int, int] = {}
         self.block_size = block_size
         self.cap_blocks = capacity_tokens // block_size
         self.max_num_seqs = max_num_seqs
@@ -156,6 +163,23 @@ class SimEngine:
 
     def used_blocks(self) -> int:
         return sum(self.blocks_for(s.computed) for s in self.running)
+
+    def _key(self, s: SimSeq) -> tuple[int, int]:
+        return (s.priority, self._arrival.get(id(s), 0))
+
+    def _enqueue(self, s: SimSeq, front: bool) -> None:
+        """Into the waiting queue: FCFS (a preempted request goes to the front) or by (priority, arrival)."""
+        if not self.priority:
+            if front:
+                self.waiting.appendleft(s)
+            else:
+                self.waiting.append(s)
+            return
+        key = self._key(s)
+        i = len(self.waiting)
+        while i > 0 and self._key(self.waiting[i - 1]) > key:
+            i -= 1
+        self.waiting.insert(i, s)
 
     def _cache_put(self, s: SimSeq) -> None:
         full = int(s.computed) // self.block_size
@@ -196,7 +220,9 @@ class SimEngine:
     def add(self, s: SimSeq, now: float) -> bool:
         """Queue a submission. Returns True if the engine needs (re)planning now (it was idle or its
         macro-step was cut so that the new request joins after the step in progress)."""
-        self.waiting.append(s)
+        self._arrivals += 1
+        self._arrival[id(s)] = self._arrivals
+        self._enqueue(s, front=False)
         if not self.busy:
             return True
         if self.decode_only and self.k > 1:
@@ -251,10 +277,14 @@ class SimEngine:
             needs.append(b)
             need += b
         while need > self.cap_blocks and self.running:
-            # vLLM v1: preempt the newest running request until the rest fits
-            victim = self.running[-1]
-            need -= needs.pop()
-            n = new.pop()
+            # vLLM v1: preempt the newest running request (priority: the largest (priority, arrival)) until the
+            # rest fits
+            i = len(self.running) - 1
+            if self.priority:
+                i = max(range(len(self.running)), key=lambda j: self._key(self.running[j]))
+            victim = self.running[i]
+            need -= needs.pop(i)
+            n = new.pop(i)
             rem += n if victim.prefilling else 1 + victim.gamma
             self._preempt(victim, now)
             preempted = True
@@ -363,7 +393,7 @@ class SimEngine:
         s.target = 0
         s.preemptions += 1
         self.stats.preemptions += 1
-        self.waiting.appendleft(s)
+        self._enqueue(s, front=True)
 
     def finish_step(self, now: float) -> list[SimSeq]:
         """Commit the plan that ends at ``now``; return the submissions that completed."""

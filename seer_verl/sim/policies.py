@@ -168,7 +168,7 @@ class SeerDriver(_Base):
             pool = 0
             if w.kv_pool and req.engine is not None and req.engine != d.engine_id:
                 pool = d.context_len - 1  # prefix KV pulled from the global pool (paper's Mooncake)
-            s = SimSeq(d.req_id, req.group_id, d.context_len, k, req.is_probe, (d, stopped), pool)
+            s = SimSeq(d.req_id, req.group_id, d.context_len, k, req.is_probe, (d, stopped), pool, d.priority)
             if not self.has_started[d.req_id]:
                 self.has_started[d.req_id] = True
                 self.started_in_group[req.group_id] = self.started_in_group.get(req.group_id, 0) + 1

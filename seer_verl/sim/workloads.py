@@ -72,6 +72,7 @@ class Workload:
     starvation_bound: int | None = None  # seer.starvation_bound (None = the core's default, 4 x requests)
     kv_reserve: float = 1.0  # seer.kv_reserve (multiple of a chunk's growth reserved in KV; 1 = the paper)
     continuation: str = "first"  # seer.continuation (first | policy)
+    engine_priority: bool = True  # Seer's engines run vLLM's scheduling_policy=priority (configs/seer.yaml); stock fcfs
     stock_placement: str = "group"  # group | request | recorded
     dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
     recorded_engines: list[int] | None = None
@@ -234,13 +235,15 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
         elif k == "starvation_bound":
             w.starvation_bound = None if v is None else int(v)
         elif k == "continuation":
-            if v not in ("first", "policy"):
-                raise ValueError(f"continuation must be first or policy; got {v!r}")
+            if v not in ("first", "fit", "policy"):
+                raise ValueError(f"continuation must be first, fit or policy; got {v!r}")
             w.continuation = str(v)
         elif k == "kv_reserve":
             w.kv_reserve = float(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt"):
             setattr(w, k, float(v))
+        elif k == "engine_priority":
+            w.engine_priority = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
         elif k == "kv_pool":
             w.kv_pool = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
         elif k == "stock_placement":

@@ -95,6 +95,7 @@ def drive(
     running: set[int] = set()  # req_ids of inflight
     waiting: dict[int, tuple[int, int]] = {}  # req_id -> (decisions at entry, older waiting at entry)
     decisions = 0
+    clock = 0  # dispatches of waiting requests (the anti-starvation safeguard's clock)
     for rid in range(n):
         waiting[rid] = (0, len(waiting))
     to_fail = list(fail_engines)
@@ -147,13 +148,14 @@ def drive(
             assert d.context_len == prompt[rid] + gen[rid]
             assert ctrl.placement.engine(d.engine_id).alive
             entered, older = waiting.pop(rid)
-            passed = decisions - entered
+            passed = clock - entered
             rep.max_passed_over = max(rep.max_passed_over, passed)
-            if not warm_first:  # with continuations first, the safeguard orders only the requests that wait
-                assert passed <= bound + older, (
-                    f"request {rid} passed over {passed} times; bound {bound} + {older} older waiting"
-                )
+            assert passed <= bound + older, (
+                f"request {rid} passed over {passed} times; bound {bound} + {older} older waiting"
+            )
             decisions += 1
+            if not d.continuation:  # a continuation keeps a running request going: it passes nobody over
+                clock += 1
             inflight[d.dispatch_id] = d
             rep.dispatches.append(d)
         assert ctrl.decisions == decisions
@@ -174,7 +176,7 @@ def drive(
             for d in lost:
                 del inflight[d.dispatch_id]
                 running.discard(d.req_id)
-                waiting[d.req_id] = (decisions, len(waiting))
+                waiting[d.req_id] = (clock, len(waiting))
             if lost:  # a late result of a discarded chunk must be refused
                 d = lost[0]
                 toks, lps, stop = engine_output(d.req_id, gen[d.req_id], d.max_tokens, true_len[d.req_id])
@@ -207,7 +209,7 @@ def drive(
                 assert gen[rid] == expected_len(true_len[rid], max_tok[rid])
             else:
                 assert gen[rid] < expected_len(true_len[rid], max_tok[rid])
-                waiting[rid] = (decisions, len(waiting))
+                waiting[rid] = (clock, len(waiting))
             check_engines()
 
     assert finished == set(range(n))
