@@ -68,9 +68,12 @@ class SeerConfig:
             the engine preempt when the running chunks outgrow its KV; above 1 keeps headroom for later chunks.
             An ablation knob: on the simulated CPU bench shapes 1.0 was best or tied (see the README).
         continuation: ``"first"``: a request whose chunk just completed gets its next chunk before any waiting
-            request, on the engine that holds its KV (a chunk boundary then costs one round trip, not a
-            re-prefill of the whole context once other requests have reused its cached KV); ``"policy"``: it
-            waits in the policy's order like every request (the paper's loop, which assumes a global KV pool).
+            request, on the engine that holds its KV, as long as its *expected* KV fits there (contexts plus half
+            of the in-flight growth), even if its full reservation over-commits the engine (a chunk boundary
+            then costs one round trip, not a re-prefill of the whole context once other requests have reused
+            its cached KV); ``"fit"``: only if its full reservation fits; ``"policy"``: it waits in the policy's
+            order like every request (the paper's loop, which assumes a global KV pool). See
+            :meth:`RolloutController._continue_warm`.
     """
 
     policy: str = "seer"
@@ -212,8 +215,8 @@ class SeerConfig:
                     f"no rollout engine's KV cache holds the longest sequence of {longest} tokens "
                     f"(prompt {prompt_length} + response {response_length}"
                     + (f", capped by {k['max_model_len']}={max_model_len}" if max_model_len is not None else "")
-                    + f"); {caps}. A request's context grows chunk by chunk on one engine and Seer never "
-                    f"over-commits KV: raise {k['kv']} or lower the lengths"
+                    + f"); {caps}. A request's context grows chunk by chunk on one engine: raise {k['kv']} or lower "
+                    "the lengths"
                 )
             if not all(fits):
                 small = [i for i, f in enumerate(fits) if not f]

@@ -252,7 +252,8 @@ class RolloutController:
         if self._unfinished == 0:
             return out
         placement, sched, cs = self.placement, self.scheduler, self._chunk_size
-        cold = self._continue_warm(out, max_dispatches) if self.config.continuation != "policy" else None
+        if self.config.continuation != "policy":
+            self._continue_warm(out, max_dispatches)
         stash: list[RolloutRequest] = []
         # (context, chunk end) of a chunk that fit nowhere in this call: one at least as large in both is not
         # tried (KV only shrinks during a call; with a cost-priced growth reserve this skip is conservative: the
@@ -265,7 +266,7 @@ class RolloutController:
                 req = sched.starved(self._clock)
                 if req is not None:
                     budget = chunk_budget(req, cs, self._align)
-                    decision = placement.decide(req, budget, cold)
+                    decision = placement.decide(req, budget)
                     if decision.engine_id is None:
                         self._counters["starvation_blocks"] += 1
                         break
@@ -280,7 +281,7 @@ class RolloutController:
                 if min_failed is not None and key[0] >= min_failed[0] and key[1] >= min_failed[1]:
                     decision = PlacementDecision(None, "none")
                 else:
-                    decision = placement.decide(req, budget, cold)
+                    decision = placement.decide(req, budget)
                 if decision.engine_id is None:
                     stash.append(req)
                     self._counters["hol_skips"] += 1
@@ -301,15 +302,18 @@ class RolloutController:
             )
         return out
 
-    def _continue_warm(self, out: list[Dispatch], max_dispatches: int | None) -> list[EngineState] | None:
+    def _continue_warm(self, out: list[Dispatch], max_dispatches: int | None) -> None:
         """Dispatch the next chunk of each request whose previous chunk just completed, on the engine that holds
         its KV, before any waiting request: a chunk boundary then costs one round trip and a one-token prefill.
-        Waiting would let other requests reuse its cached KV, and moving it would recompute its whole context,
-        so it continues even if its next chunk's growth over-commits the engine's KV (the engine then takes no
-        new request until it drains below capacity; in the worst case the engine preempts, as vLLM does). Past
-        the affinity threshold it moves to the least-loaded engine with room, as any chunk would.
+        Waiting would let other requests reuse its cached KV, and moving it would recompute its whole context.
 
-        Returns the engines that may take new requests in this call (None = all)."""
+        ``continuation="first"``: it continues even if its next chunk's full reservation over-commits the
+        engine, as long as its *expected* KV fits (the engine's contexts plus half of its chunks' growth: a
+        running chunk has used half of its growth on average). An over-committed engine takes no new request
+        until it drains below capacity; at worst the engine preempts (with priority scheduling, the request that
+        started last). ``"fit"``: only if the full reservation fits. Otherwise the request waits in the
+        policy's order. Past the affinity threshold it moves to the least-loaded engine with room, as any chunk
+        would."""
         placement, sched = self.placement, self.scheduler
         for eid, queue in self._warm.items():
             while queue and (max_dispatches is None or len(out) < max_dispatches):
@@ -333,7 +337,6 @@ class RolloutController:
                 self._counters["continuations"] += 1
                 out.append(self._dispatch(req, budget, decision, starved=False, force=decision.engine_id == eid,
                                           continuation=True))
-        return None
 
     def _dispatch(self, req: RolloutRequest, budget: int, decision: PlacementDecision, starved: bool,
                   force: bool = False, continuation: bool = False) -> Dispatch:

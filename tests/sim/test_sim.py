@@ -212,3 +212,30 @@ def test_profile_script_fit_recovers_a_known_model():
     for name in ("moonlight", "qwen2vl72b", "kimik2"):
         m = mod.gpu_model(name)
         assert m.c0 > 0 and m.meta["kv_capacity_tokens"] > 100_000
+
+
+def _engine(priority: bool, blocks: int = 4):
+    import numpy as np
+
+    from seer_verl.sim.engine import SimEngine, SimSeq
+
+    e = SimEngine(0, blocks * 16, 16, 64, 4096, STEP, np.random.default_rng(0), priority=priority)
+    # three requests of one block each (15-token contexts) that will each need a second block
+    seqs = [SimSeq(i, i, 15, 40, priority=p) for i, p in enumerate((2, 0, 1))]
+    for s in seqs:
+        e.add(s, 0.0)
+    return e, seqs
+
+
+@pytest.mark.parametrize("priority, victim, order", [(False, 2, [0, 1, 2]), (True, 0, [1, 2, 0])])
+def test_engine_priority_admits_by_priority_and_preempts_the_largest(priority, victim, order):
+    """vLLM scheduling_policy=priority: waiting ordered by (priority, arrival); short of KV the running request with
+    the largest priority value is preempted (fcfs: the newest)."""
+    e, seqs = _engine(priority)
+    assert [s.req_id for s in e.waiting] == order
+    t = e.plan(0.0)
+    while t is not None and not e.stats.preemptions:
+        e.finish_step(t)
+        t = e.plan(t)
+    assert e.stats.preemptions >= 1
+    assert seqs[victim].preemptions == 1 and sum(s.preemptions for s in seqs) == 1

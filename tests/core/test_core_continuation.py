@@ -1,0 +1,89 @@
+"""Continuation-first dispatch, the KV growth reserve and request start ranks (seer_verl.core.controller)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seer_verl.core import EngineState, Placement, RequestBuffer, RolloutController, SeerConfig
+
+
+def ctrl(rows, max_tokens, engines, true_lens=None, **cfg):
+    buf = RequestBuffer.from_rows(rows, max_tokens, true_lens)
+    return RolloutController(buf, engines, SeerConfig(policy="divided", chunk_align=0, **cfg))
+
+
+def test_a_finished_chunk_continues_at_once_on_its_engine_before_older_waiting_requests():
+    # one engine with room for two 10-token chunks of 2-token prompts (footprint 12 each); four requests
+    c = ctrl([(0, 2)] * 4, 20, [EngineState(0, 26, 1)], chunk_size=10)
+    first = c.next_dispatches()
+    assert [d.req_id for d in first] == [0, 1]
+    c.complete(first[0], list(range(10)), [0.0] * 10, False)
+    (d,) = c.next_dispatches()
+    # FCFS would serve request 2 (waiting since the start); the continuation of request 0 goes first
+    assert (d.req_id, d.engine_id, d.continuation, d.chunk_index, d.priority) == (0, 0, True, 1, 0)
+    assert c.metrics["continuations"] == 1
+
+
+def test_the_paper_loop_serves_waiting_requests_in_policy_order():
+    c = ctrl([(0, 2)] * 4, 20, [EngineState(0, 26, 1)], chunk_size=10, continuation="policy")
+    first = c.next_dispatches()
+    c.complete(first[0], list(range(10)), [0.0] * 10, False)
+    (d,) = c.next_dispatches()
+    assert (d.req_id, d.continuation, d.priority) == (2, False, 2)
+    assert c.metrics["continuations"] == 0
+
+
+def test_a_continuation_may_outgrow_its_engine_while_its_expected_kv_fits_and_blocks_new_requests():
+    # capacity 24: two chunks of (context 2, growth 10) fill it. Request 0's continuation (context 12, growth 10)
+    # would reserve 12 + 22 = 34 > 24, but its expected KV, contexts 2 + 12 plus half of the growth (10 + 10),
+    # is 24: it continues, and no new request lands on the over-committed engine.
+    c = ctrl([(0, 2)] * 3, 20, [EngineState(0, 24, 1)], chunk_size=10)
+    a, b = c.next_dispatches()
+    c.complete(a, list(range(10)), [0.0] * 10, False)
+    (a2,) = c.next_dispatches()
+    assert a2.req_id == 0 and a2.continuation
+    e = c.placement.engine(0)
+    assert e.reserved_tokens == 34 > e.capacity_tokens
+    assert c.next_dispatches() == []
+    # request 1's continuation: contexts 12 + 12 + (10 + 10) / 2 = 34 > 24: it waits in the policy's order
+    c.complete(b, list(range(10)), [0.0] * 10, False)
+    assert c.next_dispatches() == [] and c.metrics["continuations"] == 1
+    c.complete(a2, list(range(10)), [0.0] * 10, False)  # request 0 reaches max_tokens
+    ds = c.next_dispatches()  # FCFS: request 2 (waiting since the start) before request 1 (since its chunk)
+    assert [(d.req_id, d.continuation) for d in ds] == [(2, False)]
+
+
+def test_start_rank_is_kept_by_every_chunk_and_follows_first_dispatch_order():
+    c = ctrl([(0, 2)] * 3, 30, [EngineState(0, 1000, 1)], chunk_size=10)
+    ds = c.next_dispatches()
+    assert [(d.req_id, d.priority) for d in ds] == [(0, 0), (1, 1), (2, 2)]
+    c.complete(ds[2], list(range(10)), [0.0] * 10, False)
+    (d,) = c.next_dispatches()
+    assert (d.req_id, d.priority) == (2, 2)
+
+
+@pytest.mark.parametrize("share, admitted", [(1.0, 2), (0.5, 4), (0.0, 5)])
+def test_kv_reserve_scales_the_growth_counted_against_the_engine(share, admitted):
+    # prompts of 2 tokens, chunk 10, capacity 30: full growth admits 2 (12 each); half of it 4 (8 + 20); the
+    # context alone would admit 15, the in-flight cap of 5 stops it
+    c = ctrl([(0, 2)] * 6, 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve=share, max_inflight_per_engine=5)
+    assert len(c.next_dispatches()) == admitted
+
+
+def test_release_returns_exactly_what_a_fractional_growth_reserve_took():
+    es = [EngineState(0, 100, 1)]
+    p = Placement(es, growth_share=0.5)
+    p.reserve(0, 10, 5)  # 10 + ceil(2.5)
+    p.reserve(0, 10, 5)  # growth 10 -> 5
+    assert es[0].reserved_tokens == 25
+    p.release(0, 10, 5)
+    assert es[0].reserved_tokens == 13
+    p.release(0, 10, 5)
+    assert (es[0].reserved_tokens, es[0].context_tokens, es[0].growth_sum, es[0].inflight) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("key, value", [("kv_reserve", -0.1), ("kv_reserve", 9), ("kv_reserve", "auto"),
+                                        ("kv_reserve", True), ("continuation", "always")])
+def test_bad_values_name_the_key(key, value):
+    with pytest.raises(ValueError, match=f"seer.{key}"):
+        SeerConfig(**{key: value}).validate()
