@@ -52,6 +52,17 @@ class GroupLengthEstimator:
         """Number of the group's requests observed as finished."""
         return self._finished[group_id]
 
+    def observe_progress(self, group_id: int, generated: int) -> bool:
+        """A member of the group is still running after ``generated`` tokens; return True if L̂_g changed.
+
+        Once the group has a finished member, L̂_g is at least the longest generation of any member so far,
+        finished or not: a sibling that keeps running shows the group is longer than its first finishers."""
+        if self._finished[group_id] == 0 or generated <= self._estimate[group_id]:
+            return False
+        self._estimate[group_id] = generated
+        self._version[group_id] += 1
+        return True
+
     def observe(self, group_id: int, length: int) -> bool:
         """Record a finished request of ``length`` generated tokens; return True if L̂_g changed.
 

@@ -436,6 +436,7 @@ class RolloutController:
             c["finished_stop" if req.finish_reason == "stop" else "finished_length"] += 1
             self.scheduler.on_finished(req)
         else:
+            self.scheduler.on_progress(req)
             self.scheduler.enqueue(req, self._clock)
             if self.config.continuation != "policy":
                 self._warm[live.engine_id].append(req.req_id)

@@ -106,6 +106,10 @@ class Scheduler:
         """Forward a finished request to the policy's context learning."""
         self.policy.on_finished(req)
 
+    def on_progress(self, req: RolloutRequest) -> None:
+        """Forward a completed chunk of an unfinished request to the policy's context learning."""
+        self.policy.on_progress(req)
+
     def __contains__(self, req_id: object) -> bool:
         return req_id in self._waiting
 

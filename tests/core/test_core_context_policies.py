@@ -76,6 +76,28 @@ def test_seer_refiles_waiting_requests_when_their_group_estimate_rises():
     assert drain(p) == [2, 4]
 
 
+def test_a_running_sibling_raises_its_group_estimate_once_a_member_finished():
+    rows = [(0, 1)] * 3 + [(1, 1)] * 2
+    buf = RequestBuffer.from_rows(rows, 100)
+    p = SeerPolicy(buf.requests)
+    buf[3].token_ids.extend([0] * 60)
+    p.on_progress(buf[3])  # group 1 has no finished member: its estimate stays the prior (100)
+    assert p.estimator.estimate(1) == 100 and p.estimator.version(1) == 0
+    p.estimator.observe(0, 10)  # group 0's first finisher was short ...
+    p.estimator.observe(1, 40)
+    p.push(buf[2], 0)
+    p.push(buf[4], 1)
+    assert drain(p) == [4, 2]  # group 1 (40) before group 0 (10)
+    p.push(buf[2], 0)
+    p.push(buf[4], 1)
+    buf[1].token_ids.extend([0] * 50)
+    p.on_progress(buf[1])  # ... but a sibling still runs at 50 tokens: group 0 is at least 50 long
+    assert p.estimator.estimate(0) == 50 and p.estimator.version(0) == 2
+    assert drain(p) == [2, 4]
+    buf[1].token_ids.extend([0] * 5)
+    assert not p.estimator.observe_progress(1, 30)  # never lowers
+
+
 def test_oracle_serves_longest_true_length_first_and_requires_true_lengths():
     buf = RequestBuffer.from_rows([(0, 1)] * 4, 50, true_lens=[10, 70, 30, 50])
     p = OraclePolicy(buf.requests)

@@ -80,7 +80,7 @@ class FakeEngine:
         if self.state == "core_dead":
             raise RuntimeError("vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue")
 
-    async def _generate(self, prompt_ids, sampling_params, request_id):
+    async def _generate(self, prompt_ids, sampling_params, request_id, priority=0):
         self.calls += 1
         self.running += 1
         try:

@@ -129,3 +129,6 @@ class SchedulingPolicy(ABC):
 
     def on_finished(self, req: RolloutRequest) -> None:  # noqa: B027 (optional hook)
         """Called once when ``req`` finishes. Default: nothing to learn."""
+
+    def on_progress(self, req: RolloutRequest) -> None:  # noqa: B027 (optional hook)
+        """Called when a chunk of ``req`` completed and the request goes on. Default: nothing to learn."""

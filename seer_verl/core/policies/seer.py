@@ -71,9 +71,15 @@ class SeerPolicy(SchedulingPolicy):
 
     def on_finished(self, req: RolloutRequest) -> None:
         """UpdateEstimate(L̂_g, len(r)); re-file the group's waiting requests if L̂_g changed."""
-        g = req.group_id
-        if not self.estimator.observe(g, req.generated):
-            return
+        if self.estimator.observe(req.group_id, req.generated):
+            self._refile(req.group_id)
+
+    def on_progress(self, req: RolloutRequest) -> None:
+        """A running member raises L̂_g to its length so far (once the group has a finished member)."""
+        if self.estimator.observe_progress(req.group_id, req.generated):
+            self._refile(req.group_id)
+
+    def _refile(self, g: int) -> None:
         key, version = -self.estimator.estimate(g), self.estimator.version(g)
         rest = self._rest
         for rid in self._members[g]:
