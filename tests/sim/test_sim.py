@@ -239,3 +239,19 @@ def test_engine_priority_admits_by_priority_and_preempts_the_largest(priority, v
         t = e.plan(t)
     assert e.stats.preemptions >= 1
     assert seqs[victim].preemptions == 1 and sum(s.preemptions for s in seqs) == 1
+
+
+def test_kv_sweep_writes_every_point_and_rejects_bad_ratios(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sim_kv_sweep", ROOT / "scripts" / "sim_kv_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    out = tmp_path / "sweep"
+    assert sweep.main(["seeds=1", "ratios=[0.1,1.0]", "groups=[4]", "requests=16", f"out={out}"]) == 0
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert [(p["group_size"], p["kv_over_peak"]) for p in rep["points"]] == [(4, 0.1), (4, 1.0)]
+    assert all(set(p["ratio_vs_stock"]) == {"divided", "seer", "oracle"} for p in rep["points"])
+    assert out.with_suffix(".png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="ratios"):
+        sweep.main(["ratios=[0]", f"out={out}"])
