@@ -255,9 +255,9 @@ class RolloutController:
         if self.config.continuation != "policy":
             self._continue_warm(out, max_dispatches)
         stash: list[RolloutRequest] = []
-        # (context, chunk end) of a chunk that fit nowhere in this call: one at least as large in both is not
-        # tried (KV only shrinks during a call; with a cost-priced growth reserve this skip is conservative: the
-        # request only waits for the next call)
+        # (context, chunk end) of a chunk that fit nowhere in this call: one at least as large in both is not tried.
+        # KV only shrinks during a call and, with kv_reserve <= 1, a chunk's need grows with both, so it fits
+        # nowhere either; above 1 the skip is conservative (the request waits for the next call)
         min_failed: tuple[int, int] | None = None
         try:
             while max_dispatches is None or len(out) < max_dispatches:
@@ -326,12 +326,10 @@ class RolloutController:
                     break
                 budget = chunk_budget(req, self._chunk_size, self._align)
                 decision = placement.decide(req, budget)
-                if self.config.continuation == "fit" and decision.reason not in ("affinity", "imbalance"):
-                    continue  # no room for it on its engine: it waits in the policy's order
-                if self.config.continuation == "first" and decision.reason not in ("affinity", "imbalance"):
-                    base, growth = placement.split(engine, req.prompt_len + req.generated, budget)
-                    if engine.context_tokens + base + (engine.growth_sum + growth) / 2 > engine.capacity_tokens:
-                        continue  # not even its expected KV fits: it waits in the policy's order
+                if decision.reason not in ("affinity", "imbalance"):  # its full reservation does not fit there
+                    split = placement.split(engine, req.prompt_len + req.generated, budget)
+                    if self.config.continuation == "fit" or not placement.expected_fits(engine, *split):
+                        continue  # it waits in the policy's order
                 if decision.reason != "imbalance":
                     decision = PlacementDecision(eid, "affinity")
                 self._counters["continuations"] += 1

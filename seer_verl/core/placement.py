@@ -51,7 +51,6 @@ class EngineState:
             their contexts plus ``growth_share`` times their possible growth.
         inflight: number of chunks now in flight on this engine (the load signal).
         alive: False once the engine has been declared failed.
-        lookahead: KV slots the engine allocates beyond the tokens it has fed (vLLM: the speculative tokens).
         context_tokens: block-rounded context KV of the in-flight chunks at their dispatch.
         growth_sum: sum of the in-flight chunks' possible growth (block-rounded tokens).
     """
@@ -62,7 +61,6 @@ class EngineState:
     reserved_tokens: int = 0
     inflight: int = 0
     alive: bool = True
-    lookahead: int = 0
     context_tokens: int = 0
     growth_sum: int = 0
 
@@ -170,13 +168,11 @@ class Placement:
         """``(context KV, growth)`` on ``e`` of a chunk of ``chunk_tokens`` tokens after ``context_len``.
 
         The growth runs to the KV its *continuation* starts with, ``context_len + chunk_tokens`` (the engine
-        itself holds one token less at the chunk's end: the last sampled token is fed by the next chunk), plus
-        the engine's ``lookahead`` slots (speculative tokens). Reserving it keeps room for the request's next
-        chunk on the engine that holds its KV.
+        itself holds one token less at the chunk's end: the last sampled token is fed by the next chunk).
+        Reserving it keeps room for the request's next chunk on the engine that holds its KV.
         """
         base = e.footprint(context_len)
-        end = e.footprint(context_len + chunk_tokens + e.lookahead)
-        return base, max(end - base, 0)
+        return base, e.footprint(context_len + chunk_tokens) - base
 
     def _growth(self, growth_sum: int) -> int:
         share = self.growth_share
@@ -185,6 +181,11 @@ class Placement:
     def need(self, e: EngineState, context_kv: int, growth_kv: int) -> int:
         """KV that ``e`` would count against its capacity with one more chunk ``(context_kv, growth_kv)``."""
         return e.reserved_tokens + context_kv + self._growth(e.growth_sum + growth_kv) - self._growth(e.growth_sum)
+
+    def expected_fits(self, e: EngineState, context_kv: int, growth_kv: int) -> bool:
+        """True if ``e``'s *expected* KV with one more chunk fits: every context plus half of every chunk's growth
+        (a running chunk has used half of its growth on average), whatever ``growth_share`` reserves."""
+        return e.context_tokens + context_kv + (e.growth_sum + growth_kv) / 2 <= e.capacity_tokens
 
     def can_ever_fit(self, context_tokens: int) -> bool:
         """True if some alive engine, when empty, could hold a chunk ending at ``context_tokens``."""
@@ -201,10 +202,10 @@ class Placement:
         """Choose an engine for the next chunk of ``req`` (``chunk_tokens`` = its budget).
 
         Candidates are the alive engines (of ``engines``, default all) with an in-flight slot and KV
-        headroom for the chunk's context plus the growth reserve of all its chunks (:meth:`need`). The engine holding the request's prefix
-        (``req.engine``) is chosen if it is a candidate and its in-flight count exceeds the smallest
-        candidate in-flight count by at most ``affinity_threshold``; otherwise the least-loaded
-        candidate is chosen: fewest in-flight chunks, then most free KV, then lowest id.
+        headroom for the chunk's context plus the growth reserve of all its chunks (:meth:`need`). The engine
+        holding the request's prefix (``req.engine``) is chosen if it is a candidate and its in-flight count
+        exceeds the smallest candidate in-flight count by at most ``affinity_threshold``; otherwise the
+        least-loaded candidate is chosen: fewest in-flight chunks, then most free KV, then lowest id.
         """
         context_len = req.prompt_len + req.generated
         cap = self.max_inflight_per_engine

@@ -45,6 +45,7 @@ class SimSeq:
     """One submission to an engine: a whole request (stock) or one chunk (divided rollout)."""
 
     __slots__ = (
+        "arrival",
         "base_ctx",
         "computed",
         "gamma",
@@ -67,6 +68,7 @@ class SimSeq:
     def __init__(self, req_id: int, group_id: int, base_ctx: int, n_out: int, is_probe: bool = False,
                  tag: object = None, pool_prefix: int = 0, priority: int = 0) -> None:
         self.req_id = req_id
+        self.arrival = 0  # order of its submission to the engine (set by SimEngine.add)
         self.priority = priority  # lower first, under the engine's priority scheduling (ties: arrival order)
         self.group_id = group_id
         self.is_probe = is_probe
@@ -126,7 +128,6 @@ class SimEngine:
         # KV, the running request with the largest (priority, arrival) is preempted instead of the newest)
         self.priority = priority
         self._arrivals = 0
-        self._arrival: dict[int, int] = {}
         self.block_size = block_size
         self.cap_blocks = capacity_tokens // block_size
         self.max_num_seqs = max_num_seqs
@@ -164,8 +165,9 @@ class SimEngine:
     def used_blocks(self) -> int:
         return sum(self.blocks_for(s.computed) for s in self.running)
 
-    def _key(self, s: SimSeq) -> tuple[int, int]:
-        return (s.priority, self._arrival.get(id(s), 0))
+    @staticmethod
+    def _key(s: SimSeq) -> tuple[int, int]:
+        return (s.priority, s.arrival)
 
     def _enqueue(self, s: SimSeq, front: bool) -> None:
         """Into the waiting queue: FCFS (a preempted request goes to the front) or by (priority, arrival)."""
@@ -221,7 +223,7 @@ class SimEngine:
         """Queue a submission. Returns True if the engine needs (re)planning now (it was idle or its
         macro-step was cut so that the new request joins after the step in progress)."""
         self._arrivals += 1
-        self._arrival[id(s)] = self._arrivals
+        s.arrival = self._arrivals
         self._enqueue(s, front=False)
         if not self.busy:
             return True

@@ -343,7 +343,8 @@ def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
     step_name = str(over.pop("step_model", "step_cpu_smollm2" if _has_data("step_cpu_smollm2") else
                              "step_cpu_smollm2_bench"))
     if groups < 1 or G < 1 or engines < 1:
-        raise ValueError(f"cpu_synth: num_groups, group_size and num_engines must be >= 1; got {groups}, {G}, {engines}")
+        raise ValueError(
+            f"cpu_synth: num_groups, group_size and num_engines must be >= 1; got {groups}, {G}, {engines}")
     lens = group_lengths(groups, G, max_tokens, min(mean, max_tokens), sigma_g, sigma_r, seed)
     loops = random.Random(seed + 104729)
     lens = [max_tokens if loops.random() < p_cap else n for n in lens]

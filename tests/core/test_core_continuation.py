@@ -87,3 +87,22 @@ def test_release_returns_exactly_what_a_fractional_growth_reserve_took():
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(ValueError, match=f"seer.{key}"):
         SeerConfig(**{key: value}).validate()
+
+
+def test_fit_continues_only_when_the_full_reservation_fits():
+    # the scenario of the over-commit test: under "first" request 0 continues (expected KV 24 <= 24); under "fit"
+    # its full reservation (34 > 24) does not fit, so it waits and FCFS serves request 2 once room frees
+    c = ctrl([(0, 2)] * 3, 20, [EngineState(0, 24, 1)], chunk_size=10, continuation="fit")
+    a, b = c.next_dispatches()
+    c.complete(a, list(range(10)), [0.0] * 10, False)
+    (d,) = c.next_dispatches()
+    assert (d.req_id, d.continuation) == (2, False)
+    assert c.placement.engine(0).reserved_tokens <= 24
+    # with room for the full reservation (capacity 34: 12 + 22), "fit" continues where the paper's loop would
+    # serve the older waiting request 2
+    for mode, expected in (("fit", (0, True)), ("policy", (2, False))):
+        c = ctrl([(0, 2)] * 4, 20, [EngineState(0, 34, 1)], chunk_size=10, continuation=mode)
+        a, _ = c.next_dispatches()
+        c.complete(a, list(range(10)), [0.0] * 10, False)
+        (d,) = c.next_dispatches()
+        assert (d.req_id, d.continuation) == expected, mode
