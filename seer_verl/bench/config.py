@@ -47,6 +47,11 @@ def validate(cfg: DictConfig, available: tuple[str, ...]) -> None:
          "a number in [0, 2]")
     _req(isinstance(w.top_p, (int, float)) and 0 < w.top_p <= 1, "workload.top_p", w.top_p, "a number in (0, 1]")
     _req(isinstance(w.seed, int), "workload.seed", w.seed, "an integer")
+    _req(w.replay_seed is None or (isinstance(w.replay_seed, int) and not isinstance(w.replay_seed, bool)
+                                   and w.replay_seed >= 0),
+         "workload.replay_seed", w.replay_seed, "null (free sampling) or an integer >= 0")
+    _req(isinstance(cfg.repeats, int) and not isinstance(cfg.repeats, bool) and 1 <= cfg.repeats <= 50,
+         "repeats", cfg.repeats, "an integer in [1, 50]")
     _req(isinstance(e.count, int) and 1 <= e.count <= 64, "engines.count", e.count, "an integer in [1, 64]")
     _req(isinstance(e.kv_cache_gb, (int, float)) and e.kv_cache_gb > 0, "engines.kv_cache_gb", e.kv_cache_gb,
          "a positive number of GiB")

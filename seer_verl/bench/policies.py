@@ -3,7 +3,8 @@
 ``stock`` is verl's own ``AgentLoopManager`` with its load balancer (sticky + least in-flight), unmodified.
 ``divided`` / ``seer`` / ``oracle`` are :class:`~seer_verl.integration.manager.SeerAgentLoopManager` with
 ``seer.policy`` set accordingly (divided rollout with FCFS, + context-aware scheduling, longest-first on lengths
-recorded by an earlier policy of the same bench run).
+recorded by an earlier policy of the same bench run). With ``workload.replay_seed`` every policy samples the same
+tokens (:mod:`seer_verl.replay`), so ``oracle`` knows this workload's exact lengths.
 
 Speculative rows need engines started differently, so each policy names an *engine profile*:
 
@@ -29,9 +30,20 @@ import ray
 
 
 def _stock(verl_cfg: Any, servers: Any, seer_cfg: dict[str, Any] | None = None, true_lens: Any = None) -> Any:
+    """verl's ``AgentLoopManager``; with a replay seed, the same plus each sample's replay key."""
     from verl.experimental.agent_loop import AgentLoopManager
 
-    return AgentLoopManager.create(config=verl_cfg, llm_client=servers.get_client())
+    seed = (seer_cfg or {}).get("replay_seed")
+    if seed is None:
+        return AgentLoopManager.create(config=verl_cfg, llm_client=servers.get_client())
+    from omegaconf import OmegaConf
+
+    from seer_verl.replay.agent_loop import ReplayAgentLoopManager
+
+    cfg = copy.deepcopy(verl_cfg)
+    OmegaConf.set_struct(cfg, False)
+    cfg.seer = {"replay_seed": seed}
+    return ReplayAgentLoopManager.create(config=cfg, llm_client=servers.get_client())
 
 
 def _stock_records(manager: Any, out: Any, load_balancer: Any, address_to_engine: dict[str, int], t0: float):

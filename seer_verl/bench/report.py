@@ -10,11 +10,13 @@ RATIO_KEYS = ("wall_s", "tail_s", "throughput_tok_s")
 
 
 def add_ratios(runs: list[dict[str, Any]]) -> None:
-    """``vs_stock`` per run: stock's wall/tail over this run's (a speed-up > 1 is better) and throughput ratio."""
-    base = next((r for r in runs if r["policy"] == "stock"), None)
-    if base is None:
-        return
+    """``vs_stock`` per run: stock's wall/tail over this run's (a speed-up > 1 is better) and throughput ratio,
+    against the stock run of the same repeat."""
+    stock = {r.get("repeat", 0): r for r in runs if r["policy"] == "stock"}
     for r in runs:
+        base = stock.get(r.get("repeat", 0))
+        if base is None:
+            continue
         r["vs_stock"] = {
             "speedup_wall": base["wall_s"] / r["wall_s"] if r["wall_s"] else None,
             "tail_ratio": r["tail_s"] / base["tail_s"] if base["tail_s"] else None,
@@ -27,7 +29,7 @@ def print_table(report: dict[str, Any]) -> str:
     from rich.table import Table
 
     t = Table(title=f"seer-verl bench — {report['workload_desc']}")
-    for col in ("policy", "wall s", "tail s", "tail %", "tok/s", "requests", "tokens", "preempt", "lower bd s",
+    for col in ("policy", "rep", "identical", "wall s", "tail s", "tail %", "tok/s", "requests", "tokens", "preempt", "lower bd s",
                 "wall/LB", "SD acc/draft", "SD tok/step bulk|tail", "speed-up vs stock"):
         t.add_column(col, justify="right")
     for r in report["runs"]:
@@ -37,15 +39,34 @@ def print_table(report: dict[str, Any]) -> str:
         acc = f"{int(sd['accepted_tokens'])}/{int(sd['draft_tokens'])}" if sd.get("draft_tokens") else "-"
         tps = (f"{vt['seer/sd_bulk_tokens_per_step']:.2f}|{vt['seer/sd_tail_tokens_per_step']:.2f}"
                if "seer/sd_tail_tokens_per_step" in vt else "-")
+        ident = r.get("identity")
         t.add_row(
-            r["policy"], f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}", f"{100 * r['tail_s'] / r['wall_s']:.0f}",
+            r["policy"], str(r.get("repeat", 0) + 1), f"{100 * ident['share']:.0f}%" if ident else "-",
+            f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}", f"{100 * r['tail_s'] / r['wall_s']:.0f}",
             f"{r['throughput_tok_s']:.1f}", str(r["num_requests"]), str(r["total_tokens"]), str(r["num_preemptions"]),
             f"{r['lower_bound_s']:.1f}" if r.get("lower_bound_s") else "-",
             f"{r['wall_s'] / r['lower_bound_s']:.2f}" if r.get("lower_bound_s") else "-",
             acc, tps, f"{vs:.2f}x" if vs else "-",
         )
-    console = Console(record=True, width=140)
+    console = Console(record=True, width=160)
     console.print(t)
+    summary = report.get("summary") or {}
+    if report.get("repeats", 1) > 1 and summary:
+        st = Table(title=f"{report['repeats']} repeats: median [bootstrap 95% interval] of the paired ratios vs stock")
+        for col in ("policy", "wall speed-up", "tok/s ratio", "tail ratio", "wall / lower bound", "tokens",
+                    "identical"):
+            st.add_column(col, justify="right")
+
+        def cell(e: dict[str, Any], k: str) -> str:
+            v = e.get(k)
+            return f"{v['median']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" if v else "-"
+
+        for pol, e in summary.items():
+            ids = e.get("identical_share")
+            st.add_row(pol, cell(e, "wall_speedup"), cell(e, "throughput_ratio"), cell(e, "tail_ratio"),
+                       cell(e, "wall_over_lower_bound"), "/".join(str(x) for x in e["tokens"]),
+                       f"{100 * min(ids):.0f}%" if ids else "-")
+        console.print(st)
     for k, v in report.get("notes", {}).items():
         console.print(f"  {k}: {v}")
     return console.export_text()
@@ -63,7 +84,9 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in runs:
         f = sorted(q["finish_s"] for q in r["requests"])
-        ax.step(f, [(i + 1) / len(f) for i in range(len(f))], where="post", label=f"{r['policy']} ({r['wall_s']:.0f}s)")
+        rep = f" #{r.get('repeat', 0) + 1}" if report.get("repeats", 1) > 1 else ""
+        ax.step(f, [(i + 1) / len(f) for i in range(len(f))], where="post",
+                label=f"{r['policy']}{rep} ({r['wall_s']:.0f}s)")
     ax.axhline(0.9, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("time since rollout start (s)")
     ax.set_ylabel("fraction of requests finished")
@@ -98,8 +121,11 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
 
 def write(report: dict[str, Any], out: Path) -> tuple[Path, list[Path]]:
+    from seer_verl.bench.stats import summarize_repeats
+
     out.parent.mkdir(parents=True, exist_ok=True)
     add_ratios(report["runs"])
+    report["summary"] = summarize_repeats(report["runs"])
     out.write_text(json.dumps(report, indent=1, default=float))
     text = print_table(report)
     (out.parent / (out.stem + "_table.txt")).write_text(text)

@@ -152,6 +152,7 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
         raise RuntimeError(f"{policy}: asked for {len(batch)} samples, got {len(out)}")
     by_row = records_fn(manager, out, lb, addr_to_eng, t0)
     lengths = out.batch["response_mask"].sum(-1).tolist()
+    responses = out.batch["responses"].tolist()
     uids = batch.non_tensor_batch["uid"]
     group_of = {u: g for g, u in enumerate(dict.fromkeys(uids.tolist()))}
     requests = []
@@ -167,6 +168,7 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
     spec1 = spec_counters(addresses)
     summary["spec_decode"] = {k: spec1[k] - spec0[k] for k in spec1}  # as vLLM counts it, for every policy
     summary["requests"] = requests
+    summary["_tokens"] = [responses[i][:n] for i, n in enumerate(lengths)]  # for the identity check; not written
     summary["engine_timelines"] = [tl.as_dict(t0) for tl in mon.timelines]
     summary["monitor_errors"] = mon.errors
     timing = out.meta_info.get("timing", {})
@@ -240,17 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from seer_verl.bench.calibrate import calibrate
-    from seer_verl.bench.policies import PROFILES, engine_overrides
+    from seer_verl.bench.policies import engine_overrides
     from seer_verl.integration.engines import servers_of
 
     seer_cfg = dict(OmegaConf.to_container(cfg.seer, resolve=True))
+    seer_cfg["replay_seed"] = cfg.workload.replay_seed
     gamma_max = int((seer_cfg.get("spec") or {}).get("gamma_max", 8))
     runs: list[dict[str, Any]] = []
     cal: dict[str, float] = {}
-    for profile in PROFILES:
-        policies = [p for p in cfg.policies if POLICIES[p][2] == profile]
-        if not policies and profile != "plain":  # plain engines always run: they calibrate the lower bound
-            continue
+    for profile, todo in engine_segments(list(cfg.policies), int(cfg.repeats)):
         verl_cfg = verl_config(cfg, model_dir, max_prompt, engine_overrides(profile, gamma_max))
         ray.init(num_cpus=16, num_gpus=cfg.engines.count, include_dashboard=False,
                  runtime_env={"env_vars": env}, ignore_reinit_error=True)
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{profile} engines up in {time.time() - t_start:.0f} s: {addresses}")
             by_address = servers_of(lb)
             handles = [by_address[a] for a in addresses]
-            if profile == "plain":
+            if profile == "plain" and not cal:
                 cal_batch = max(1, min(cfg.engines.max_num_seqs, math.ceil(n_req / cfg.engines.count),
                                        int(kv_tokens // (mean_prompt + cfg.workload.max_tokens / 2))))
                 with console.status(f"calibrating engine speed (batch 1 and batch {cal_batch} per engine)"):
@@ -269,15 +269,22 @@ def main(argv: list[str] | None = None) -> int:
                 notes.update({k: round(v, 2) for k, v in cal.items()})
                 console.print(f"calibration: batch-1 {cal['batch1_tok_s_per_engine']:.1f} tok/s per engine, "
                               f"aggregate {cal['aggregate_tok_s']:.1f} tok/s at batch {cal_batch} per engine")
-            for policy in policies:
-                runs.append(_run_policy(policy, verl_cfg, servers, seer_cfg, runs, batch, handles, lb, addresses,
-                                        cfg, console, n_req, cal))
+            for repeat, policy in todo:
+                r = _run_policy(policy, verl_cfg, servers, seer_cfg, runs, batch, handles, lb, addresses,
+                                cfg, console, n_req, cal, f" (repeat {repeat + 1}/{cfg.repeats})" if cfg.repeats > 1
+                                else "")
+                r["repeat"] = repeat
+                runs.append(r)
         finally:
             ray.shutdown()  # the next profile's engines start from a fresh Ray cluster
+    _add_identity(runs, notes, cfg.workload.replay_seed)
     report = {
         "workload": {**dict(cfg.workload), "num_requests": n_req, "prompt_tokens_mean": mean_prompt},
         "workload_desc": f"{cfg.workload.num_prompts}x{cfg.workload.group_size} requests, max {cfg.workload.max_tokens} tok, "
-                         f"T={cfg.workload.temperature}, {cfg.engines.count} engines x {cfg.engines.kv_cache_gb} GiB KV",
+                         f"T={cfg.workload.temperature}, {cfg.engines.count} engines x {cfg.engines.kv_cache_gb} GiB KV"
+                         + (f", replay seed {cfg.workload.replay_seed}" if cfg.workload.replay_seed is not None
+                            else ", free sampling") + (f", {cfg.repeats} repeats" if cfg.repeats > 1 else ""),
+        "repeats": cfg.repeats,
         "engines": {**dict(cfg.engines), "addresses": addresses},
         "model": model_dir,
         "notes": notes,
@@ -290,9 +297,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def engine_segments(policies: list[str], repeats: int) -> list[tuple[str, list[tuple[int, str]]]]:
+    """The bench's plan: ``(engine profile, [(repeat, policy), ...])`` per engine start, in order. Repeats
+    interleave the policies (A B C A B C ...); engines restart where the profile changes (plain engines always
+    start once, for calibration), so one profile's policies share one start across all repeats."""
+    from seer_verl.bench.policies import POLICIES, PROFILES
+
+    plan: list[tuple[str, list[tuple[int, str]]]] = []
+    for rep in range(repeats):
+        for profile in PROFILES:
+            todo = [(rep, p) for p in policies if POLICIES[p][2] == profile]
+            if not todo and not (profile == "plain" and rep == 0):
+                continue
+            if plan and plan[-1][0] == profile:
+                plan[-1][1].extend(todo)
+            else:
+                plan.append((profile, todo))
+    return plan
+
+
+def _add_identity(runs: list[dict[str, Any]], notes: dict[str, Any], replay_seed: int | None) -> None:
+    """Token identity of every run against the first (with replay on, all must match up to numeric flips)."""
+    from seer_verl.replay.identity import compare
+
+    if not runs:
+        return
+    ref = runs[0]["_tokens"]
+    for r in runs:
+        r["identity"] = compare(ref, r.pop("_tokens"))
+    notes["identity_reference"] = f"{runs[0]['policy']} (repeat 1)"
+    notes["replay_seed"] = replay_seed
+    if replay_seed is not None and any(r["policy"] == "oracle" for r in runs):
+        notes["oracle"] = "true oracle: longest-first on this workload's own replayed lengths"
+
+
 def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, Any], runs: list[dict[str, Any]],
                 batch: Any, handles: list[Any], lb: Any, addresses: list[str], cfg: Any, console: Any, n_req: int,
-                cal: dict[str, float]) -> dict[str, Any]:
+                cal: dict[str, float], label: str = "") -> dict[str, Any]:
     import ray
 
     from seer_verl.bench.calibrate import lower_bound_s
@@ -309,7 +350,7 @@ def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, An
     manager = make_manager(verl_cfg, servers, seer_cfg, true_lens)
     # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
     ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
-    with console.status(f"rollout: {policy} ({n_req} requests)"):
+    with console.status(f"rollout: {policy}{label} ({n_req} requests)"):
         r = run_one(policy, manager, batch, handles, lb, addresses, cfg)
     for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
         if actor is not None:  # free the policy's workers (memory) before the next policy starts
@@ -317,7 +358,7 @@ def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, An
     r["lower_bound_s"] = lower_bound_s(r["total_tokens"], r["max_length"], cal)
     r["wall_over_lower_bound"] = r["wall_s"] / r["lower_bound_s"]
     r["engine_profile"] = POLICIES[policy][2]
-    console.print(f"{policy}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s "
+    console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} tokens "
                   f"{r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
     return r
 

@@ -9,7 +9,8 @@ change: the workers' LLM client sends each sample to the :class:`~seer_verl.inte
 actor, which generates it in chunks on verl's own vLLM servers under Seer's scheduler. ``seer/*`` timing and
 scheduling metrics are added to ``meta_info["timing"]``, which verl's trainer logs as ``timing_s/seer/*``
 (``seer/engine_failures``, ``seer/requests_redispatched`` and ``seer/engines_alive`` report engine loss).
-Targets the DataProto trainer (``trainer.use_v1=false``).
+Targets the DataProto trainer (``trainer.use_v1=false``). ``seer.replay_seed`` makes sampling replayable
+(:mod:`seer_verl.replay`): the same tokens whatever the policy, chunking or speculation.
 
 Checks made before the service starts (:func:`validate_rollout_config`): every ``seer.*`` key, and the Seer knobs
 against verl's rollout settings (``rollout.n``, lengths, ``max_model_len``, ``max_num_seqs``) and the engines' KV
@@ -34,6 +35,8 @@ from seer_verl.core import SeerConfig
 from seer_verl.integration.client import SeerLLMServerClient
 from seer_verl.integration.engines import kv_capacity, servers_of
 from seer_verl.integration.service import EngineInfo, SeerRolloutService, engine_errored
+from seer_verl.replay.agent_loop import use_replay_workers
+from seer_verl.replay.keys import check_replay_seed
 from seer_verl.spec.config import SpecConfig, check_engine_kwargs
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ def seer_config_of(config: Any) -> dict[str, Any]:
         raise ValueError(f"seer must be a mapping of seer.* keys; got {values!r}")
     values = dict(values)
     spec = values.pop("spec", None)  # grouped speculative decoding: its own node, validated by SpecConfig
+    check_replay_seed(values.pop("replay_seed", None))  # read by the agent-loop workers (seer_verl.replay)
     SeerConfig.from_mapping(values)
     SpecConfig.from_mapping(spec)
     if spec is not None:
@@ -189,6 +193,7 @@ class SeerAgentLoopManager(AgentLoopManager):
         self.seer_engines = engines
         self.seer_last: dict[str, Any] = {}
         client = SeerLLMServerClient(config, load_balancer_handle=lb, seer_service=self.seer_service)
+        use_replay_workers(self, config)  # seer.replay_seed: every sample carries its replay key
         super().__init__(config, client, teacher_client, reward_loop_worker_handles)
 
     def _max_model_len(self) -> int:

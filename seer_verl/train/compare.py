@@ -10,6 +10,12 @@ and plots (``iteration_time.png``, ``reward.png``) are written next to them. Rat
 (iteration 1 includes one-time warm-up). The parity table compares reward, response length and
 ``training/rollout_probs_diff_mean`` of every config with the baseline's seed-to-seed spread (run-to-run noise);
 ``--report-only`` rebuilds everything from the ``.jsonl`` files of earlier runs, ``--wandb`` adds wandb (offline).
+
+``--replay-seed N`` runs every config with replayable sampling (:mod:`seer_verl.replay`; stock verl through
+``ReplayAgentLoopManager``): iteration k of every run trains on the same samples, so the iterations pair up. The
+summary then adds per-iteration paired timing ratios (median, bootstrap 95% interval over iterations 2..N and seeds)
+and the runs' identity: whether reward, response length and the actor's gradient norm stayed equal iteration by
+iteration (equal samples and equal weights give equal values, up to numerics).
 """
 
 from __future__ import annotations
@@ -49,6 +55,56 @@ def run_one(config: str, seed: int, steps: int, out: Path, extra: list[str]) -> 
     steps_out = _logged(out, config, seed)
     print(f"{config} seed {seed}: {len(steps_out)} iterations in {time.time() - t0:.0f} s", flush=True)
     return steps_out
+
+
+STOCK_REPLAY_MANAGER = "seer_verl.replay.agent_loop.ReplayAgentLoopManager"
+#: per-iteration values that are equal in two runs that train on the same samples with the same weights
+IDENTITY_KEYS = ("critic/score/mean", "response_length/mean", "actor/grad_norm", "actor/pg_loss")
+
+
+def replay_overrides(config: str, seed: int) -> list[str]:
+    """Hydra overrides that make ``config`` sample replayably with ``seed``: ``seer.replay_seed``, plus, for a
+    config with stock verl's agent-loop manager, the replay manager (verl's, with the replay key)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from seer_verl.cli import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = compose(config)
+    out = [f"++seer.replay_seed={seed}"]
+    if OmegaConf.select(cfg, "actor_rollout_ref.rollout.agent.agent_loop_manager_class", default=None) is None:
+        out.append(f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={STOCK_REPLAY_MANAGER}")
+    return out
+
+
+def paired(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Replayed runs: per config, per-iteration ratios against the baseline (same seed, same iteration; from
+    iteration 2) of ``timing_s/gen`` and ``timing_s/step`` (baseline / config: a speed-up), their median and
+    bootstrap 95% interval; and per identity key the largest relative difference to the baseline per iteration."""
+    from seer_verl.bench.stats import bootstrap_median
+
+    configs = list(runs)
+    base = configs[0]
+    out: dict[str, Any] = {}
+    for c in configs[1:]:
+        entry: dict[str, Any] = {}
+        for key in ("timing_s/gen", "timing_s/step"):
+            xs = [float(b[key]) / float(r[key])
+                  for s, rows in runs[c].items() if s in runs[base]
+                  for b, r in list(zip(runs[base][s], rows))[1:] if key in b and key in r and float(r[key]) > 0]
+            if xs:
+                med, lo, hi = bootstrap_median(xs)
+                entry[key] = {"values": [round(x, 4) for x in xs], "median": med, "ci95": [lo, hi]}
+        ident: dict[str, list[float | None]] = {}
+        for key in IDENTITY_KEYS:
+            ident[key] = [
+                (abs(float(r[key]) - float(b[key])) / max(abs(float(b[key])), 1e-12)
+                 if key in r and key in b else None)
+                for s, rows in runs[c].items() if s in runs[base] for b, r in zip(runs[base][s], rows)]
+        entry["relative_difference"] = ident
+        out[c] = entry
+    return out
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -125,7 +181,7 @@ def summarize(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any
     curves = {c: {str(s): {k: [r.get(k) for r in rows] for k in CURVE_KEYS + TIMING_KEYS}
                   for s, rows in by_seed.items()} for c, by_seed in runs.items()}
     return {"baseline": configs[0], "mean_iter2_onward": table, "speedup_over_baseline": ratios,
-            "parity": parity(runs), "curves": curves}
+            "parity": parity(runs), "paired": paired(runs), "curves": curves}
 
 
 def plot(summary: dict[str, Any], out: Path) -> list[Path]:
@@ -196,7 +252,7 @@ def load_runs(out: Path, configs: list[str], seeds: list[int]) -> dict[str, dict
     return runs
 
 
-def report(summary: dict[str, Any], out: Path, configs: list[str]) -> None:
+def report(summary: dict[str, Any], out: Path, configs: list[str], replayed: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -238,6 +294,20 @@ def report(summary: dict[str, Any], out: Path, configs: list[str]) -> None:
                          f"{'-' if frac is None else f'{100 * frac:.0f}%'}, {'-' if mw is None else f'{mw:.2f}'})")
         p.add_row(key, seeds, "-" if noise is None else f"{noise:.2g}", *cells)
     console.print(p)
+    if replayed:
+        q = Table(title=f"replayed runs (same samples): paired speed-up over {base}, iterations 2..{n}, median "
+                        f"[bootstrap 95%]; largest relative difference per iteration of the identity metrics")
+        q.add_column("config")
+        for k in ("timing_s/gen", "timing_s/step", *IDENTITY_KEYS):
+            q.add_column(k, justify="right")
+        for c, e in summary["paired"].items():
+            cells = [f"{e[k]['median']:.3f} [{e[k]['ci95'][0]:.3f}, {e[k]['ci95'][1]:.3f}]" if k in e else "-"
+                     for k in ("timing_s/gen", "timing_s/step")]
+            for k in IDENTITY_KEYS:
+                vals = [v for v in e["relative_difference"][k] if v is not None]
+                cells.append(f"{max(vals):.2g}" if vals else "-")
+            q.add_row(c, *cells)
+        console.print(q)
     (out / "compare_table.txt").write_text(console.export_text())
     for path in plot(summary, out):
         console.print(f"plot: {path}")
@@ -257,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="no training: rebuild the table, parity summary and plots from the runs already in --out")
     p.add_argument("--wandb", action="store_true", help="also log to wandb, offline (WANDB_MODE=offline) under --out")
+    p.add_argument("--replay-seed", type=int, default=None,
+                   help="replayable sampling in every run (same samples per iteration): paired ratios, identity")
     p.add_argument("--resume", action="store_true",
                    help="keep runs in --out that already logged --steps iterations; train only the missing ones")
     args = p.parse_args(argv)
@@ -272,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in configs:
         if not (config_dir() / f"{c}.yaml").is_file():
             p.error(f"--configs: {c!r} is not a config in {config_dir()}")
+    if args.replay_seed is not None and args.replay_seed < 0:
+        p.error(f"--replay-seed={args.replay_seed}: must be an integer >= 0")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
@@ -289,8 +363,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{c} seed {seed}: kept {len(done)} logged iterations (--resume)", flush=True)
                     runs.setdefault(c, {})[seed] = done[:args.steps]
                     continue
-                runs.setdefault(c, {})[seed] = run_one(c, seed, args.steps, out, extra)
+                replay = [] if args.replay_seed is None else replay_overrides(c, args.replay_seed)
+                runs.setdefault(c, {})[seed] = run_one(c, seed, args.steps, out, [*replay, *extra])
     summary = summarize(runs)
+    summary["replay_seed"] = args.replay_seed
     (out / "compare.json").write_text(json.dumps(summary, indent=1, default=float))
-    report(summary, out, [c for c in configs if c in runs])
+    report(summary, out, [c for c in configs if c in runs], replayed=args.replay_seed is not None)
     return 0

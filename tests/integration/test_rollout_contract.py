@@ -124,3 +124,21 @@ def test_other_policies_return_every_sample(rollout_env, policy):
     assert len(out) == len(batch)
     assert torch.equal(out.batch["prompts"][:, -4:], _run("stock", rollout_env)[1].batch["prompts"][:, -4:])
     assert manager.seer_last["policy"] == policy
+
+
+def test_replay_gives_every_policy_the_same_tokens(rollout_env):
+    # seer.replay_seed: each sample's token at each position is drawn with noise keyed by (seed, sample, position),
+    # so stock verl (one request per sample) and Seer (chunks of 16, re-dispatched across engines, other batch
+    # compositions) sample the same tokens at T=1.0, with the model's log-probs; another seed samples others
+    _, stock = _run("stock", rollout_env, replay_seed=3)
+    _, seer = _run("seer", rollout_env, replay_seed=3, chunk_align=0)
+    _, divided = _run("divided", rollout_env, replay_seed=3)
+    _, other = _run("stock", rollout_env, replay_seed=4)
+    lens = _lengths(stock)
+    assert max(lens) > CHUNK  # samples cross chunk boundaries
+    for out in (seer, divided):
+        assert _lengths(out) == lens
+        assert torch.equal(out.batch["responses"], stock.batch["responses"])
+        assert torch.allclose(out.batch["rollout_log_probs"], stock.batch["rollout_log_probs"], atol=1e-3)
+    same = [torch.equal(other.batch["responses"][i], stock.batch["responses"][i]) for i in range(len(lens))]
+    assert sum(same) <= 1, "another replay seed must sample other tokens"

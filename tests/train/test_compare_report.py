@@ -41,3 +41,25 @@ def test_summary_ratios_skip_warmup_and_parity_flags_a_shifted_run(tmp_path):
     text = (tmp_path / "compare_table.txt").read_text()
     assert "timing_per_token_ms/gen" in text and "MW p" in text
     assert (tmp_path / "iteration_time.png").is_file() and (tmp_path / "reward.png").is_file()
+
+
+def test_replayed_runs_pair_iterations_and_report_identity(tmp_path):
+    runs = {"stock": {0: _rows([99, 20, 30, 40], [100, 101, 102, 103], 0.005)},
+            "seer": {0: _rows([50, 10, 20, 20], [100, 101, 102, 104], 0.005)}}
+    s = summarize(runs)
+    gen = s["paired"]["seer"]["timing_s/gen"]
+    assert gen["values"] == [2.0, 1.5, 2.0]  # iteration k of seer against iteration k of stock, from iteration 2
+    assert gen["median"] == 2.0 and gen["ci95"][0] <= 2.0 <= gen["ci95"][1]
+    rel = s["paired"]["seer"]["relative_difference"]["response_length/mean"]
+    assert rel[:3] == [0.0, 0.0, 0.0] and rel[3] == pytest.approx(1 / 103)
+    report(s, tmp_path, ["stock", "seer"], replayed=True)
+    assert "replayed runs (same samples)" in (tmp_path / "compare_table.txt").read_text()
+
+
+def test_replay_overrides_switch_stock_to_the_replay_manager():
+    pytest.importorskip("hydra")
+    from seer_verl.train.compare import STOCK_REPLAY_MANAGER, replay_overrides
+
+    assert replay_overrides("grpo_seer", 5) == ["++seer.replay_seed=5"]
+    assert replay_overrides("grpo_stock", 5) == [
+        "++seer.replay_seed=5", f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={STOCK_REPLAY_MANAGER}"]

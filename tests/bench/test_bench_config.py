@@ -1,0 +1,32 @@
+"""`seer-verl bench` config validation: bad values fail before any engine starts, naming key, value, what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from seer_verl.bench import config as bcfg
+
+
+def _validate(*overrides: str) -> None:
+    bcfg.validate(bcfg.compose_bench_config(list(overrides)), available=bcfg.KNOWN_POLICIES)
+
+
+def test_defaults_are_valid_and_replay_on():
+    cfg = bcfg.compose_bench_config([])
+    bcfg.validate(cfg, available=bcfg.KNOWN_POLICIES)
+    assert cfg.workload.replay_seed == 0 and cfg.repeats == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("workload.replay_seed=-1", r"workload\.replay_seed=-1 is not allowed: null \(free sampling\) or an integer"),
+    ("workload.replay_seed=1.5", r"workload\.replay_seed=1\.5 is not allowed"),
+    ("repeats=0", r"repeats=0 is not allowed: an integer in \[1, 50\]"),
+    ("repeats=two", r"repeats='two' is not allowed"),
+])
+def test_bad_values_name_key_value_and_allowed(override, message):
+    with pytest.raises(bcfg.BenchConfigError, match=message):
+        _validate(override)
+
+
+def test_free_sampling_is_allowed():
+    _validate("workload.replay_seed=null", "repeats=3")

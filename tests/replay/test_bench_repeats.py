@@ -1,0 +1,56 @@
+"""The bench's repeat plan and paired-ratio intervals (no engine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seer_verl.bench.stats import bootstrap_median, paired_ratios, summarize_repeats
+
+
+def _run(policy, repeat, wall, tokens=1000, tail=10.0, lb=None):
+    return {"policy": policy, "repeat": repeat, "wall_s": wall, "total_tokens": tokens,
+            "throughput_tok_s": tokens / wall, "tail_s": tail, "wall_over_lower_bound": lb}
+
+
+def test_ratios_are_paired_by_repeat():
+    runs = [_run("stock", 0, 100), _run("seer", 0, 80), _run("stock", 1, 200), _run("seer", 1, 100)]
+    r = paired_ratios(runs, "seer")
+    assert r["wall_speedup"] == [1.25, 2.0]  # not 150/90: each seer run against the stock run of its repeat
+    assert r["throughput_ratio"] == [1.25, 2.0]
+    assert r["tail_ratio"] == [1.0, 1.0]
+
+
+def test_bootstrap_interval_contains_the_median_and_shrinks_with_agreement():
+    med, lo, hi = bootstrap_median([1.0, 1.1, 1.2, 1.3, 1.4])
+    assert lo <= med == 1.2 <= hi and lo >= 1.0 and hi <= 1.4 and hi > lo
+    assert bootstrap_median([1.05] * 4) == (1.05, 1.05, 1.05)
+    assert bootstrap_median([1.0, 2.0, 3.0]) == bootstrap_median([1.0, 2.0, 3.0])  # seeded: reproducible
+    with pytest.raises(ValueError):
+        bootstrap_median([])
+
+
+def test_summary_per_policy():
+    runs = [_run("stock", k, 100 + k, lb=2.0) for k in range(3)] + [_run("seer", k, 90, lb=1.8) for k in range(3)]
+    for r in runs:
+        r["identity"] = {"share": 1.0}
+    s = summarize_repeats(runs)
+    assert s["seer"]["repeats"] == 3 and s["seer"]["tokens"] == [1000] * 3
+    assert s["seer"]["wall_speedup"]["values"] == [round(x / 90, 4) for x in (100, 101, 102)]
+    lo, hi = s["seer"]["wall_speedup"]["ci95"]
+    assert 100 / 90 <= lo <= hi <= 102 / 90
+    assert s["seer"]["wall_over_lower_bound"]["median"] == 1.8
+    assert "wall_speedup" not in s["stock"] and s["stock"]["identical_share"] == [1.0] * 3
+
+
+def test_engine_segments_interleave_repeats():
+    pytest.importorskip("verl")
+    from seer_verl.bench.run import engine_segments
+
+    # one profile: one engine start, policies interleaved A B A B
+    assert engine_segments(["stock", "stock_suffix"][:1], 2) == [("plain", [(0, "stock"), (1, "stock")])]
+    # stock on plain engines, seer policies on priority engines: restart where the profile changes
+    plan = engine_segments(["stock", "divided", "seer"], 2)
+    assert plan == [("plain", [(0, "stock")]), ("priority", [(0, "divided"), (0, "seer")]),
+                    ("plain", [(1, "stock")]), ("priority", [(1, "divided"), (1, "seer")])]
+    # plain engines start once for calibration even when no policy runs on them
+    assert engine_segments(["seer"], 2) == [("plain", []), ("priority", [(0, "seer"), (1, "seer")])]
