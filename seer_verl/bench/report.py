@@ -52,14 +52,15 @@ def print_table(report: dict[str, Any]) -> str:
     console.print(t)
     summary = report.get("summary") or {}
     if report.get("repeats", 1) > 1 and summary:
-        st = Table(title=f"{report['repeats']} repeats: median [bootstrap 95% interval] of the paired ratios vs stock")
+        st = Table(title=f"{report['repeats']} repeats: median \\[bootstrap 95% interval] of the paired ratios vs "
+                         f"stock (each repeat against the stock run of the same repeat)")
         for col in ("policy", "wall speed-up", "tok/s ratio", "tail ratio", "wall / lower bound", "tokens",
                     "identical"):
             st.add_column(col, justify="right")
 
         def cell(e: dict[str, Any], k: str) -> str:
             v = e.get(k)
-            return f"{v['median']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" if v else "-"
+            return f"{v['median']:.3f} \\[{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" if v else "-"
 
         for pol, e in summary.items():
             ids = e.get("identical_share")
