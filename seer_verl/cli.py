@@ -8,15 +8,21 @@
     seer-verl simulate [key=value ...]  paper-scale rollout simulator (stock/divided/seer/seer_sd/oracle)
     seer-verl replay record|table [...]  offline acceptance replay of grouped speculative decoding (Table 2)
     seer-verl lossless [--full]      SD-on vs SD-off samples: two-sample test (and greedy identity with --temperature 0)
+
+A bad setting ends the command with one line naming the key, the value and what is allowed (exit status 2); set
+SEER_VERL_DEBUG=1 (or pass --debug) to see the traceback instead.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def config_dir() -> Path:
@@ -35,9 +41,15 @@ def cpu_env(config: str = "cpu") -> dict[str, str]:
     configs/<config>.yaml (the same dict verl hands to every Ray worker)."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(config_dir() / f"{config}.yaml")
+    path = config_dir() / f"{config}.yaml"
+    cfg = OmegaConf.load(path)
     env = OmegaConf.select(cfg, "ray_kwargs.ray_init.runtime_env.env_vars", default=None) or {}
-    return {str(k): str(v) for k, v in env.items()}
+    out = {str(k): str(v) for k, v in env.items()}
+    for k in out:  # `seer-verl env` output is eval'ed by shells: a key must be a plain variable name
+        if not _ENV_KEY.fullmatch(k):
+            raise ValueError(f"ray_kwargs.ray_init.runtime_env.env_vars key {k!r} in {path} is not allowed: "
+                             f"an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+    return out
 
 
 def _env(argv: list[str]) -> int:
@@ -109,8 +121,28 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "a setting is wrong" (their message names it), not "seer_verl is broken"."""
+    errors: list[type[BaseException]] = [ValueError, FileNotFoundError, NotADirectoryError]
+    try:
+        from omegaconf.errors import OmegaConfBaseException
+
+        errors.append(OmegaConfBaseException)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    try:
+        from hydra.errors import HydraException
+
+        errors.append(HydraException)
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        pass
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SEER_VERL_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
@@ -118,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"seer-verl: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    return int(COMMANDS[cmd](rest) or 0)
+    try:
+        return int(COMMANDS[cmd](rest) or 0)
+    except _user_errors() as exc:
+        if debug:
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"seer-verl {cmd}: error: {msg}\n(SEER_VERL_DEBUG=1 or --debug shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ agent-loop manager while an EngineMonitor polls every engine's /metrics -> JSON 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -33,15 +34,46 @@ def resolve_model(model: str) -> str:
     return str(Path(model).expanduser())
 
 
-def ensure_dataset(path: str) -> None:
+def ensure_dataset(path: str, key: str = "workload.dataset") -> None:
+    """The dataset exists, or is the project's own (``<cache>/data/arith/train.parquet``), which is built here. A
+    missing path elsewhere is an error: nothing is written into a folder the user named."""
+    from seer_verl.prepare.model import default_cache_dir
+
     p = Path(path).expanduser()
     if p.is_file():
         return
+    own = default_cache_dir() / "data" / "arith" / "train.parquet"
+    if p.absolute() != own.absolute():
+        raise FileNotFoundError(f"{key}={path!r} does not exist; give an existing verl-format parquet, or build the "
+                                f"arithmetic set there with `seer-verl prepare --data-dir {p.parent}`")
     from seer_verl.prepare.arith_dataset import write_dataset
 
     write_dataset(p.parent)
     if not p.is_file():
-        raise FileNotFoundError(f"workload.dataset={path!r} was not produced by `seer-verl prepare`")
+        raise FileNotFoundError(f"{key}={path!r} was not produced by `seer-verl prepare`")
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, what: str) -> Any:
+    """Raise TimeoutError in the main thread if the block runs longer than ``seconds`` (a hung engine must not hang
+    the bench). A no-op outside the main thread or where SIGALRM does not exist."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"{what} ran longer than timeout_s={seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def prompt_tokens(tokenizer: Any, messages: Any) -> int:
@@ -140,7 +172,8 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
     ray.get([h.clear_kv_cache.remote() for h in handles], timeout=120)
     addr_to_eng = {a: i for i, a in enumerate(addresses)}
     spec0 = spec_counters(addresses)
-    with EngineMonitor(addresses, cfg.engines.monitor_interval_s) as mon:
+    with EngineMonitor(addresses, cfg.engines.monitor_interval_s) as mon, \
+            deadline(cfg.timeout_s, f"the {policy} rollout"):
         t0 = time.time()
         true_lens = getattr(manager, "bench_true_lens", None)
         if true_lens is not None:

@@ -17,6 +17,11 @@ def load_prompts(dataset: str | Path, num_prompts: int, seed: int) -> list[dict[
     if not path.is_file():
         raise FileNotFoundError(f"workload.dataset={str(path)!r} does not exist; run `seer-verl prepare` first")
     df = pd.read_parquet(path)
+    if "prompt" not in df.columns:
+        raise ValueError(f"workload.dataset={str(path)!r} has no 'prompt' column (chat messages, verl's RLHFDataset "
+                         f"format); its columns are {list(df.columns)}")
+    if num_prompts < 1:
+        raise ValueError(f"workload.num_prompts={num_prompts} is not allowed: an integer >= 1")
     if num_prompts > len(df):
         raise ValueError(f"workload.num_prompts={num_prompts} exceeds the {len(df)} rows of {path}")
     idx = np.random.default_rng(seed).choice(len(df), size=num_prompts, replace=False)

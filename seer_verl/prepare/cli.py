@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``seer-verl prepare``; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    if args.num_train < 0 or args.num_val < 0:
-        build_parser().error("--num-train and --num-val must be >= 0")
+    if args.num_train < 1 or args.num_val < 1:
+        build_parser().error(f"--num-train={args.num_train} --num-val={args.num_val}: each must be >= 1 "
+                             "(an empty data set cannot train or validate)")
     from rich.console import Console
 
     console = Console()

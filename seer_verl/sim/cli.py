@@ -73,6 +73,10 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     if bad:
         raise SystemExit(f"seer-verl simulate: unknown policies {bad}; choose from {list(POLICIES)}")
     opts["policies"] = pols
+    if not pols:
+        raise ValueError("policies=[] is not allowed: a non-empty list from " + ", ".join(POLICIES))
+    if not isinstance(opts["seed"], int) or isinstance(opts["seed"], bool):
+        raise ValueError(f"seed={opts['seed']!r} is not allowed: an integer")
     if opts["out"] is None:
         opts["out"] = f"runs/sim/{opts['workload']}.json"
     return opts, over

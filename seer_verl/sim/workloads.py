@@ -386,8 +386,53 @@ def _has_data(name: str) -> bool:
 WORKLOADS = ("moonlight", "qwen2vl72b", "kimik2", "cpu_bench", "cpu_synth")
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: range of every numeric / choice override: key -> (check, what is allowed)
+_OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
+    **{k: (lambda v: _is_int(v) and v >= 1, "an integer >= 1") for k in (
+        "num_groups", "group_size", "num_engines", "kv_capacity_tokens", "block_size", "max_num_seqs",
+        "max_batched_tokens", "chunk_size", "max_tokens")},
+    "affinity_threshold": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "gamma_max": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "starvation_bound": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
+    "sigma_g": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "sigma_r": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "gpu_util": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "mean_len": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "prompt_mean": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "p_cap": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    "kv_over_peak": (lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
+    "kv_reserve": (lambda v: _is_num(v) and 0 <= v <= 8, "a number in [0, 8]"),
+    "lam": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "draft_s_per_token": (lambda v: _is_num(v) and v >= 0, "seconds >= 0"),
+    "timeline_dt": (lambda v: _is_num(v) and v > 0, "seconds > 0"),
+    "acceptance": (lambda v: str(v) in ACCEPTANCE_CURVES, "one of " + ", ".join(ACCEPTANCE_CURVES)),
+    "continuation": (lambda v: v in ("first", "fit", "policy"), "first, fit or policy"),
+    "stock_placement": (lambda v: v in ("group", "request", "recorded"), "group, request or recorded"),
+    "engine_priority": (lambda v: isinstance(v, bool), "true or false"),
+    "kv_pool": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def check_overrides(over: dict[str, Any]) -> None:
+    """Raise ValueError naming the first override whose value is out of range (unknown keys are left to the
+    workload, which names them)."""
+    for k, v in over.items():
+        rule = _OVERRIDE_RANGES.get(k)
+        if rule is not None and not rule[0](v):
+            raise ValueError(f"{k}={v!r} is not allowed: {rule[1]}")
+
+
 def make_workload(name: str, seed: int = 0, **over: Any) -> Workload:
     """Build a workload by name (``moonlight``, ``qwen2vl72b``, ``kimik2``, ``cpu_bench``)."""
+    check_overrides(over)
     if name in _PAPER:
         return paper_workload(name, seed, **over)
     if name == "cpu_bench":

@@ -80,7 +80,7 @@ def record(args: argparse.Namespace) -> int:
         os.environ.setdefault(k, v)
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = args.cores
     model_dir = resolve_model(args.model)
-    ensure_dataset(args.dataset)
+    ensure_dataset(args.dataset, key="--dataset")
     rows = load_prompts(args.dataset, args.num_prompts, args.seed)
 
     from transformers import AutoTokenizer

@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error(f"--seeds={args.seeds!r}: expected comma-separated integers")
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if not configs or len(set(configs)) != len(configs):
+        p.error(f"--configs={args.configs!r}: expected distinct comma-separated config names, e.g. grpo_stock,grpo_seer")
     from seer_verl.cli import config_dir
 
     for c in configs:

@@ -30,3 +30,19 @@ def test_bad_values_name_key_value_and_allowed(override, message):
 
 def test_free_sampling_is_allowed():
     _validate("workload.replay_seed=null", "repeats=3")
+
+
+def test_deadline_interrupts_a_hung_call_and_is_reset_after():
+    import time
+
+    pytest.importorskip("verl")
+    from seer_verl.bench.run import deadline
+
+    t0 = time.time()
+    with pytest.raises(TimeoutError, match=r"the stock rollout ran longer than timeout_s=0\.2 s"):
+        with deadline(0.2, "the stock rollout"):
+            time.sleep(5)
+    assert time.time() - t0 < 2
+    with deadline(0.2, "quick"):
+        pass
+    time.sleep(0.3)  # the timer was cancelled: nothing fires after the block
