@@ -80,8 +80,9 @@ def replay_overrides(config: str, seed: int) -> list[str]:
 
 def paired(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     """Replayed runs: per config, per-iteration ratios against the baseline (same seed, same iteration; from
-    iteration 2) of ``timing_s/gen`` and ``timing_s/step`` (baseline / config: a speed-up), their median and
-    bootstrap 95% interval; and per identity key the largest relative difference to the baseline per iteration."""
+    iteration 2) of every phase in ``TIMING_KEYS`` (baseline / config: a speed-up), their median and bootstrap 95%
+    interval; the share of each iteration that is rollout (gen / step); and per identity key the relative
+    difference to the baseline per iteration."""
     from seer_verl.bench.stats import bootstrap_median
 
     configs = list(runs)
@@ -89,7 +90,7 @@ def paired(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c in configs[1:]:
         entry: dict[str, Any] = {}
-        for key in ("timing_s/gen", "timing_s/step"):
+        for key in TIMING_KEYS:
             xs = [float(b[key]) / float(r[key])
                   for s, rows in runs[c].items() if s in runs[base]
                   for b, r in list(zip(runs[base][s], rows))[1:] if key in b and key in r and float(r[key]) > 0]
@@ -103,6 +104,8 @@ def paired(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
                  if key in r and key in b else None)
                 for s, rows in runs[c].items() if s in runs[base] for b, r in zip(runs[base][s], rows)]
         entry["relative_difference"] = ident
+        entry["rollout_share"] = [float(r["timing_s/gen"]) / float(r["timing_s/step"]) for rows in runs[c].values()
+                                  for r in rows[1:] if "timing_s/gen" in r and float(r.get("timing_s/step", 0)) > 0]
         out[c] = entry
     return out
 

