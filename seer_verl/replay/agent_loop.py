@@ -9,7 +9,7 @@ absolute, so every turn continues the same stream.
 
 * Seer: :class:`~seer_verl.integration.manager.SeerAgentLoopManager` uses :class:`ReplayAgentLoopWorker` whenever
   ``seer.replay_seed`` is set.
-* Stock verl: ``actor_rollout_ref.rollout.agent.agent_loop_manager_class=seer_verl.replay.agent_loop.ReplayAgentLoopManager``
+* Stock verl: ``++actor_rollout_ref.rollout.agent.agent_loop_manager_class=seer_verl.replay.agent_loop.ReplayAgentLoopManager``
   plus ``+seer.replay_seed=N`` (verl's ``AgentLoopManager``, unchanged but for the key).
 """
 

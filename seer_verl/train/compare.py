@@ -74,7 +74,7 @@ def replay_overrides(config: str, seed: int) -> list[str]:
         cfg = compose(config)
     out = [f"++seer.replay_seed={seed}"]
     if OmegaConf.select(cfg, "actor_rollout_ref.rollout.agent.agent_loop_manager_class", default=None) is None:
-        out.append(f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={STOCK_REPLAY_MANAGER}")
+        out.append(f"++actor_rollout_ref.rollout.agent.agent_loop_manager_class={STOCK_REPLAY_MANAGER}")
     return out
 
 

@@ -62,4 +62,4 @@ def test_replay_overrides_switch_stock_to_the_replay_manager():
 
     assert replay_overrides("grpo_seer", 5) == ["++seer.replay_seed=5"]
     assert replay_overrides("grpo_stock", 5) == [
-        "++seer.replay_seed=5", f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={STOCK_REPLAY_MANAGER}"]
+        "++seer.replay_seed=5", f"++actor_rollout_ref.rollout.agent.agent_loop_manager_class={STOCK_REPLAY_MANAGER}"]
