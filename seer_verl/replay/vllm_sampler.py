@@ -139,10 +139,15 @@ def install() -> None:
                          cu_num_draft_tokens: Any, draft_probs: Any, target_logits: Any, bonus_token_ids: Any,
                          sampling_metadata: Any, *args: Any, **kwargs: Any) -> Any:
         rows = getattr(_ctx, "verify", None)
-        out = orig_rejection_sample(draft_token_ids, num_draft_tokens, max_spec_len, cu_num_draft_tokens,
-                                    draft_probs, target_logits, bonus_token_ids, sampling_metadata, *args, **kwargs)
-        if rows is None:
-            return out
+        if rows is None or None in rows[0]:  # unkeyed rows keep vLLM's own rejection sampling
+            out = orig_rejection_sample(draft_token_ids, num_draft_tokens, max_spec_len, cu_num_draft_tokens,
+                                        draft_probs, target_logits, bonus_token_ids, sampling_metadata, *args,
+                                        **kwargs)
+            if rows is None:
+                return out
+        else:  # every row is keyed and overwritten below: vLLM's own pass would be wasted work
+            out = torch.full((len(num_draft_tokens), max_spec_len + 1), -1, dtype=torch.int32,
+                             device=target_logits.device)
         keys, base = rows
         n = target_logits.shape[0]
         owner = [i for i, d in enumerate(num_draft_tokens) for _ in range(d)]
@@ -163,7 +168,7 @@ def install() -> None:
         start = 0
         for i, d in enumerate(num_draft_tokens):
             key = keys[i]
-            if key is not None:  # rows without a key keep vLLM's own rejection sampling
+            if key is not None:
                 row = [-1] * (max_spec_len + 1)
                 for j in range(d + 1):
                     if j == d:
