@@ -122,6 +122,27 @@ class RequestBuffer:
         ]
         return cls(requests)
 
+    def append(self, group_id: int, prompt_len: int, max_tokens: int, true_len: int | None = None) -> RolloutRequest:
+        """Add one request while the rollout runs (an agent's next turn, or a sample that arrived late); its
+        ``req_id`` is the next free position. It joins ``group_id`` (a new group if unknown, of which it is the
+        probe; else not a probe). Nothing changes when the values are invalid (ValueError naming them)."""
+        position = len(self._requests)
+        _check_int(f"prompt_len of request {position}", prompt_len, 0)
+        _check_int(f"max_tokens of request {position}", max_tokens, 1)
+        if true_len is not None:
+            _check_int(f"true_len of request {position}", true_len, 0)
+        req = RolloutRequest(req_id=position, group_id=group_id, index_in_group=0, prompt_len=prompt_len,
+                             max_tokens=max_tokens, true_len=true_len)
+        group = self._groups.get(group_id)
+        if group is None:
+            group = self._groups[group_id] = RequestGroup(group_id, [], position, max_tokens)
+        req.index_in_group = len(group.req_ids)
+        req.is_probe = position == group.probe_id
+        group.req_ids.append(position)
+        group.max_tokens = max(group.max_tokens, max_tokens)
+        self._requests.append(req)
+        return req
+
     # -- access ---------------------------------------------------------------------------------
 
     @property

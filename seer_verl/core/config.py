@@ -74,6 +74,9 @@ class SeerConfig:
             its cached KV); ``"fit"``: only if its full reservation fits; ``"policy"``: it waits in the policy's
             order like every request (the paper's loop, which assumes a global KV pool). See
             :meth:`RolloutController._continue_warm`.
+        admission_wait_s: the rollout starts once every sample of the batch has called the engine, or when no
+            sample has arrived for this many seconds (a sample whose agent never calls the engine is not waited
+            for); samples and later turns of multi-turn agents that come after the start join the running rollout.
     """
 
     policy: str = "seer"
@@ -87,6 +90,7 @@ class SeerConfig:
     health_timeout_s: float = 10.0
     kv_reserve: float = 1.0
     continuation: str = "first"
+    admission_wait_s: float = 2.0
 
     def validate(self) -> SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
@@ -124,6 +128,9 @@ class SeerConfig:
             )
         if not _is_pos_number(self.health_timeout_s):
             raise ValueError(f"seer.health_timeout_s must be a number of seconds > 0; got {self.health_timeout_s!r}")
+        if not _is_pos_number(self.admission_wait_s) or self.admission_wait_s > 3600:
+            raise ValueError(f"seer.admission_wait_s must be a number of seconds in (0, 3600]; "
+                             f"got {self.admission_wait_s!r}")
         if self.continuation not in ("first", "fit", "policy"):
             raise ValueError(f"seer.continuation must be 'first', 'fit' or 'policy'; got {self.continuation!r}")
         r = self.kv_reserve

@@ -40,6 +40,21 @@ class GroupLengthEstimator:
             elif req.max_tokens > self._estimate[g]:
                 self._estimate[g] = req.max_tokens
 
+    def __contains__(self, group_id: object) -> bool:
+        return group_id in self._estimate
+
+    def add(self, req: RolloutRequest) -> None:
+        """A request joined the rollout after it started: a new group starts from its ``max_tokens`` bound; a
+        group none of whose members has finished takes the larger bound; a learnt estimate stays as it is."""
+        g = req.group_id
+        if g not in self._estimate:
+            self._estimate[g] = req.max_tokens
+            self._version[g] = 0
+            self._finished[g] = 0
+        elif self._finished[g] == 0 and req.max_tokens > self._estimate[g]:
+            self._estimate[g] = req.max_tokens
+            self._version[g] += 1
+
     def estimate(self, group_id: int) -> int:
         """Current L̂_g: the generation upper bound until a member finished, then the running max."""
         return self._estimate[group_id]

@@ -239,6 +239,35 @@ class RolloutController:
         out["num_inflight"] = len(self._inflight)
         return out
 
+    # -- requests that arrive while the rollout runs ----------------------------------------------------
+
+    def add_request(self, group_id: int, prompt_len: int, max_tokens: int, *, engine: int | None = None,
+                    true_len: int | None = None) -> RolloutRequest:
+        """Add a request to the running rollout and return it (``req_id`` = the next position; results keep
+        that order). This is how an agent's next turn (its prompt = the conversation so far) or a sample that
+        arrived late joins: it waits in the policy's order like any request, in ``group_id``'s group (its
+        siblings' lengths rank it). ``engine`` is the engine that holds its prefix KV (where the sample's
+        previous turn ran), preferred by placement as for any continuing request; ignored if that engine is dead.
+
+        Raises:
+            ValueError: invalid lengths (nothing changes).
+            NoEngineError: ``prompt_len + max_tokens`` fits on no alive engine even alone (nothing changes).
+        """
+        if not self.placement.can_ever_fit(prompt_len + max_tokens):
+            alive = self.placement.alive_engines()
+            caps = ", ".join(f"engine {e.engine_id}: {e.capacity_tokens} tokens" for e in alive)
+            raise NoEngineError(
+                f"a request of prompt {prompt_len} + max_tokens {max_tokens} tokens can never fit on an alive "
+                f"engine, even alone; alive engines: {caps or 'none'}"
+            )
+        req = self.buffer.append(group_id, prompt_len, max_tokens, true_len)
+        if engine is not None and self.placement.engine(engine).alive:
+            req.engine = engine
+        self.policy.on_added(req)
+        self._unfinished += 1
+        self.scheduler.enqueue(req, self._clock)
+        return req
+
     # -- dispatch ----------------------------------------------------------------------------------
 
     def next_dispatches(self, max_dispatches: int | None = None) -> list[Dispatch]:

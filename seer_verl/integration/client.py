@@ -1,16 +1,23 @@
-"""The LLM client verl's agent loops get under Seer: each sample's ``generate`` goes to the Seer service.
+"""The LLM client verl's agent loops get under Seer: each ``generate`` call goes to the Seer service.
 
-verl's ``SingleTurnAgentLoop`` calls ``server_manager.generate(request_id, prompt_ids=..., sampling_params=...,
-priority=row)``; :class:`~seer_verl.integration.manager.SeerAgentLoopManager` sets ``priority`` to the row index
-(stock verl does the same when the batch has none), so the service knows which sample of the batch this is.
+The service must know which sample of the batch calls (a multi-turn agent calls once per turn). Seer's
+agent-loop worker (:class:`~seer_verl.integration.agent_worker.SeerAgentLoopWorker`) sets :data:`CURRENT_ROW` for
+each sample's task; without it, the ``priority`` argument is taken as the row (verl's ``SingleTurnAgentLoop`` passes
+it, and :class:`~seer_verl.integration.manager.SeerAgentLoopManager` sets it to the row index; verl's
+``ToolAgentLoop`` does not pass it).
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Optional
 
 from verl.workers.rollout.llm_server import LLMServerClient
 from verl.workers.rollout.replica import TokenOutput
+
+
+#: the batch row of the sample whose agent loop runs in the current asyncio task (None outside one)
+CURRENT_ROW: ContextVar[int | None] = ContextVar("seer_current_row", default=None)
 
 
 class SeerLLMServerClient(LLMServerClient):
@@ -35,7 +42,9 @@ class SeerLLMServerClient(LLMServerClient):
     ) -> TokenOutput:
         if image_data or video_data or audio_data:
             raise NotImplementedError("Seer rollout handles text prompts only (multimodal inputs were given)")
-        out = await self._seer_service.generate.remote(int(priority), list(prompt_ids), dict(sampling_params))
+        row = CURRENT_ROW.get()
+        out = await self._seer_service.generate.remote(int(priority) if row is None else row, list(prompt_ids),
+                                                       dict(sampling_params))
         token_output = TokenOutput(**out)
         steps = token_output.extra_fields.get("global_steps")
         token_output.extra_fields.setdefault("min_global_steps", steps)

@@ -32,10 +32,10 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop import AgentLoopManager
 
 from seer_verl.core import SeerConfig
+from seer_verl.integration.agent_worker import SeerAgentLoopWorker
 from seer_verl.integration.client import SeerLLMServerClient
 from seer_verl.integration.engines import kv_capacity, servers_of
 from seer_verl.integration.service import EngineInfo, SeerRolloutService, engine_errored
-from seer_verl.replay.agent_loop import use_replay_workers
 from seer_verl.replay.keys import check_replay_seed
 from seer_verl.spec.config import SpecConfig, check_engine_kwargs
 
@@ -193,7 +193,8 @@ class SeerAgentLoopManager(AgentLoopManager):
         self.seer_engines = engines
         self.seer_last: dict[str, Any] = {}
         client = SeerLLMServerClient(config, load_balancer_handle=lb, seer_service=self.seer_service)
-        use_replay_workers(self, config)  # seer.replay_seed: every sample carries its replay key
+        # each sample's task tells the client its row (and, with seer.replay_seed, carries its replay key)
+        self.agent_loop_workers_class = ray.remote(SeerAgentLoopWorker)
         super().__init__(config, client, teacher_client, reward_loop_worker_handles)
 
     def _max_model_len(self) -> int:
@@ -252,6 +253,9 @@ class SeerAgentLoopManager(AgentLoopManager):
                   "affinity_misses", "hol_skips", "finished_stop", "finished_length", "requests_redispatched",
                   "engine_failures", "chunks_discarded", "max_passed_over", "continuations"):
             t[f"seer/{k}"] = float(m[k])
+        for k in ("requests", "late_rows", "admission_s"):  # generate calls (turns), rows that joined late, wait
+            if k in last:
+                t[f"seer/{k}"] = float(last[k])
         if "engines_alive" in last:
             t["seer/engines_alive"] = float(last["engines_alive"])
         t.update({k: float(v) for k, v in (last.get("sd_metrics") or {}).items()})

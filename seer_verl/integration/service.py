@@ -3,8 +3,8 @@
 It is the "Context Manager" + "Request Buffer" of the paper (Fig. 5) for one verl job. verl's agent-loop workers
 still build prompts and post-process outputs exactly as in stock verl; their ``generate`` calls (one per sample)
 land here instead of going straight to an engine (:class:`~seer_verl.integration.client.SeerLLMServerClient`).
-Once every sample of the batch has arrived, the engine-agnostic :class:`~seer_verl.core.RolloutController`
-decides which chunk runs where; each chunk is a plain ``vLLMHttpServer.generate`` call with the prompt plus the
+Once every sample of the batch has arrived (or none arrived for ``seer.admission_wait_s``), the engine-agnostic
+:class:`~seer_verl.core.RolloutController` decides which chunk runs where; each chunk is a plain ``vLLMHttpServer.generate`` call with the prompt plus the
 tokens generated so far and ``max_tokens`` = the chunk budget, and the sample's caller gets one ``TokenOutput``
 with the stitched tokens and log-probs when its last chunk ends.
 
@@ -12,6 +12,15 @@ Why chunk continuation is exact: sampling is autoregressive and token-in/token-o
 ``prompt + generated`` draws the next token from the same conditional distribution as an uninterrupted
 generation would (no per-request seed, no penalties over generated tokens in verl's default sampling params);
 vLLM's prefix cache keeps the continuation cheap on the engine that ran the previous chunk.
+
+Multi-turn agents (verl's ``tool_agent`` and any agent loop) call ``generate`` once per turn, each time with the
+conversation so far as the prompt. Each call is one request of the controller: a sample's first call is part of
+the batch the controller starts with; a later turn, or a first call that arrives after the controller started
+(a row that was late, or whose agent skipped it: the service never waits for a row beyond
+``seer.admission_wait_s``), joins the running rollout (:meth:`RolloutController.add_request`) in its sample's
+group, preferring the engine where the sample's previous turn ran (its prefix is cached there), and is chunked,
+estimated and placed like every request. The batch ends when the manager calls :meth:`end_batch` (verl's agent
+loops have all returned), not when the controller first runs out of requests.
 
 Engine loss: a chunk call that raises, or that does not answer within ``seer.chunk_timeout_s`` while no other chunk
 came back from its engine in that time (a slow engine is not a lost one), is checked against
@@ -51,11 +60,15 @@ class SampleError(RuntimeError):
 
 @dataclass
 class _Row:
+    """One ``generate`` call: a sample's turn (single-turn agents make one per sample)."""
+
     row: int
     prompt_ids: list[int]
     sampling_params: dict[str, Any]
     future: asyncio.Future
     budget: int
+    turn: int = 0
+    stop_ids: frozenset[int] = frozenset()  # token ids that end it: EOS and the call's own stop_token_ids
     intervals: list[tuple[int, float, float]] = field(default_factory=list)
     lost: list[tuple[int, float, float]] = field(default_factory=list)
     extra_fields: dict[str, Any] = field(default_factory=dict)
@@ -153,8 +166,12 @@ class SeerRolloutService:
         self._dead: dict[int, str] = {self._addresses.index(a): r for a, r in (dead or {}).items()}
         self._failures: list[dict[str, Any]] = []
         self._last_ok: dict[int, float] = {}  # engine index -> when a chunk last came back from it
+        self._admission_wait_s = float(self._config.admission_wait_s)
         self._batch: dict[str, Any] | None = None
-        self._rows: dict[int, _Row] = {}
+        self._rows: dict[int, _Row] = {}  # controller req_id -> its call (before the controller starts: row -> call)
+        self._calls: dict[int, list[_Row]] = {}  # row -> its calls so far, in turn order
+        self._wake: asyncio.Event | None = None
+        self._admit: asyncio.TimerHandle | None = None
         self._runner: asyncio.Task | None = None
         self._last: dict[str, Any] = {}
         self._ctl: RolloutController | None = None
@@ -168,8 +185,11 @@ class SeerRolloutService:
             raise RuntimeError("SeerRolloutService: a batch is already running (synchronous rollout only)")
         self._batch = {"groups": list(groups), "true_lens": true_lens, "t0": time.time(),
                        "prompt_length": prompt_length, "response_length": response_length,
-                       "max_model_len": max_model_len, "error": None}
+                       "max_model_len": max_model_len, "error": None, "closed": False, "first_call": None,
+                       "started": None, "late_rows": 0}
         self._rows = {}
+        self._calls = {}
+        self._last_engine: dict[int, int] = {}
         self._runner = None
         self._last = {}
         self._failures = []
@@ -178,6 +198,12 @@ class SeerRolloutService:
         """Wait for the batch to finish; return its metrics and per-row chunk records. The service is ready for
         the next batch afterwards even if this one failed (the failure is re-raised)."""
         try:
+            if self._batch is not None:
+                self._batch["closed"] = True  # verl's agent loops have returned: no call will come any more
+            if self._wake is not None:
+                self._wake.set()
+            if self._admit is not None:
+                self._admit.cancel()
             if self._runner is not None:
                 await self._runner
             elif self._batch is not None and self._batch["error"] is not None:
@@ -188,15 +214,18 @@ class SeerRolloutService:
                     r.future.set_exception(RuntimeError("Seer batch ended before this sample could run"))
             self._batch = None
             self._rows = {}
+            self._calls = {}
             self._runner = None
             self._ctl = None
+            self._wake = None
+            self._admit = None
         return self._last
 
     def progress(self) -> dict[str, Any]:
         """A snapshot of the running batch (for monitoring and fault-injection tests): rows received, requests
         unfinished, chunks completed, and chunks in flight per engine address."""
         ctl = self._ctl
-        out: dict[str, Any] = {"rows": len(self._rows), "running": ctl is not None and not ctl.done,
+        out: dict[str, Any] = {"rows": len(self._calls), "running": ctl is not None and not ctl.done,
                                "unfinished": None, "chunks_completed": 0, "inflight": {}}
         if ctl is not None:
             out["unfinished"] = ctl.num_unfinished
@@ -224,8 +253,12 @@ class SeerRolloutService:
         n = len(b["groups"])
         if not 0 <= row < n:
             raise ValueError(f"row {row} outside the batch of {n} samples")
-        if row in self._rows:
-            raise ValueError(f"row {row} submitted twice")
+        if b["closed"]:
+            raise RuntimeError(f"row {row}: generate called after the batch ended")
+        calls = self._calls.setdefault(row, [])
+        if calls and not calls[-1].future.done():
+            raise ValueError(f"row {row} called generate again before its previous call returned (a sample's turns "
+                             "run one after another; each row of the batch is one sample)")
         if b["error"] is not None:
             raise b["error"]
         sp = dict(sampling_params)
@@ -234,11 +267,65 @@ class SeerRolloutService:
         except SampleError as exc:
             self._fail_batch(exc)
             raise
-        fut = asyncio.get_running_loop().create_future()
-        self._rows[row] = _Row(row, list(prompt_ids), sp, fut, budget=budget)
-        if len(self._rows) == n:
-            self._runner = asyncio.create_task(self._run())
-        return await fut
+        # a tool agent's stop tokens (e.g. verl's tool parsers' stop_token_ids) end a turn like EOS; vLLM keeps
+        # the stop token in the output, so a chunk that ends on one at its exact budget has stopped
+        stop_ids = frozenset(self._eos | {int(t) for t in (sp.get("stop_token_ids") or ())})
+        call = _Row(row, list(prompt_ids), sp, asyncio.get_running_loop().create_future(), budget=budget,
+                    turn=len(calls), stop_ids=stop_ids)
+        calls.append(call)
+        if b["first_call"] is None:
+            b["first_call"] = time.time()
+        if self._runner is None:
+            self._rows[row] = call  # the batch is still gathering: keyed by row until the controller starts
+            if len(self._rows) == n:
+                self._start()
+            else:  # start without the missing rows if none arrives for admission_wait_s
+                if self._admit is not None:
+                    self._admit.cancel()
+                self._admit = asyncio.get_running_loop().call_later(self._admission_wait_s, self._start)
+        else:
+            self._join(call)
+        return await call.future
+
+    def _start(self) -> None:
+        """Start the controller on the calls received so far (the rest join while it runs)."""
+        if self._runner is not None or self._batch is None or self._batch["error"] is not None:
+            return
+        if self._admit is not None:
+            self._admit.cancel()
+            self._admit = None
+        self._batch["started"] = time.time()
+        pending = [self._rows[r] for r in sorted(self._rows)]
+        self._rows = dict(enumerate(pending))  # controller req_id -> call; in row order
+        try:
+            self._ctl = self._make_controller()  # now, so that a call arriving from here on can join it
+        except Exception as exc:  # noqa: BLE001 - every caller already has it; end_batch raises it
+            self._batch["error"] = exc
+            return
+        self._wake = asyncio.Event()
+        self._runner = asyncio.create_task(self._run())
+
+    def _join(self, call: _Row) -> None:
+        """A call that arrives while the controller runs (a later turn, a late row) joins the rollout."""
+        b = self._batch
+        ctl = self._ctl
+        assert b is not None and ctl is not None and self._wake is not None
+        if call.turn == 0:
+            b["late_rows"] += 1
+        true_len = b["true_lens"][call.row] if b["true_lens"] is not None and call.turn == 0 else None
+        try:
+            req = ctl.add_request(b["groups"][call.row], len(call.prompt_ids), call.budget,
+                                  engine=self._last_engine.get(call.row), true_len=true_len)
+        except NoEngineError as exc:
+            err: Exception = (EngineLossError(self._loss_message(str(exc))) if self._dead
+                              else SampleError(f"row {call.row} (turn {call.turn}): {exc}"))
+            call.future.set_exception(err)
+            if b["error"] is None:
+                b["error"] = err
+            self._wake.set()
+            return
+        self._rows[req.req_id] = call
+        self._wake.set()
 
     def _budget(self, row: int, prompt_len: int, sp: dict[str, Any]) -> int:
         """The sample's total token budget, computed exactly as verl's vLLMHttpServer.generate does."""
@@ -260,38 +347,58 @@ class SeerRolloutService:
         return max(1, min(int(mt), room))
 
     def _fail_batch(self, exc: BaseException) -> None:
-        """Fail the batch before it started: every waiting caller gets ``exc`` (no caller waits for a sample
-        that will never arrive)."""
+        """Fail the batch: every waiting caller gets ``exc`` (no caller waits for a sample that will never
+        arrive); a running controller stops at its next step."""
         if self._batch is not None and self._batch["error"] is None:
             self._batch["error"] = exc
-        for r in self._rows.values():
-            if not r.future.done():
-                r.future.set_exception(exc)
+        if self._admit is not None:
+            self._admit.cancel()
+        if self._wake is not None:
+            self._wake.set()
+        if self._runner is None:
+            for r in self._rows.values():
+                if not r.future.done():
+                    r.future.set_exception(exc)
 
     # -- the dispatch loop ----------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        ctl = self._ctl = self._make_controller()
-        t_start = time.time()
+        ctl = self._ctl
+        assert ctl is not None
+        b = self._batch
+        assert b is not None and self._wake is not None
+        wake = self._wake
+        t_start = t_done = time.time()
         running: dict[asyncio.Task, Any] = {}
         self._decision_s = 0.0
         if self._sd is not None:
             await self._sd.begin_batch(self._alive())
         try:
-            while not ctl.done:
+            while not (ctl.done and b["closed"]):
+                if b["error"] is not None:
+                    raise b["error"]
                 self._dispatch(ctl, running)
-                if not running:
+                if not running and not ctl.done:
                     raise RuntimeError("Seer controller made no progress: nothing running and nothing dispatchable")
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                waiter = asyncio.ensure_future(wake.wait())  # a call joined, or the batch ended
+                done, _ = await asyncio.wait({*running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if waiter in done:
+                    wake.clear()
+                else:
+                    waiter.cancel()
                 for task in done:
                     d = running.pop(task, None)
                     if d is not None:
                         self._on_outcome(ctl, d, task.result(), running)
+                if ctl.done and done - {waiter}:
+                    t_done = time.time()  # the last request so far finished
+            if b["error"] is not None:  # a call that could not join (it fits no engine)
+                raise b["error"]
         except BaseException as exc:
             self._abort(running, exc)
             await self._end_speculation(None)
             raise
-        self._last = self._summary(ctl, time.time() - t_start)
+        self._last = self._summary(ctl, t_done - t_start)
         self._last["sd_metrics"] = await self._end_speculation(self._tail_start())
         if self._sd is not None:
             self._last["sd_engines"] = self._sd.engine_step_logs()
@@ -316,13 +423,14 @@ class SeerRolloutService:
     def _make_controller(self) -> RolloutController:
         b = self._batch
         assert b is not None
-        n = len(b["groups"])
-        rows = [(b["groups"][i], len(self._rows[i].prompt_ids)) for i in range(n)]
-        budgets = [self._rows[i].budget for i in range(n)]
+        calls = [self._rows[i] for i in range(len(self._rows))]
+        rows = [(b["groups"][c.row], len(c.prompt_ids)) for c in calls]
+        budgets = [c.budget for c in calls]
+        true_lens = None if b["true_lens"] is None else [b["true_lens"][c.row] for c in calls]
         try:
             if len(self._dead) == len(self._engines):
                 raise EngineLossError(self._loss_message("no rollout engine is alive"))
-            buffer = RequestBuffer.from_rows(rows, budgets, b["true_lens"])
+            buffer = RequestBuffer.from_rows(rows, budgets, true_lens)
             states = [EngineState(i, e.capacity_tokens, e.block_size)
                       for i, e in enumerate(self._engines) if i not in self._dead]
             try:
@@ -357,9 +465,10 @@ class SeerRolloutService:
             ) from outcome.error
         row.intervals.append((d.engine_id, outcome.t0, outcome.t1))
         self._last_ok[d.engine_id] = outcome.t1
+        self._last_engine[row.row] = d.engine_id
         row.extra_fields = outcome.extra
         tokens = outcome.tokens
-        stopped = len(tokens) < d.max_tokens or (len(tokens) > 0 and tokens[-1] in self._eos)
+        stopped = len(tokens) < d.max_tokens or (len(tokens) > 0 and tokens[-1] in row.stop_ids)
         start = ctl.request(d.req_id).generated
         req = ctl.complete(d, tokens, outcome.logprobs, stopped)
         if self._sd is not None:  # siblings on other engines draft from these tokens (via the draft server)
@@ -388,7 +497,10 @@ class SeerRolloutService:
         except NoEngineError as exc:
             self._record_failure(eid, reason, t, [])
             raise EngineLossError(self._loss_message(str(exc))) from exc
-        self._record_failure(eid, reason, t, requeued)
+        self._record_failure(eid, reason, t, [self._rows[r].row for r in requeued])
+        for row, e in list(self._last_engine.items()):
+            if e == eid:
+                del self._last_engine[row]
 
     def _record_failure(self, eid: int, reason: str, t: float, requeued: list[int]) -> None:
         b = self._batch
@@ -410,19 +522,34 @@ class SeerRolloutService:
         for task in running:
             task.cancel()
         err = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-        for r in self._rows.values():
-            if not r.future.done():
-                r.future.set_exception(err)
+        for calls in self._calls.values():
+            for r in calls:
+                if not r.future.done():
+                    r.future.set_exception(err)
 
     def _summary(self, ctl: RolloutController, wall: float) -> dict[str, Any]:
+        b = self._batch
+        records: dict[int, list[tuple[int, float, float]]] = {}
+        lost: dict[int, list[tuple[int, float, float]]] = {}
+        for row in sorted(self._calls):
+            for call in self._calls[row]:
+                records.setdefault(row, []).extend(call.intervals)
+                if call.lost:
+                    lost.setdefault(row, []).extend(call.lost)
         return {
             "metrics": ctl.metrics,
             "decision_s": self._decision_s,
             "wall_s": wall,
-            # per row: (engine index, start, end) of every completed chunk, wall-clock seconds
-            "records": {r.row: list(r.intervals) for r in self._rows.values()},
+            # per row: (engine index, start, end) of every completed chunk of all its turns, wall-clock seconds
+            "records": records,
             # per row: chunks lost with their engine (engine index, start, end)
-            "lost_chunks": {r.row: list(r.lost) for r in self._rows.values() if r.lost},
+            "lost_chunks": lost,
+            # generate calls (turns) and rows, rows that joined after the controller started, and the seconds
+            # between the first call and the start (waiting for the batch's rows)
+            "requests": len(self._rows),
+            "rows": len(self._calls),
+            "late_rows": b["late_rows"] if b else 0,
+            "admission_s": (b["started"] - b["first_call"]) if b and b["started"] and b["first_call"] else 0.0,
             "engine_failures": list(self._failures),
             "engines_alive": len(self._engines) - len(self._dead),
             "policy": self._config.policy,

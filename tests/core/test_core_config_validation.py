@@ -18,6 +18,8 @@ from seer_verl.core import SeerConfig
         ("chunk_timeout_s", True, r"seer\.chunk_timeout_s .*got True"),
         ("health_timeout_s", 0, r"seer\.health_timeout_s must be a number of seconds > 0; got 0"),
         ("health_timeout_s", None, r"seer\.health_timeout_s .*got None"),
+        ("admission_wait_s", 0, r"seer\.admission_wait_s must be a number of seconds in \(0, 3600\]; got 0"),
+        ("admission_wait_s", 1e9, r"seer\.admission_wait_s .*got 1000000000\.0"),
         ("chunk_align", -1, r"seer\.chunk_align must be null .*got -1"),
         ("lookahead", 1.5, r"seer\.lookahead must be an integer >= 1; got 1\.5"),
         ("affinity_threshold", "32", r"seer\.affinity_threshold .*got '32'"),

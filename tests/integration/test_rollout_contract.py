@@ -3,12 +3,22 @@
 Checks the DataProto contract Seer must keep (keys, dtypes, shapes, padding, row order, log-probs, stop reasons),
 that every sample comes back exactly once, that chunks respect their budget, and that Seer's metrics reach verl's
 timing dict. Tiny random model for speed (its outputs are meaningless; only the mechanics are tested here).
+
+Multi-turn: verl's ``ToolAgentLoop`` under Seer against stock verl on the same batch. Every sample runs several
+assistant turns with a deterministic local tool in between (``local_tools.py``: every turn "calls"
+``count_tokens``; turns end at the parser's stop tokens). Each turn is one ``generate`` call, which verl's
+``ToolAgentLoop`` makes without the sample's ``priority``; Seer's worker tells the service the row, and the service
+lets each later turn join the running rollout. With the same replay seed, stock verl and Seer must return the same
+trajectories: the same tokens in every turn, the same turn masks and tool-response tokens, the same ``num_turns``,
+every sample exactly once, in order.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from engine_setup import verl_engines
@@ -142,3 +152,72 @@ def test_replay_gives_every_policy_the_same_tokens(rollout_env):
         assert torch.allclose(out.batch["rollout_log_probs"], stock.batch["rollout_log_probs"], atol=1e-3)
     same = [torch.equal(other.batch["responses"][i], stock.batch["responses"][i]) for i in range(len(lens))]
     assert sum(same) <= 1, "another replay seed must sample other tokens"
+
+
+TURNS = 4
+TOOLS = Path(__file__).with_name("local_tools.py")
+
+
+def _run_tools(policy: str, rollout_env, **seer):
+    """verl's tool agent on every row: up to TURNS assistant turns, the local tool's answer after each."""
+    from omegaconf import OmegaConf
+
+    from seer_verl.bench.policies import POLICIES
+
+    verl_cfg, servers, lb, addresses, batch = rollout_env
+    cfg = copy.deepcopy(verl_cfg)
+    OmegaConf.set_struct(cfg, False)
+    r = cfg.actor_rollout_ref.rollout
+    r.agent.default_agent_loop = "tool_agent"
+    r.multi_turn.function_tool_path = str(TOOLS)
+    r.multi_turn.format = "seer_test_every_turn"
+    r.multi_turn.max_assistant_turns = TURNS
+    manager = POLICIES[policy][0](cfg, servers, {"chunk_size": 8, "chunk_align": 0, **seer})
+    return manager, manager.generate_sequences(copy.deepcopy(batch))
+
+
+def test_tool_agent_under_seer_returns_stock_verls_trajectories(rollout_env):
+    batch = rollout_env[-1]
+    n = len(batch)
+    _, stock = _run_tools("stock", rollout_env, replay_seed=11)
+    manager, seer = _run_tools("seer", rollout_env, replay_seed=11)
+    turns = stock.non_tensor_batch["__num_turns__"]
+    # the agents really ran several turns (assistant + tool), and the tool's tokens sit between them
+    assert max(turns) >= 4, turns
+    mask = stock.batch["response_mask"]
+    gaps = [i for i in range(n) if (mask[i, :-1] - mask[i, 1:] == 1).sum() >= 1 and mask[i].sum() < mask.shape[1]]
+    assert gaps, "no sample has a tool response between two assistant turns"
+    # the same contract: keys, dtypes, shapes
+    assert set(stock.batch.keys()) == set(seer.batch.keys())
+    for k in stock.batch.keys():
+        assert stock.batch[k].dtype == seer.batch[k].dtype and stock.batch[k].shape == seer.batch[k].shape, k
+    assert set(stock.non_tensor_batch) == set(seer.non_tensor_batch)
+    # every sample exactly once, in order, with the same trajectory: prompt, every turn's tokens, tool tokens,
+    # turn masks, number of turns
+    assert list(seer.non_tensor_batch["uid"]) == list(batch.non_tensor_batch["uid"])
+    for k in ("prompts", "responses", "response_mask", "attention_mask", "input_ids", "position_ids"):
+        assert torch.equal(stock.batch[k], seer.batch[k]), k
+    assert np.array_equal(turns, seer.non_tensor_batch["__num_turns__"])
+    lp_s, lp_r = stock.batch["rollout_log_probs"], seer.batch["rollout_log_probs"]
+    assert torch.allclose(lp_s * mask, lp_r * mask, atol=1e-3)
+    # Seer saw one request per assistant turn; later turns joined the running rollout
+    assistant_turns = int(sum((t - 1 + 1) // 2 for t in turns))  # num_turns = user + assistant + 1 (prompt)
+    timing = seer.meta_info["timing"]
+    assert timing["seer/requests"] == assistant_turns > n
+    assert timing["seer/late_rows"] == 0
+    last = manager.seer_last
+    assert sorted(last["records"]) == list(range(n))
+    assert last["metrics"]["requests_finished"] == assistant_turns
+
+
+def test_tool_agent_under_seer_without_replay_keeps_the_contract(rollout_env):
+    # free sampling (no replay): other tokens than stock, but every sample once, masks consistent with turns
+    batch = rollout_env[-1]
+    manager, out = _run_tools("divided", rollout_env)
+    n = len(batch)
+    assert len(out) == n and list(out.non_tensor_batch["uid"]) == list(batch.non_tensor_batch["uid"])
+    R = out.batch["responses"].shape[1]
+    for i in range(n):
+        length = int(out.batch["attention_mask"][i, -R:].sum())
+        assert out.batch["response_mask"][i, length:].sum() == 0  # nothing generated past the response's end
+    assert manager.seer_last["requests"] >= n

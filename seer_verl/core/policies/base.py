@@ -127,6 +127,9 @@ class SchedulingPolicy(ABC):
     def __len__(self) -> int:
         """Number of requests filed in the policy."""
 
+    def on_added(self, req: RolloutRequest) -> None:  # noqa: B027 (optional hook)
+        """Called when ``req`` joined the rollout after it started (before it is pushed). Default: nothing."""
+
     def on_finished(self, req: RolloutRequest) -> None:  # noqa: B027 (optional hook)
         """Called once when ``req`` finishes. Default: nothing to learn."""
 

@@ -17,7 +17,8 @@ __all__ = ["OraclePolicy"]
 
 
 class OraclePolicy(SchedulingPolicy):
-    """Longest true length first. Every request must carry ``true_len``."""
+    """Longest true length first. Every request of the batch must carry ``true_len`` (requests added later may
+    not: they rank by ``max_tokens``)."""
 
     name = "oracle"
 
@@ -33,8 +34,10 @@ class OraclePolicy(SchedulingPolicy):
         self._queue = LazyQueue()
 
     def priority(self, req: RolloutRequest) -> tuple[int, ...]:
-        assert req.true_len is not None
-        return (-min(req.true_len, req.max_tokens),)
+        # a request added during the rollout (an agent's next turn) may come without a true length: it is then
+        # treated as the longest it can be
+        length = req.max_tokens if req.true_len is None else min(req.true_len, req.max_tokens)
+        return (-length,)
 
     def push(self, req: RolloutRequest, seq: int) -> None:
         self._queue.push(self.priority(req)[0], seq, req.req_id)

@@ -69,6 +69,15 @@ class SeerPolicy(SchedulingPolicy):
         self._spec.discard(req_id)
         self._rest.discard(req_id)
 
+    def on_added(self, req: RolloutRequest) -> None:
+        """A late request (an agent's next turn) joins its group: its estimate and, if changed, re-filing."""
+        g, est = req.group_id, self.estimator
+        before = est.version(g) if g in est else None
+        est.add(req)
+        self._members.setdefault(g, []).append(req.req_id)
+        if before is not None and est.version(g) != before:
+            self._refile(g)
+
     def on_finished(self, req: RolloutRequest) -> None:
         """UpdateEstimate(L̂_g, len(r)); re-file the group's waiting requests if L̂_g changed."""
         if self.estimator.observe(req.group_id, req.generated):
