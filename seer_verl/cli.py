@@ -76,7 +76,8 @@ def _prepare(argv: list[str]) -> int:
 def _bench(argv: list[str]) -> int:
     from seer_verl.bench.run import main
 
-    return main(argv)
+    # -v / --verbose: Ray, vLLM and verl output on screen instead of the run's bench.log
+    return main([("verbose=true" if a in ("-v", "--verbose") else a) for a in argv])
 
 
 def _compare(argv: list[str]) -> int:

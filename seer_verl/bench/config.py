@@ -60,4 +60,5 @@ def validate(cfg: DictConfig, available: tuple[str, ...]) -> None:
     _req(isinstance(e.monitor_interval_s, (int, float)) and 0.05 <= e.monitor_interval_s <= 60,
          "engines.monitor_interval_s", e.monitor_interval_s, "seconds in [0.05, 60]")
     _req(isinstance(cfg.timeout_s, (int, float)) and cfg.timeout_s > 0, "timeout_s", cfg.timeout_s, "seconds > 0")
+    _req(isinstance(cfg.verbose, bool), "verbose", cfg.verbose, "true or false")
     _req(isinstance(cfg.out, str) and cfg.out.endswith(".json"), "out", cfg.out, "a path ending in .json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,14 @@ def add_ratios(runs: list[dict[str, Any]]) -> None:
         }
 
 
-def print_table(report: dict[str, Any]) -> str:
+def print_table(report: dict[str, Any], show: Any = None) -> str:
+    """The tables (and notes) as text; printed on ``show`` (a rich Console) too when given."""
     from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"seer-verl bench — {report['workload_desc']}")
-    for col in ("policy", "rep", "identical", "wall s", "tail s", "tail %", "tok/s", "requests", "tokens", "preempt", "lower bd s",
-                "wall/LB", "SD acc/draft", "SD tok/step bulk|tail", "speed-up vs stock"):
+    for col in ("policy", "rep", "identical", "wall s", "tail s", "tail %", "1st req s", "tok/s", "requests", "tokens",
+                "preempt", "lower bd s", "wall/LB", "SD acc/draft", "SD tok/step bulk|tail", "speed-up vs stock"):
         t.add_column(col, justify="right")
     for r in report["runs"]:
         vs = r.get("vs_stock", {}).get("speedup_wall")
@@ -43,13 +45,13 @@ def print_table(report: dict[str, Any]) -> str:
         t.add_row(
             r["policy"], str(r.get("repeat", 0) + 1), f"{100 * ident['share']:.0f}%" if ident else "-",
             f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}", f"{100 * r['tail_s'] / r['wall_s']:.0f}",
-            f"{r['throughput_tok_s']:.1f}", str(r["num_requests"]), str(r["total_tokens"]), str(r["num_preemptions"]),
+            f"{r['first_request_s']:.1f}" if "first_request_s" in r else "-", f"{r['throughput_tok_s']:.1f}", str(r["num_requests"]), str(r["total_tokens"]), str(r["num_preemptions"]),
             f"{r['lower_bound_s']:.1f}" if r.get("lower_bound_s") else "-",
             f"{r['wall_s'] / r['lower_bound_s']:.2f}" if r.get("lower_bound_s") else "-",
             acc, tps, f"{vs:.2f}x" if vs else "-",
         )
-    console = Console(record=True, width=160)
-    console.print(t)
+    console = Console(record=True, width=170, file=open(os.devnull, "w"))  # noqa: SIM115 - recorded, not shown
+    shown: list[Any] = [t]
     summary = report.get("summary") or {}
     if report.get("repeats", 1) > 1 and summary:
         st = Table(title=f"{report['repeats']} repeats: median \\[bootstrap 95% interval] of the paired ratios vs "
@@ -67,9 +69,12 @@ def print_table(report: dict[str, Any]) -> str:
             st.add_row(pol, cell(e, "wall_speedup"), cell(e, "throughput_ratio"), cell(e, "tail_ratio"),
                        cell(e, "wall_over_lower_bound"), "/".join(str(x) for x in e["tokens"]),
                        f"{100 * min(ids):.0f}%" if ids else "-")
-        console.print(st)
-    for k, v in report.get("notes", {}).items():
-        console.print(f"  {k}: {v}")
+        shown.append(st)
+    shown += [f"  {k}: {v}" for k, v in report.get("notes", {}).items()]
+    for item in shown:
+        console.print(item)
+        if show is not None:
+            show.print(item)
     return console.export_text()
 
 
@@ -121,13 +126,13 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def write(report: dict[str, Any], out: Path) -> tuple[Path, list[Path]]:
+def write(report: dict[str, Any], out: Path, show: Any = None) -> tuple[Path, list[Path]]:
     from seer_verl.bench.stats import summarize_repeats
 
     out.parent.mkdir(parents=True, exist_ok=True)
     add_ratios(report["runs"])
     report["summary"] = summarize_repeats(report["runs"])
     out.write_text(json.dumps(report, indent=1, default=float))
-    text = print_table(report)
+    text = print_table(report, show)
     (out.parent / (out.stem + "_table.txt")).write_text(text)
     return out, plot(report, out.parent)

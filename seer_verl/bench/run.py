@@ -16,6 +16,7 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,11 +158,25 @@ def spec_counters(addresses: list[str]) -> dict[str, float]:
     return out
 
 
-def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, addresses: list[str], cfg: Any
-            ) -> dict[str, Any]:
-    """One policy's rollout of ``batch``; ``handles`` are the engines' server actors, in ``addresses`` order."""
+def finished_samples(manager: Any, lb: Any) -> Callable[[], int | None]:
+    """Samples finished so far in the running rollout: the Seer service's count, or (stock) the requests the
+    recording load balancer saw end."""
     import ray
 
+    service = getattr(manager, "seer_service", None)
+    if service is not None:
+        return lambda: ray.get(service.progress.remote(), timeout=2)["finished"]
+    return lambda: ray.get(lb.__ray_call__.remote(lambda self: len(self._events)), timeout=2)
+
+
+def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, addresses: list[str], cfg: Any,
+            console: Any = None, label: str = "") -> dict[str, Any]:
+    """One policy's rollout of ``batch``; ``handles`` are the engines' server actors, in ``addresses`` order.
+    With ``console``, a live progress line (samples, tokens, seconds, engines) shows while it runs."""
+    import ray
+    from rich.live import Live
+
+    from seer_verl.bench.console import RolloutProgress
     from seer_verl.bench.metrics import summarize
     from seer_verl.bench.policies import POLICIES
     from seer_verl.integration.engines import EngineMonitor
@@ -174,13 +189,16 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
     spec0 = spec_counters(addresses)
     with EngineMonitor(addresses, cfg.engines.monitor_interval_s) as mon, \
             deadline(cfg.timeout_s, f"the {policy} rollout"):
-        t0 = time.time()
-        true_lens = getattr(manager, "bench_true_lens", None)
-        if true_lens is not None:
-            out = manager.generate_sequences(copy.deepcopy(batch), true_lens=true_lens)
-        else:
-            out = manager.generate_sequences(copy.deepcopy(batch))
-        wall = time.time() - t0
+        progress = RolloutProgress(f"{policy}{label}", len(batch), mon, finished_samples(manager, lb))
+        with Live(progress, console=console, refresh_per_second=2, transient=True) if console is not None \
+                else contextlib.nullcontext():
+            t0 = time.time()
+            true_lens = getattr(manager, "bench_true_lens", None)
+            if true_lens is not None:
+                out = manager.generate_sequences(copy.deepcopy(batch), true_lens=true_lens)
+            else:
+                out = manager.generate_sequences(copy.deepcopy(batch))
+            wall = time.time() - t0
     if len(out) != len(batch):
         raise RuntimeError(f"{policy}: asked for {len(batch)} samples, got {len(out)}")
     by_row = records_fn(manager, out, lb, addr_to_eng, t0)
@@ -197,6 +215,8 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
                          "finish_s": iv[-1][2], "start_s": iv[0][1], "chunks": len(iv),
                          "engines": sorted({x[0] for x in iv}), "intervals": iv})
     summary = summarize(policy, wall, requests, len(addresses))
+    # agent-loop preprocessing (tokenization, worker dispatch) before any request reaches an engine
+    summary["first_request_s"] = min(q["start_s"] for q in requests)
     summary["num_preemptions"] = mon.preemptions()
     spec1 = spec_counters(addresses)
     summary["spec_decode"] = {k: spec1[k] - spec0[k] for k in spec1}  # as vLLM counts it, for every policy
@@ -240,9 +260,20 @@ def main(argv: list[str] | None = None) -> int:
     env = cpu_env()
     os.environ.update(env)  # before verl is imported: selects the CPU platform plugin
 
-    from rich.console import Console
+    from seer_verl.bench.console import quiet_output
 
-    console = Console()
+    log_path = None if cfg.verbose else Path(cfg.out).parent / "bench.log"
+    with quiet_output(log_path) as console:
+        if log_path is not None:
+            console.print(f"[dim]Ray, vLLM and verl output: {log_path} (seer-verl bench -v shows it here)[/]")
+        return _bench(cfg, env, console)
+
+
+def _bench(cfg: Any, env: dict[str, str], console: Any) -> int:
+    from omegaconf import OmegaConf
+
+    from seer_verl.bench.policies import POLICIES
+
     with console.status("preparing model and dataset (cached after the first run)"):
         model_dir = resolve_model(cfg.model)
         ensure_dataset(cfg.workload.dataset)
@@ -325,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     from seer_verl.bench.report import write
 
-    out, plots = write(report, Path(cfg.out))
+    out, plots = write(report, Path(cfg.out), console)
     console.print(f"report: {out}; plots: {', '.join(str(p) for p in plots)}")
     return 0
 
@@ -383,8 +414,7 @@ def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, An
     manager = make_manager(verl_cfg, servers, seer_cfg, true_lens)
     # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
     ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
-    with console.status(f"rollout: {policy}{label} ({n_req} requests)"):
-        r = run_one(policy, manager, batch, handles, lb, addresses, cfg)
+    r = run_one(policy, manager, batch, handles, lb, addresses, cfg, console, label)
     for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
         if actor is not None:  # free the policy's workers (memory) before the next policy starts
             ray.kill(actor)

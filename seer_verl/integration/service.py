@@ -223,13 +223,14 @@ class SeerRolloutService:
 
     def progress(self) -> dict[str, Any]:
         """A snapshot of the running batch (for monitoring and fault-injection tests): rows received, requests
-        unfinished, chunks completed, and chunks in flight per engine address."""
+        unfinished and finished, chunks completed, and chunks in flight per engine address."""
         ctl = self._ctl
         out: dict[str, Any] = {"rows": len(self._calls), "running": ctl is not None and not ctl.done,
-                               "unfinished": None, "chunks_completed": 0, "inflight": {}}
+                               "unfinished": None, "finished": 0, "chunks_completed": 0, "inflight": {}}
         if ctl is not None:
             out["unfinished"] = ctl.num_unfinished
             out["chunks_completed"] = ctl.metrics["chunks_completed"]
+            out["finished"] = ctl.metrics["requests_finished"]
             for d in ctl.inflight():
                 a = self._addresses[d.engine_id]
                 out["inflight"][a] = out["inflight"].get(a, 0) + 1
