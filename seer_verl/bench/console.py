@@ -18,6 +18,9 @@ from typing import Any
 
 __all__ = ["RolloutProgress", "quiet_output"]
 
+#: console width when the output is not a terminal (a file, a pipe, CI): wide enough for the bench table
+_WIDTH = 170
+
 
 @contextmanager
 def quiet_output(log_path: Path | None) -> Iterator[Any]:
@@ -26,7 +29,7 @@ def quiet_output(log_path: Path | None) -> Iterator[Any]:
     from rich.console import Console
 
     if log_path is None:
-        yield Console()
+        yield Console(width=None if sys.stdout.isatty() else _WIDTH)
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
@@ -37,7 +40,8 @@ def quiet_output(log_path: Path | None) -> Iterator[Any]:
     try:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        yield Console(file=terminal, force_terminal=terminal.isatty() or None)
+        tty = terminal.isatty()
+        yield Console(file=terminal, force_terminal=tty or None, width=None if tty else _WIDTH)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

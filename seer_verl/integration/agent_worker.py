@@ -18,12 +18,16 @@ __all__ = ["SeerAgentLoopWorker"]
 
 
 class SeerAgentLoopWorker(ReplayAgentLoopWorker):
-    async def _run_agent_loop(self, sampling_params: dict[str, Any], trajectory: dict[str, Any], **kwargs: Any
-                              ) -> Any:
-        if "priority" not in kwargs:  # SeerAgentLoopManager puts the row index there for every sample
+    def _seer_row(self, kwargs: dict[str, Any]) -> int:
+        """The sample's row in the Seer batch: SeerAgentLoopManager puts the row index in ``priority``."""
+        if "priority" not in kwargs:
             raise RuntimeError("SeerAgentLoopWorker: the batch has no 'priority' (row index) for this sample; "
                                "run it under SeerAgentLoopManager")
-        token = CURRENT_ROW.set(int(kwargs["priority"]))
+        return int(kwargs["priority"])
+
+    async def _run_agent_loop(self, sampling_params: dict[str, Any], trajectory: dict[str, Any], **kwargs: Any
+                              ) -> Any:
+        token = CURRENT_ROW.set(self._seer_row(kwargs))
         try:
             return await super()._run_agent_loop(sampling_params, trajectory, **kwargs)
         finally:

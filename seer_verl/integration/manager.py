@@ -9,7 +9,8 @@ change: the workers' LLM client sends each sample to the :class:`~seer_verl.inte
 actor, which generates it in chunks on verl's own vLLM servers under Seer's scheduler. ``seer/*`` timing and
 scheduling metrics are added to ``meta_info["timing"]``, which verl's trainer logs as ``timing_s/seer/*``
 (``seer/engine_failures``, ``seer/requests_redispatched`` and ``seer/engines_alive`` report engine loss).
-Targets the DataProto trainer (``trainer.use_v1=false``). ``seer.replay_seed`` makes sampling replayable
+The DataProto trainer (``trainer.use_v1=false``) uses it directly; under verl's default V1 trainer
+(``trainer.use_v1=true``) the same switch builds :class:`~seer_verl.integration.manager_v1.SeerAgentLoopManagerTQ`. ``seer.replay_seed`` makes sampling replayable
 (:mod:`seer_verl.replay`): the same tokens whatever the policy, chunking or speculation.
 
 Checks made before the service starts (:func:`validate_rollout_config`): every ``seer.*`` key, and the Seer knobs
@@ -167,39 +168,84 @@ def group_ids(non_tensor_batch: dict[str, Any], n: int) -> list[int]:
     return [seen.setdefault(v, len(seen)) for v in non_tensor_batch[key].tolist()]
 
 
+def start_service(config: Any, llm_client: Any) -> tuple[Any, list[EngineInfo], SeerLLMServerClient]:
+    """Validate the config, find verl's rollout engines behind ``llm_client`` and start the Seer service on them;
+    return ``(service actor, engines, the LLM client the agent-loop workers get)``."""
+    seer_cfg = seer_config_of(config)
+    validate_rollout_config(config)
+    rollout = config.actor_rollout_ref.rollout
+    lb = llm_client._load_balancer
+    servers = servers_of(lb)
+    if not servers:
+        raise RuntimeError("SeerAgentLoopManager: verl's load balancer has no rollout servers")
+    addresses = sorted(servers)
+    engines, dead = probe_engines(servers, addresses)
+    validate_rollout_config(config, [(e.capacity_tokens, e.block_size) for e in engines if e.address not in dead])
+    service = ray.remote(SeerRolloutService).options(max_concurrency=100_000, num_cpus=0).remote(
+        {a: servers[a] for a in addresses},
+        engines,
+        seer_cfg,
+        eos_token_ids(config.actor_rollout_ref.model.path),
+        int(rollout.max_num_seqs) if rollout.get("max_num_seqs") else None,
+        dead,
+    )
+    return service, engines, SeerLLMServerClient(config, load_balancer_handle=lb, seer_service=service)
+
+
+def max_model_len_of(rollout: Any) -> int:
+    return (int(rollout.max_model_len) if rollout.get("max_model_len")
+            else int(rollout.prompt_length) + int(rollout.response_length))
+
+
+def seer_timing(last: dict[str, Any]) -> dict[str, float]:
+    """``seer/*`` metrics of one finished batch (verl logs them as ``timing_s/seer/*``)."""
+    if not last:
+        return {}
+    m = last["metrics"]
+    t = {
+        "seer/rollout_s": float(last["wall_s"]),
+        "seer/decision_s": float(last["decision_s"]),
+        "seer/decision_ms_per_dispatch": 1e3 * last["decision_s"] / max(1, m["dispatches"]),
+    }
+    for k in ("dispatches", "chunks_completed", "probe_dispatches", "starvation_picks", "affinity_hits",
+              "affinity_misses", "hol_skips", "finished_stop", "finished_length", "requests_redispatched",
+              "engine_failures", "chunks_discarded", "max_passed_over", "continuations"):
+        t[f"seer/{k}"] = float(m[k])
+    for k in ("requests", "late_rows", "admission_s"):  # generate calls (turns), rows that joined late, wait
+        if k in last:
+            t[f"seer/{k}"] = float(last[k])
+    if "engines_alive" in last:
+        t["seer/engines_alive"] = float(last["engines_alive"])
+    t.update({k: float(v) for k, v in (last.get("sd_metrics") or {}).items()})
+    return t
+
+
+def _use_v1(config: Any) -> bool:
+    return bool(OmegaConf.select(config, "trainer.use_v1", default=False))
+
+
 class SeerAgentLoopManager(AgentLoopManager):
+    @classmethod
+    def create(cls, *args: Any, **kwargs: Any) -> Any:
+        """verl's constructor path. Under verl's V1 trainer (``trainer.use_v1=true``, TransferQueue) the same config
+        switch gives :class:`~seer_verl.integration.manager_v1.SeerAgentLoopManagerTQ`."""
+        config = kwargs.get("config", args[0] if args else None)
+        if cls is SeerAgentLoopManager and config is not None and _use_v1(config):
+            from seer_verl.integration.manager_v1 import SeerAgentLoopManagerTQ
+
+            return SeerAgentLoopManagerTQ.create(*args, **kwargs)
+        return super().create(*args, **kwargs)
+
     def __init__(self, config: Any, llm_client: Any, teacher_client: Any = None,
                  reward_loop_worker_handles: Any = None) -> None:
-        seer_cfg = seer_config_of(config)
-        validate_rollout_config(config)
-        rollout = config.actor_rollout_ref.rollout
-        lb = llm_client._load_balancer
-        servers = servers_of(lb)
-        if not servers:
-            raise RuntimeError("SeerAgentLoopManager: verl's load balancer has no rollout servers")
-        addresses = sorted(servers)
-        engines, dead = probe_engines(servers, addresses)
-        validate_rollout_config(config, [(e.capacity_tokens, e.block_size) for e in engines if e.address not in dead])
-        self.seer_service = ray.remote(SeerRolloutService).options(
-            max_concurrency=100_000, num_cpus=0
-        ).remote(
-            {a: servers[a] for a in addresses},
-            engines,
-            seer_cfg,
-            eos_token_ids(config.actor_rollout_ref.model.path),
-            int(rollout.max_num_seqs) if rollout.get("max_num_seqs") else None,
-            dead,
-        )
-        self.seer_engines = engines
+        self.seer_service, self.seer_engines, client = start_service(config, llm_client)
         self.seer_last: dict[str, Any] = {}
-        client = SeerLLMServerClient(config, load_balancer_handle=lb, seer_service=self.seer_service)
         # each sample's task tells the client its row (and, with seer.replay_seed, carries its replay key)
         self.agent_loop_workers_class = ray.remote(SeerAgentLoopWorker)
         super().__init__(config, client, teacher_client, reward_loop_worker_handles)
 
     def _max_model_len(self) -> int:
-        r = self.rollout_config
-        return int(r.max_model_len) if r.get("max_model_len") else int(r.prompt_length) + int(r.response_length)
+        return max_model_len_of(self.rollout_config)
 
     def generate_sequences(self, prompts: Any, true_lens: list[int] | None = None) -> Any:
         """Same contract as ``AgentLoopManager.generate_sequences``. ``true_lens`` feeds the ``oracle`` policy."""
@@ -224,7 +270,7 @@ class SeerAgentLoopManager(AgentLoopManager):
         if user_priority is not None:
             out.non_tensor_batch["priority"] = user_priority
             prompts.non_tensor_batch["priority"] = user_priority
-        out.meta_info.setdefault("timing", {}).update(self._seer_timing(self.seer_last))
+        out.meta_info.setdefault("timing", {}).update(seer_timing(self.seer_last))
         return out
 
     def _end_failed_batch(self, exc: BaseException, prompts: Any, user_priority: Any) -> None:
@@ -238,28 +284,6 @@ class SeerAgentLoopManager(AgentLoopManager):
             self.seer_last = ray.get(self.seer_service.end_batch.remote())
         except ray.exceptions.RayTaskError as service_exc:
             raise service_exc.as_instanceof_cause() from exc
-
-    @staticmethod
-    def _seer_timing(last: dict[str, Any]) -> dict[str, float]:
-        if not last:
-            return {}
-        m = last["metrics"]
-        t = {
-            "seer/rollout_s": float(last["wall_s"]),
-            "seer/decision_s": float(last["decision_s"]),
-            "seer/decision_ms_per_dispatch": 1e3 * last["decision_s"] / max(1, m["dispatches"]),
-        }
-        for k in ("dispatches", "chunks_completed", "probe_dispatches", "starvation_picks", "affinity_hits",
-                  "affinity_misses", "hol_skips", "finished_stop", "finished_length", "requests_redispatched",
-                  "engine_failures", "chunks_discarded", "max_passed_over", "continuations"):
-            t[f"seer/{k}"] = float(m[k])
-        for k in ("requests", "late_rows", "admission_s"):  # generate calls (turns), rows that joined late, wait
-            if k in last:
-                t[f"seer/{k}"] = float(last[k])
-        if "engines_alive" in last:
-            t["seer/engines_alive"] = float(last["engines_alive"])
-        t.update({k: float(v) for k, v in (last.get("sd_metrics") or {}).items()})
-        return t
 
 
 def main(argv: list[str] | None = None) -> int:

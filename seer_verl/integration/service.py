@@ -194,6 +194,23 @@ class SeerRolloutService:
         self._last = {}
         self._failures = []
 
+    def extend_batch(self, groups: list[int]) -> int:
+        """More rows join the open batch (verl's V1 trainer submits refills while a rollout runs); returns the first
+        new row. Their calls join the running rollout like late rows."""
+        b = self._batch
+        if b is None or b["closed"]:
+            raise RuntimeError("SeerRolloutService.extend_batch: no open batch")
+        if b["true_lens"] is not None:
+            raise ValueError("extend_batch: the open batch has true lengths (oracle); the new rows have none")
+        first = len(b["groups"])
+        b["groups"].extend(int(g) for g in groups)
+        return first
+
+    def idle(self) -> bool:
+        """True when no ``generate`` call of the open batch waits for its answer (it can end without cutting a
+        sample short)."""
+        return all(c.future.done() for calls in self._calls.values() for c in calls)
+
     async def end_batch(self) -> dict[str, Any]:
         """Wait for the batch to finish; return its metrics and per-row chunk records. The service is ready for
         the next batch afterwards even if this one failed (the failure is re-raised)."""

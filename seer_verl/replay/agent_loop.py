@@ -59,7 +59,18 @@ def use_replay_workers(manager: AgentLoopManager, config: Any) -> None:
 
 
 class ReplayAgentLoopManager(AgentLoopManager):
-    """Stock verl's agent-loop manager with replayable sampling (``seer.replay_seed``); nothing else changes."""
+    """Stock verl's agent-loop manager with replayable sampling (``seer.replay_seed``); nothing else changes.
+    Under verl's V1 trainer (``trainer.use_v1=true``) ``create`` builds
+    :class:`~seer_verl.replay.agent_loop_v1.ReplayAgentLoopManagerTQ` instead."""
+
+    @classmethod
+    def create(cls, *args: Any, **kwargs: Any) -> Any:
+        config = kwargs.get("config", args[0] if args else None)
+        if cls is ReplayAgentLoopManager and OmegaConf.select(config, "trainer.use_v1", default=False):
+            from seer_verl.replay.agent_loop_v1 import ReplayAgentLoopManagerTQ
+
+            return ReplayAgentLoopManagerTQ.create(*args, **kwargs)
+        return super().create(*args, **kwargs)
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
         if replay_seed_of(config) is None:
