@@ -37,7 +37,7 @@ def test_replay_makes_sd_token_identical_and_catches_a_biased_verifier(cpu_envir
     # must be rejected (p < 0.01) at this size
     from seer_verl.spec.lossless_check import run_identity_check
 
-    rep = run_identity_check(model=smollm2_model, num_prompts=4, n=16, max_tokens=48, temperature=1.0,
+    rep = run_identity_check(model=smollm2_model, num_prompts=2, n=16, max_tokens=48, temperature=1.0,
                              out_dir=tmp_path)
     assert rep["sd_totals"]["accepted_tokens"] > 0, rep["sd_totals"]
     assert rep["on"]["share"] >= 0.95 and rep["split_reversed"]["share"] >= 0.95, (rep["on"], rep["split_reversed"])
