@@ -1,15 +1,24 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up, prepare model + data, run the rollout benchmark (Seer vs stock verl) on the default workload
+#   make demo   set up, prepare model + data, the headline rollout comparison: stock verl vs Seer, 3 interleaved
+#               replayed repeats with intervals, on a small KV-pressured workload (make bench: every policy, default)
 #   make test   set up, run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast
+# the demo's workload: 4 prompts x 8 samples, up to 512 tokens, 2 engines x 0.125 GiB KV (capacity / peak demand ~0.3)
+DEMO := policies=[stock,seer] repeats=3 workload.num_prompts=4 workload.max_tokens=512 engines.kv_cache_gb=0.125 \
+	out=runs/demo/report.json
+
+.PHONY: setup demo bench test test-fast
 
 setup:
 	bash scripts/setup.sh
 
 demo: setup
+	$(VENV)/bin/seer-verl prepare
+	$(VENV)/bin/seer-verl bench $(DEMO) $(ARGS)
+
+bench: setup
 	$(VENV)/bin/seer-verl prepare
 	$(VENV)/bin/seer-verl bench $(ARGS)
 

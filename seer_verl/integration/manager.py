@@ -31,6 +31,7 @@ import ray
 from omegaconf import OmegaConf
 
 from verl.experimental.agent_loop import AgentLoopManager
+from verl.utils.ray_utils import auto_await
 
 from seer_verl.core import SeerConfig
 from seer_verl.integration.agent_worker import SeerAgentLoopWorker
@@ -247,8 +248,10 @@ class SeerAgentLoopManager(AgentLoopManager):
     def _max_model_len(self) -> int:
         return max_model_len_of(self.rollout_config)
 
-    def generate_sequences(self, prompts: Any, true_lens: list[int] | None = None) -> Any:
-        """Same contract as ``AgentLoopManager.generate_sequences``. ``true_lens`` feeds the ``oracle`` policy."""
+    @auto_await
+    async def generate_sequences(self, prompts: Any, true_lens: list[int] | None = None) -> Any:
+        """Same contract as ``AgentLoopManager.generate_sequences``, called plainly (verl's DataProto trainer) or
+        awaited (verl's one-step-off-policy trainer). ``true_lens`` feeds the ``oracle`` policy."""
         n = len(prompts)
         r = self.rollout_config
         check_rows(prompts.non_tensor_batch, n, OmegaConf.select(r, "agent.default_agent_loop", default=None))
@@ -257,23 +260,23 @@ class SeerAgentLoopManager(AgentLoopManager):
         user_priority = prompts.non_tensor_batch.get("priority")
         # the row index travels to the service as `priority` (stock verl uses arange(B) when the batch has none)
         prompts.non_tensor_batch["priority"] = np.arange(n, dtype=np.int64)
-        ray.get(self.seer_service.begin_batch.remote(
+        await self.seer_service.begin_batch.remote(
             group_ids(prompts.non_tensor_batch, n), int(r.prompt_length), int(r.response_length),
             self._max_model_len(), true_lens,
-        ))
+        )
         try:
-            out = super().generate_sequences(prompts)
+            out = await super().generate_sequences(prompts)
         except BaseException as exc:
-            self._end_failed_batch(exc, prompts, user_priority)
+            await self._end_failed_batch(exc, prompts, user_priority)
             raise
-        self.seer_last = ray.get(self.seer_service.end_batch.remote())
+        self.seer_last = await self.seer_service.end_batch.remote()
         if user_priority is not None:
             out.non_tensor_batch["priority"] = user_priority
             prompts.non_tensor_batch["priority"] = user_priority
         out.meta_info.setdefault("timing", {}).update(seer_timing(self.seer_last))
         return out
 
-    def _end_failed_batch(self, exc: BaseException, prompts: Any, user_priority: Any) -> None:
+    async def _end_failed_batch(self, exc: BaseException, prompts: Any, user_priority: Any) -> None:
         """The batch failed in verl's workers: close it in the service and raise the service's own error when it
         has one (it names the lost engines or the failing row), else let ``exc`` propagate."""
         if user_priority is not None:
@@ -281,7 +284,7 @@ class SeerAgentLoopManager(AgentLoopManager):
         else:
             prompts.non_tensor_batch.pop("priority", None)
         try:
-            self.seer_last = ray.get(self.seer_service.end_batch.remote())
+            self.seer_last = await self.seer_service.end_batch.remote()
         except ray.exceptions.RayTaskError as service_exc:
             raise service_exc.as_instanceof_cause() from exc
 

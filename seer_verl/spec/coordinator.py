@@ -72,6 +72,10 @@ def sd_metrics(step_logs: list[list[tuple]], tail_start: float | None) -> dict[s
         out[f"seer/sd_{name}tokens_per_step"] = (rows + accepted) / rows if rows else 1.0
         out[f"seer/sd_{name}steps_on_frac"] = on / len(steps) if steps else 0.0
         out[f"seer/sd_{name}mean_batch"] = rows / len(steps) if steps else 0.0
+    # verl's names for the same quantities (verl logs rollout/spec_accept_rate and rollout/spec_accept_length from
+    # per-request engine stats): accepted / drafted, and tokens per verification step (1 + accepted / steps)
+    out["seer/spec_accept_rate"] = out["seer/sd_acceptance_rate"]
+    out["seer/spec_accept_length"] = out["seer/sd_tokens_per_step"]
     return out
 
 

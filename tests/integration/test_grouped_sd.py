@@ -68,6 +68,9 @@ def test_greedy_samples_identical_with_and_without_grouped_sd(sd_env):
     t = seer_sd.meta_info["timing"]
     assert t["seer/sd_draft_tokens"] > 0 and t["seer/sd_accepted_tokens"] > 0, t
     assert t["seer/sd_tokens_per_step"] > 1.0
+    # the same under the names verl users look for (verl: rollout/spec_accept_rate, rollout/spec_accept_length)
+    assert t["seer/spec_accept_length"] == t["seer/sd_tokens_per_step"]
+    assert t["seer/spec_accept_rate"] == t["seer/sd_accepted_tokens"] / t["seer/sd_draft_tokens"]
     assert t["seer/sd_server_outages"] == 0
     assert _responses(stock) == _responses(seer_sd)  # identical samples, in the same row order
     assert torch.equal(stock.batch["prompts"], seer_sd.batch["prompts"])
