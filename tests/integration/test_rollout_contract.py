@@ -132,7 +132,12 @@ def test_other_policies_return_every_sample(rollout_env, policy):
     true_lens = [MAX_TOKENS - (i % 7) for i in range(len(batch))] if policy == "oracle" else None
     manager, out = _run(policy, rollout_env, true_lens)
     assert len(out) == len(batch)
-    assert torch.equal(out.batch["prompts"][:, -4:], _run("stock", rollout_env)[1].batch["prompts"][:, -4:])
+    # row order: every row's whole (left-padded) prompt is the one stock verl returns for that row; the batch's
+    # prompts differ from each other, so a permutation of groups would fail here
+    stock = _run("stock", rollout_env)[1]
+    assert len({tuple(p.tolist()) for p in stock.batch["prompts"]}) > 1
+    assert torch.equal(out.batch["prompts"], stock.batch["prompts"])
+    assert list(out.non_tensor_batch["uid"]) == list(batch.non_tensor_batch["uid"])
     assert manager.seer_last["policy"] == policy
 
 
