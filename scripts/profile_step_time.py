@@ -202,7 +202,7 @@ def _one_core_engine_env(kv_gib: float) -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_gib))))  # whole GiB (kv bytes rule)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from seer_verl.cli import cpu_env
+    from seer_verl.paths import cpu_env
 
     for k, v in cpu_env().items():
         if k not in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE"):

@@ -16,41 +16,10 @@ SEER_VERL_DEBUG=1 (or pass --debug) to see the traceback instead.
 from __future__ import annotations
 
 import os
-import re
 import sys
-from pathlib import Path
 from typing import Callable
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def config_dir() -> Path:
-    import os
-
-    d = Path(os.environ.get("SEER_VERL_CONFIGS", CONFIG_DIR))
-    if not (d / "cpu.yaml").is_file():
-        raise FileNotFoundError(
-            f"seer_verl configs not found at {d}; set SEER_VERL_CONFIGS to the repository's configs/ folder"
-        )
-    return d
-
-
-def cpu_env(config: str = "cpu") -> dict[str, str]:
-    """The environment variables a CPU run needs: ``ray_kwargs.ray_init.runtime_env.env_vars`` of
-    configs/<config>.yaml (the same dict verl hands to every Ray worker)."""
-    from omegaconf import OmegaConf
-
-    path = config_dir() / f"{config}.yaml"
-    cfg = OmegaConf.load(path)
-    env = OmegaConf.select(cfg, "ray_kwargs.ray_init.runtime_env.env_vars", default=None) or {}
-    out = {str(k): str(v) for k, v in env.items()}
-    for k in out:  # `seer-verl env` output is eval'ed by shells: a key must be a plain variable name
-        if not _ENV_KEY.fullmatch(k):
-            raise ValueError(f"ray_kwargs.ray_init.runtime_env.env_vars key {k!r} in {path} is not allowed: "
-                             f"an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
-    return out
-
+from seer_verl.paths import cpu_env
 
 def _env(argv: list[str]) -> int:
     import argparse

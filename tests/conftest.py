@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from seer_verl.cli import cpu_env
+from seer_verl.paths import cpu_env
 
 # The CPU environment of configs/cpu.yaml (VERL_PLATFORM=cpu, ...) must be in place before anything in this
 # process imports verl: verl loads seer_verl's platform plugin, and caches its platform, at first import.

@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from seer_verl.cli import config_dir
+from seer_verl.paths import config_dir
 
 #: policies `seer-verl bench` can run; each maps to a rollout manager in seer_verl.bench.policies
 KNOWN_POLICIES = ("stock", "divided", "seer", "oracle", "seer_sd", "seer_fixed_sd", "seer_sd_off",

@@ -95,7 +95,7 @@ def kv_bytes_per_token(model_dir: str, dtype_bytes: int = 4) -> int:
 def verl_config(cfg: Any, model_dir: str, max_prompt: int, extra: list[str] | None = None) -> Any:
     from hydra import compose, initialize_config_dir
 
-    from seer_verl.cli import config_dir
+    from seer_verl.paths import config_dir
 
     w, e = cfg.workload, cfg.engines
     overrides = [
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
     from seer_verl.bench.policies import NEEDS_TRUE_LENGTHS, POLICIES
-    from seer_verl.cli import cpu_env
+    from seer_verl.paths import cpu_env
 
     cfg = bcfg.compose_bench_config(list(argv or []))
     bcfg.validate(cfg, available=tuple(p for p in bcfg.KNOWN_POLICIES if p in POLICIES))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from seer_verl.integration.client import CURRENT_ROW
-from seer_verl.replay.agent_loop import ReplayAgentLoopWorker
+from seer_verl.replay.worker import ReplayAgentLoopWorker
 
 __all__ = ["SeerAgentLoopWorker"]
 

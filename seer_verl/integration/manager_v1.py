@@ -33,7 +33,8 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.utils import tensordict_utils as tu
 
 from seer_verl.integration.agent_worker import SeerAgentLoopWorker
-from seer_verl.integration.manager import check_rows, max_model_len_of, seer_timing, start_service
+from seer_verl.integration.launch import max_model_len_of, seer_timing, start_service
+from seer_verl.integration.rollout_checks import check_rows
 
 __all__ = ["SeerAgentLoopManagerTQ", "SeerAgentLoopWorkerTQ", "SeerReplayBuffer"]
 

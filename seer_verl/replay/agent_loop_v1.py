@@ -13,7 +13,7 @@ from typing import Any
 import ray
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
-from seer_verl.replay.agent_loop import ReplayAgentLoopWorker, replay_seed_of
+from seer_verl.replay.worker import ReplayAgentLoopWorker, replay_seed_of
 
 __all__ = ["ReplayAgentLoopManagerTQ", "ReplayAgentLoopWorkerTQ"]
 

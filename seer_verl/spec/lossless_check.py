@@ -107,7 +107,7 @@ def binomial_sf(k: int, n: int, p: float) -> float:
 
 def _setup(model: str, num_prompts: int, seed: int, out_dir: str | Path | None) -> tuple[str, Path, Path]:
     from seer_verl.bench.run import resolve_model
-    from seer_verl.cli import cpu_env
+    from seer_verl.paths import cpu_env
 
     env = cpu_env()
     os.environ.update({k: v for k, v in env.items() if k not in os.environ})

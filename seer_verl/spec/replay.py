@@ -71,7 +71,7 @@ def record(args: argparse.Namespace) -> int:
 
     from seer_verl.bench.run import ensure_dataset, resolve_model
     from seer_verl.bench.workload import load_prompts
-    from seer_verl.cli import cpu_env
+    from seer_verl.paths import cpu_env
 
     console = Console()
     env = cpu_env()

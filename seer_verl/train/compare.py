@@ -68,7 +68,7 @@ def replay_overrides(config: str, seed: int) -> list[str]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from seer_verl.cli import config_dir
+    from seer_verl.paths import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         cfg = compose(config)
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if not configs or len(set(configs)) != len(configs):
         p.error(f"--configs={args.configs!r}: expected distinct comma-separated config names, e.g. grpo_stock,grpo_seer")
-    from seer_verl.cli import config_dir
+    from seer_verl.paths import config_dir
 
     for c in configs:
         if not (config_dir() / f"{c}.yaml").is_file():
