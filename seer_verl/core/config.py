@@ -66,7 +66,7 @@ class SeerConfig:
             placed, on top of its context. ``1.0`` is the paper's guarantee (the whole chunk is reserved: the
             engine never preempts for it); ``0.0`` reserves the context only, as vLLM admits a request, and lets
             the engine preempt when the running chunks outgrow its KV; above 1 keeps headroom for later chunks.
-            An ablation knob: on the simulated CPU bench shapes 1.0 was best or tied (see the README).
+            An ablation knob: on the simulated CPU bench shapes 1.0 was best or tied (docs/kv_pressure.md).
         continuation: ``"first"``: a request whose chunk just completed gets its next chunk before any waiting
             request, on the engine that holds its KV, as long as its *expected* KV fits there (contexts plus half
             of the in-flight growth), even if its full reservation over-commits the engine (a chunk boundary
