@@ -22,43 +22,34 @@ by ``configs/seer.yaml``) builds :class:`SeerAgentLoopManagerTQ` here (``SeerAge
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
 import ray
 from omegaconf import OmegaConf
-from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
+from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.utils import tensordict_utils as tu
 
 from seer_verl.integration.agent_worker import SeerAgentLoopWorker
 from seer_verl.integration.launch import max_model_len_of, seer_timing, start_service
 from seer_verl.integration.rollout_checks import check_rows
+from seer_verl.replay.agent_loop_v1 import ReplayAgentLoopWorkerTQ
 
 __all__ = ["SeerAgentLoopManagerTQ", "SeerAgentLoopWorkerTQ", "SeerReplayBuffer"]
-
-logger = logging.getLogger(__name__)
 
 #: the TensorDict key carrying each prompt's first row in the Seer batch (popped before the agent loop sees it)
 ROW_KEY = "__seer_row__"
 
-_TQWorker = AgentLoopWorkerTQ.__ray_metadata__.modified_class.__ray_actor_class__  # the class behind @ray.remote
-
-
-class SeerAgentLoopWorkerTQ(SeerAgentLoopWorker, _TQWorker):
-    """verl's TransferQueue agent-loop worker; each session knows its Seer row and its replay rank."""
+class SeerAgentLoopWorkerTQ(SeerAgentLoopWorker, ReplayAgentLoopWorkerTQ):
+    """verl's TransferQueue agent-loop worker; each session knows its Seer row and (from
+    :class:`~seer_verl.replay.agent_loop_v1.ReplayAgentLoopWorkerTQ`) its replay rank."""
 
     def _seer_row(self, kwargs: dict[str, Any]) -> int:
         if ROW_KEY not in kwargs:
             raise RuntimeError(f"SeerAgentLoopWorkerTQ: the batch has no {ROW_KEY!r}; run it under "
                                "SeerAgentLoopManagerTQ")
         return int(kwargs.pop(ROW_KEY)) + int(kwargs["session_id"])
-
-    async def _run_agent_loop(self, sampling_params: dict[str, Any], trajectory: dict[str, Any], **kwargs: Any
-                              ) -> Any:
-        trajectory = {**trajectory, "rollout_n": int(kwargs["session_id"])}  # V1 leaves it 0 for every session
-        return await super()._run_agent_loop(sampling_params, trajectory, **kwargs)
 
 
 class SeerAgentLoopManagerTQ(AgentLoopManagerTQ):
@@ -79,7 +70,6 @@ class SeerAgentLoopManagerTQ(AgentLoopManagerTQ):
         self.seer_last: dict[str, Any] = {}
         self._open_rows = 0  # rows of the open Seer batch (0: none open)
         self._open_validate = False
-        self._metrics: dict[str, dict[str, float]] = {}  # partition ("train" / "val") -> last finished batch's
         super().__init__(config, client, teacher_client, reward_loop_worker_handles)
         self.agent_loop_workers_class = ray.remote(SeerAgentLoopWorkerTQ)  # AgentLoopManagerTQ sets its own first
         SeerAgentLoopManagerTQ.current = self
@@ -115,11 +105,9 @@ class SeerAgentLoopManagerTQ(AgentLoopManagerTQ):
         """End the open Seer batch (every sample has been answered); return its ``seer/*`` metrics."""
         if not self._open_rows:
             return {}
-        partition = "val" if self._open_validate else "train"
         self._open_rows = 0
         self.seer_last = ray.get(self.seer_service.end_batch.remote())
-        self._metrics[partition] = seer_timing(self.seer_last)
-        return self._metrics[partition]
+        return seer_timing(self.seer_last)
 
 
 class SeerReplayBuffer(ReplayBuffer):

@@ -189,7 +189,6 @@ class SeerRolloutService:
                        "started": None, "late_rows": 0}
         self._rows = {}
         self._calls = {}
-        self._last_engine: dict[int, int] = {}
         self._runner = None
         self._last = {}
         self._failures = []
@@ -331,9 +330,12 @@ class SeerRolloutService:
         if call.turn == 0:
             b["late_rows"] += 1
         true_len = b["true_lens"][call.row] if b["true_lens"] is not None and call.turn == 0 else None
+        # the engine of the sample's previous turn holds the conversation's prefix (add_request ignores it if lost)
+        prev = self._calls[call.row][call.turn - 1] if call.turn > 0 else None
+        engine = prev.intervals[-1][0] if prev is not None and prev.intervals else None
         try:
-            req = ctl.add_request(b["groups"][call.row], len(call.prompt_ids), call.budget,
-                                  engine=self._last_engine.get(call.row), true_len=true_len)
+            req = ctl.add_request(b["groups"][call.row], len(call.prompt_ids), call.budget, engine=engine,
+                                  true_len=true_len)
         except NoEngineError as exc:
             err: Exception = (EngineLossError(self._loss_message(str(exc))) if self._dead
                               else SampleError(f"row {call.row} (turn {call.turn}): {exc}"))
@@ -483,7 +485,6 @@ class SeerRolloutService:
             ) from outcome.error
         row.intervals.append((d.engine_id, outcome.t0, outcome.t1))
         self._last_ok[d.engine_id] = outcome.t1
-        self._last_engine[row.row] = d.engine_id
         row.extra_fields = outcome.extra
         tokens = outcome.tokens
         stopped = len(tokens) < d.max_tokens or (len(tokens) > 0 and tokens[-1] in row.stop_ids)
@@ -516,9 +517,6 @@ class SeerRolloutService:
             self._record_failure(eid, reason, t, [])
             raise EngineLossError(self._loss_message(str(exc))) from exc
         self._record_failure(eid, reason, t, [self._rows[r].row for r in requeued])
-        for row, e in list(self._last_engine.items()):
-            if e == eid:
-                del self._last_engine[row]
 
     def _record_failure(self, eid: int, reason: str, t: float, requeued: list[int]) -> None:
         b = self._batch
