@@ -95,7 +95,7 @@ def _drive(groups, max_tokens, lens, tool, prompt, late, engines, config, seed, 
         if not inflight:
             if not pending_late and not next_turn:
                 break
-            assert ctl.done or ctl.num_waiting == 0 or False, "requests wait with nothing in flight"
+            assert ctl.num_waiting == 0, "requests wait with nothing in flight"
             continue
         did = rng.choice(list(inflight))
         d = inflight.pop(did)

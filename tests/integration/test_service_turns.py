@@ -15,7 +15,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_service_faults import EOS, greedy, make_service, prompts_for
+from test_service_faults import greedy, make_service, prompts_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -151,4 +151,3 @@ def test_random_multi_turn_batches(n, chunk, n_engines, seed, policy):
         assert sorted(last["records"]) == [i for i in range(n) if turns[i]]
     else:
         assert last == {}
-    assert EOS  # the fake model ends samples with EOS as well as at max_tokens
