@@ -32,14 +32,15 @@ def test_t1_samples_indistinguishable_with_grouped_sd(cpu_environment, smollm2_m
 
 def test_replay_makes_sd_token_identical_and_catches_a_biased_verifier(cpu_environment, smollm2_model, arith_dataset,
                                                                        tmp_path):
-    # replayable sampling: SD on, and SD off with every sample split in two requests and the batch reversed, give
-    # the SD-off tokens (up to counted numeric flips); a verifier that also accepts 10% of mismatching draft tokens
-    # must be rejected (p < 0.01) at this size
+    # replayable sampling: SD on gives the SD-off tokens (up to counted numeric flips); a verifier that also
+    # accepts 10% of mismatching draft tokens must be rejected (p < 0.01) at this size. The split/reversed draw
+    # (`seer-verl lossless --replay` runs it) is left out here: test_grpo_trainer checks chunked Seer against
+    # stock verl token for token, and one engine start less keeps CI short
     from seer_verl.spec.lossless_check import run_identity_check
 
     rep = run_identity_check(model=smollm2_model, num_prompts=2, n=16, max_tokens=48, temperature=1.0,
-                             out_dir=tmp_path)
+                             split_check=False, out_dir=tmp_path)
     assert rep["sd_totals"]["accepted_tokens"] > 0, rep["sd_totals"]
-    assert rep["on"]["share"] >= 0.95 and rep["split_reversed"]["share"] >= 0.95, (rep["on"], rep["split_reversed"])
+    assert rep["on"]["share"] >= 0.95 and "split_reversed" not in rep, rep["on"]
     assert rep["passed"]
     assert rep["power_rejects"] and rep["biased_verifier"]["p"] < 0.01, rep["biased_verifier"]
