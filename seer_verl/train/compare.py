@@ -9,7 +9,9 @@ the per-step metrics land in ``<out>/<config>_seed<S>.jsonl``. The summary (``<o
 and plots (``iteration_time.png``, ``reward.png``) are written next to them. Ratios average iterations 2..N
 (iteration 1 includes one-time warm-up). The parity table compares reward, response length and
 ``training/rollout_probs_diff_mean`` of every config with the baseline's seed-to-seed spread (run-to-run noise);
-``--report-only`` rebuilds everything from the ``.jsonl`` files of earlier runs, ``--wandb`` adds wandb (offline).
+``--report-only`` rebuilds everything from the ``.jsonl`` files of earlier runs, ``--wandb`` adds wandb (offline,
+under ``<out>/wandb``), ``--tensorboard`` tensorboard (``<out>/tensorboard``). The screen shows one line per run
+and a live progress line (iteration, last step and rollout time); verl's output goes to ``<out>/<config>_seed<S>.log``.
 
 ``--replay-seed N`` runs every config with replayable sampling (:mod:`seer_verl.replay`; stock verl through
 ``ReplayAgentLoopManager``): iteration k of every run trains on the same samples, so the iterations pair up. The
@@ -38,22 +40,60 @@ PER_TOKEN_KEYS = ("timing_per_token_ms/gen", "timing_per_token_ms/update_actor",
 CURVE_KEYS = ("critic/score/mean", "response_length/mean", "training/rollout_probs_diff_mean")
 
 
-def run_one(config: str, seed: int, steps: int, out: Path, extra: list[str]) -> list[dict[str, Any]]:
+class TrainingProgress:
+    """A rich renderable, the live line of one training run: ``grpo_seer seed 0  iteration 2/3  last step 29.2 s
+    (gen 14.2 s)  95 s`` (iterations from the metrics verl's file logger appends after every step)."""
+
+    def __init__(self, label: str, steps: int, metrics: Path) -> None:
+        self.label, self.steps, self.metrics = label, steps, metrics
+        self._t0 = time.time()
+
+    def text(self) -> str:
+        rows = _read_jsonl(self.metrics)
+        last = ""
+        if rows:
+            r = rows[-1]
+            last = f"  last step {float(r.get('timing_s/step', 0)):.1f} s (gen {float(r.get('timing_s/gen', 0)):.1f} s)"
+        return (f"{self.label}  iteration {min(len(rows) + 1, self.steps)}/{self.steps}{last}  "
+                f"{time.time() - self._t0:.0f} s")
+
+    def __rich__(self) -> Any:
+        from rich.spinner import Spinner
+
+        return Spinner("dots", text=self.text())
+
+
+def run_one(config: str, seed: int, steps: int, out: Path, extra: list[str], loggers: tuple[str, ...] = (),
+            console: Any = None) -> list[dict[str, Any]]:
+    """One verl training run: stdout/stderr to ``<out>/<config>_seed<S>.log`` (named on screen), a live progress
+    line, metrics to ``<out>/<config>_seed<S>.jsonl``; ``loggers``: verl loggers beside console and file (wandb
+    offline under ``<out>/wandb``, tensorboard under ``<out>/tensorboard/<config>_seed<S>``)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = console or Console()
     metrics = out / f"{config}_seed{seed}.jsonl"
     metrics.unlink(missing_ok=True)
     log = out / f"{config}_seed{seed}.log"
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics))
+    if "wandb" in loggers:
+        env.setdefault("WANDB_MODE", "offline")
+        env.setdefault("WANDB_DIR", str(out))
+    if "tensorboard" in loggers:
+        env["TENSORBOARD_DIR"] = str(out / "tensorboard" / f"{config}_seed{seed}")
     cmd = ["bash", str(ROOT / "recipes" / "run_verl.sh"), config, f"trainer.total_training_steps={steps}",
-           f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}", "trainer.logger=[console,file]",
+           f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}",
+           f"trainer.logger=[{','.join(['console', 'file', *loggers])}]",
            f"trainer.experiment_name={config}_seed{seed}", *extra]
-    # a later trainer.logger in ``extra`` (--wandb) wins over the default above
+    console.print(f"{config} seed {seed}: training {steps} iterations; verl output: {log}")
     t0 = time.time()
-    with open(log, "w") as f:
+    progress = TrainingProgress(f"{config} seed {seed}", steps, metrics)
+    with open(log, "w") as f, Live(progress, console=console, refresh_per_second=2, transient=True):
         r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=out)
     if r.returncode != 0:
         raise RuntimeError(f"{config} seed {seed} failed (exit {r.returncode}); see {log}")
     steps_out = _logged(out, config, seed)
-    print(f"{config} seed {seed}: {len(steps_out)} iterations in {time.time() - t0:.0f} s", flush=True)
+    console.print(f"{config} seed {seed}: {len(steps_out)} iterations in {time.time() - t0:.0f} s")
     return steps_out
 
 
@@ -236,11 +276,23 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
-def _logged(out: Path, config: str, seed: int) -> list[dict[str, Any]]:
-    f = out / f"{config}_seed{seed}.jsonl"
+def _read_jsonl(f: Path) -> list[dict[str, Any]]:
+    """verl's file-logger records (``{"step": k, "data": {...}}`` per line), the metrics of each; a line still
+    being written is skipped."""
     if not f.is_file():
         return []
-    return [r.get("data", r) for r in (json.loads(x) for x in f.read_text().splitlines() if x.strip())]
+    rows = []
+    for line in f.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        rows.append(r.get("data", r))
+    return rows
+
+
+def _logged(out: Path, config: str, seed: int) -> list[dict[str, Any]]:
+    return _read_jsonl(out / f"{config}_seed{seed}.jsonl")
 
 
 def load_runs(out: Path, configs: list[str], seeds: list[int]) -> dict[str, dict[int, list[dict[str, Any]]]]:
@@ -330,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="no training: rebuild the table, parity summary and plots from the runs already in --out")
     p.add_argument("--wandb", action="store_true", help="also log to wandb, offline (WANDB_MODE=offline) under --out")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to tensorboard, under <out>/tensorboard/<config>_seed<S>")
     p.add_argument("--replay-seed", type=int, default=None,
                    help="replayable sampling in every run (same samples per iteration): paired ratios, identity")
     p.add_argument("--resume", action="store_true",
@@ -356,10 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         runs = load_runs(out, configs, seeds)
     else:
-        if args.wandb:
-            extra = ["trainer.logger=[console,file,wandb]", *extra]
-            os.environ.setdefault("WANDB_MODE", "offline")
-            os.environ.setdefault("WANDB_DIR", str(out))
+        loggers = tuple(name for name, on in (("wandb", args.wandb), ("tensorboard", args.tensorboard)) if on)
         runs = {}
         for seed in seeds:
             for c in configs:
@@ -369,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.setdefault(c, {})[seed] = done[:args.steps]
                     continue
                 replay = [] if args.replay_seed is None else replay_overrides(c, args.replay_seed)
-                runs.setdefault(c, {})[seed] = run_one(c, seed, args.steps, out, [*replay, *extra])
+                runs.setdefault(c, {})[seed] = run_one(c, seed, args.steps, out, [*replay, *extra], loggers)
     summary = summarize(runs)
     summary["replay_seed"] = args.replay_seed
     (out / "compare.json").write_text(json.dumps(summary, indent=1, default=float))

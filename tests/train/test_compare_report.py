@@ -63,3 +63,17 @@ def test_replay_overrides_switch_stock_to_the_replay_manager():
     assert replay_overrides("grpo_seer", 5) == ["++seer.replay_seed=5"]
     assert replay_overrides("grpo_stock", 5) == [
         "++seer.replay_seed=5", f"++actor_rollout_ref.rollout.agent.agent_loop_manager_class={STOCK_REPLAY_MANAGER}"]
+
+
+def test_progress_line_follows_the_metrics_verl_appends(tmp_path):
+    from seer_verl.train.compare import TrainingProgress
+
+    metrics = tmp_path / "grpo_seer_seed0.jsonl"
+    prog = TrainingProgress("grpo_seer seed 0", 3, metrics)
+    assert "iteration 1/3" in prog.text() and "last step" not in prog.text()  # nothing logged yet
+    metrics.write_text(json.dumps({"step": 1, "data": {"timing_s/step": 57.2, "timing_s/gen": 16.0}}) + "\n")
+    assert "iteration 2/3  last step 57.2 s (gen 16.0 s)" in prog.text()
+    with metrics.open("a") as f:  # the next record, half written: still iteration 2
+        f.write(json.dumps({"step": 2, "data": {"timing_s/step": 29.2, "timing_s/gen": 14.2}}) + "\n")
+        f.write('{"step": 3, "data": {"timing_s')
+    assert "iteration 3/3  last step 29.2 s (gen 14.2 s)" in prog.text()
