@@ -456,9 +456,7 @@ class SimEngine:
 
     def _record(self, now: float) -> None:
         if now - self._last_tl >= self.timeline_dt:
-            kv = sum(self.blocks_for(s.computed) for s in self.running) / max(self.cap_blocks, 1)
+            kv = self.used_blocks() / max(self.cap_blocks, 1)
             self.stats.timeline.append((now, len(self.running), len(self.waiting), kv, 0.0))
             self._last_tl = now
 
-    def recompute_tokens_of(self, s: SimSeq) -> int:
-        return s.prefill_tokens

@@ -143,13 +143,8 @@ class SeerDriver(_Base):
                                  starvation_bound=w.starvation_bound, kv_reserve=w.kv_reserve,
                                  continuation=w.continuation)
         self.ctrl = RolloutController(self.buffer, engines, self.config)
-        self.started_in_group: dict[int, int] = {}
         self.finished_in_group: dict[int, int] = {}
-        self.has_started = [False] * w.num_requests
         self.dispatch_calls = 0
-
-    def siblings_started(self, s: SimSeq) -> int:
-        return self.started_in_group.get(s.group_id, 0) - (1 if self.has_started[s.req_id] else 0)
 
     def siblings_finished(self, s: SimSeq) -> int:
         """Complete sibling responses in the group's draft tree: the references of paper Table 2 / our replay."""
@@ -169,9 +164,6 @@ class SeerDriver(_Base):
             if w.kv_pool and req.engine is not None and req.engine != d.engine_id:
                 pool = d.context_len - 1  # prefix KV pulled from the global pool (paper's Mooncake)
             s = SimSeq(d.req_id, req.group_id, d.context_len, k, req.is_probe, (d, stopped), pool, d.priority)
-            if not self.has_started[d.req_id]:
-                self.has_started[d.req_id] = True
-                self.started_in_group[req.group_id] = self.started_in_group.get(req.group_id, 0) + 1
             loop.submit(d.engine_id, s)
 
     def start(self, loop: EventLoop) -> None:

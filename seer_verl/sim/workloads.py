@@ -10,9 +10,10 @@ Paper workloads (seer_paper.md §1, §6.1 Table 3; the numbers are the paper's, 
 
 Lengths: each group draws a latent log-length ``mu + sigma_g * z_g``; each response draws
 ``exp(mu + sigma_g * z_g + sigma_r * e)``, rounded, at least 1, truncated at ``max_tokens`` (the response hits
-the cap: finish reason "length"). ``sigma_g = 0.8`` (between-group spread: the heavy tail of Fig. 2, outputs from
-a few hundred tokens to the cap) and ``sigma_r = 0.5`` (within-group spread; lengths strongly correlated
-within a group, Fig. 4: log-length correlation 0.72) are fixed once for all three tasks, not fitted per task;
+the cap: finish reason "length"). ``sigma_g = 1.0`` (:data:`SIGMA_G`, between-group spread: the heavy tail of
+Fig. 2, outputs from a few hundred tokens to the cap) and ``sigma_r = 0.3`` (:data:`SIGMA_R`, within-group spread:
+lengths strongly correlated within a group as in Fig. 4; log-length correlation 1 / (1 + 0.3²) = 0.92 before
+truncation) are fixed once for all three tasks, not fitted per task (``sigma_g=`` / ``sigma_r=`` override them);
 ``mu`` is solved by bisection so that the mean of the truncated lengths equals the paper's mean. Prompts: one
 length per group, log-normal around 400 (math) / 1,500 (vision-language, image tokens) / 600 tokens.
 

@@ -67,9 +67,6 @@ class GroupedDraftServer:
 
         return ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(cls)
 
-    def ping(self) -> bool:
-        return True
-
     def register_group(self, gid: str, ttl_s: float | None = None) -> None:
         self._logs.setdefault(gid, {})
         self.trees.register_group(gid)
@@ -161,11 +158,6 @@ class DraftClient:
         """The engine itself produced response positions ``..end`` of this sibling: it already has them."""
         g = self.known.setdefault(gid, {})
         g[sibling] = max(g.get(sibling, 0), end)
-
-    def retire(self, gids: list[str]) -> None:
-        for gid in gids:
-            self.active.discard(gid)
-            self.known.pop(gid, None)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())

@@ -70,15 +70,6 @@ class LazyQueue:
                 return entry[2]
         return None
 
-    def peek(self) -> int | None:
-        """The req_id :meth:`pop` would return, without removing it."""
-        heap = self._heap
-        while heap:
-            if self._valid(heap[0]):
-                return heap[0][2]
-            heapq.heappop(heap)
-        return None
-
     def discard(self, req_id: int) -> None:
         """Remove ``req_id`` if filed (O(1); its heap entries become stale)."""
         self._live.pop(req_id, None)
