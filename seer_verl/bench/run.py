@@ -181,7 +181,7 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
     from seer_verl.bench.policies import POLICIES
     from seer_verl.integration.engines import EngineMonitor
 
-    records_fn = POLICIES[policy][1]
+    records_fn = POLICIES[policy].records
     ray.get(lb.pop_events.remote())  # drop anything recorded before this run
     # every policy starts from a cold prefix cache (no run reuses KV an earlier run left on the engines)
     ray.get([h.clear_kv_cache.remote() for h in handles], timeout=120)
@@ -236,14 +236,14 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
 def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
-    from seer_verl.bench.policies import NEEDS_TRUE_LENGTHS, POLICIES
+    from seer_verl.bench.policies import POLICIES
     from seer_verl.paths import cpu_env
 
     cfg = bcfg.compose_bench_config(list(argv or []))
-    bcfg.validate(cfg, available=tuple(p for p in bcfg.KNOWN_POLICIES if p in POLICIES))
-    for p in NEEDS_TRUE_LENGTHS:
+    bcfg.validate(cfg, available=tuple(POLICIES))
+    for p in [q for q, arm in POLICIES.items() if arm.needs_true_lengths]:
         pol = list(cfg.policies)
-        if p in pol and not any(POLICIES[q][2] in ("plain", "priority") for q in pol[:pol.index(p)]):
+        if p in pol and not any(POLICIES[q].profile in ("plain", "priority") for q in pol[:pol.index(p)]):
             raise bcfg.BenchConfigError(
                 f"policies={pol}: {p!r} orders requests by lengths recorded in an earlier run of the same bench; "
                 f"list another policy without speculation (e.g. stock) before it"
@@ -371,7 +371,8 @@ def engine_segments(policies: list[str], repeats: int) -> list[tuple[str, list[t
     plan: list[tuple[str, list[tuple[int, str]]]] = []
     for rep in range(repeats):
         for profile in (PROFILES if rep % 2 == 0 else PROFILES[::-1]):
-            todo = [(rep, p) for p in (policies if rep % 2 == 0 else policies[::-1]) if POLICIES[p][2] == profile]
+            order = policies if rep % 2 == 0 else policies[::-1]
+            todo = [(rep, p) for p in order if POLICIES[p].profile == profile]
             if not todo and not (profile == "plain" and rep == 0):
                 continue
             if plan and plan[-1][0] == profile:
@@ -402,17 +403,17 @@ def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, An
     import ray
 
     from seer_verl.bench.calibrate import lower_bound_s
-    from seer_verl.bench.policies import NEEDS_TRUE_LENGTHS, POLICIES
+    from seer_verl.bench.policies import POLICIES
 
-    make_manager = POLICIES[policy][0]
+    arm = POLICIES[policy]
     true_lens = None
-    if policy in NEEDS_TRUE_LENGTHS:  # lengths of the same rows from the earliest run of this bench
+    if arm.needs_true_lengths:  # lengths of the same rows from the earliest run of this bench
         true_lens = [q["length"] for q in runs[0]["requests"]]
-    if POLICIES[policy][2] == "seer_sd":  # every policy starts from freshly started drafters (off, no evidence)
+    if arm.profile == "seer_sd":  # every policy starts from freshly started drafters (off, no evidence)
         from seer_verl.spec.coordinator import engine_rpc_sync
 
         engine_rpc_sync(handles, "seer_sd_reset")
-    manager = make_manager(verl_cfg, servers, seer_cfg, true_lens)
+    manager = arm.make(verl_cfg, servers, seer_cfg, true_lens)
     # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
     ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
     r = run_one(policy, manager, batch, handles, lb, addresses, cfg, console, label)
@@ -421,7 +422,7 @@ def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, An
             ray.kill(actor)
     r["lower_bound_s"] = lower_bound_s(r["total_tokens"], r["max_length"], cal)
     r["wall_over_lower_bound"] = r["wall_s"] / r["lower_bound_s"]
-    r["engine_profile"] = POLICIES[policy][2]
+    r["engine_profile"] = arm.profile
     console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} tokens "
                   f"{r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
     return r

@@ -23,6 +23,7 @@ from typing import Any
 
 from seer_verl.core import EngineState, RequestBuffer, RolloutController, SeerConfig
 from seer_verl.core.draft_budget import mba_allocate
+from seer_verl.core.policies import POLICY_NAMES
 
 from .engine import SimEngine, SimSeq, SpecConfig
 from .events import EventLoop
@@ -30,7 +31,8 @@ from .workloads import Workload
 
 __all__ = ["POLICIES", "SeerDriver", "StockDriver", "TokenCount", "make_spec"]
 
-POLICIES = ("stock", "divided", "seer", "seer_sd", "oracle")
+#: stock verl, every scheduling policy registered in the core (driven by the real controller), and ``seer_sd``
+POLICIES: tuple[str, ...] = ("stock", *POLICY_NAMES, "seer_sd")
 
 
 class TokenCount:
