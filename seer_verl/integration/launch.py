@@ -5,10 +5,12 @@ summary into ``seer/*`` metrics."""
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from typing import Any
 
 import ray
 
+from seer_verl.core.stats import RolloutStats
 from seer_verl.integration.client import SeerLLMServerClient
 from seer_verl.integration.engines import kv_capacity, servers_of
 from seer_verl.integration.rollout_checks import seer_config_of, validate_rollout_config
@@ -94,10 +96,8 @@ def seer_timing(last: dict[str, Any]) -> dict[str, float]:
         "seer/decision_s": float(last["decision_s"]),
         "seer/decision_ms_per_dispatch": 1e3 * last["decision_s"] / max(1, m["dispatches"]),
     }
-    for k in ("dispatches", "chunks_completed", "probe_dispatches", "starvation_picks", "affinity_hits",
-              "affinity_misses", "hol_skips", "finished_stop", "finished_length", "requests_redispatched",
-              "engine_failures", "chunks_discarded", "max_passed_over", "continuations"):
-        t[f"seer/{k}"] = float(m[k])
+    for f in fields(RolloutStats):  # every counter of the batch
+        t[f"seer/{f.name}"] = float(m[f.name])
     for k in ("requests", "late_rows", "admission_s"):  # generate calls (turns), rows that joined late, wait
         if k in last:
             t[f"seer/{k}"] = float(last[k])
