@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from seer_verl.core import EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
+from seer_verl.core import Dispatch, EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
 from seer_verl.spec.config import SpecConfig
 from seer_verl.spec.coordinator import GroupedSpeculation
 
@@ -483,7 +483,7 @@ class SeerRolloutService:
             running[asyncio.create_task(self._chunk(ctl, d))] = d
         self._decision_s += time.perf_counter() - t
 
-    def _on_outcome(self, ctl: RolloutController, d: Any, outcome: Any, running: dict[asyncio.Task, Any]) -> None:
+    def _on_outcome(self, ctl: RolloutController, d: Dispatch, outcome: Any, running: dict[asyncio.Task, Any]) -> None:
         if not ctl.is_live(d):  # its engine was declared lost while it ran: the request was re-queued
             return
         row = self._rows[d.req_id]
@@ -588,7 +588,7 @@ class SeerRolloutService:
 
     # -- one chunk on one engine ----------------------------------------------------------------------------------
 
-    async def _chunk(self, ctl: RolloutController, d: Any) -> _ChunkDone | _EngineLost | _ChunkFailed:
+    async def _chunk(self, ctl: RolloutController, d: Dispatch) -> _ChunkDone | _EngineLost | _ChunkFailed:
         """Run one chunk; classify a failure as the engine's (lost) or the sample's own. Never raises."""
         req = ctl.request(d.req_id)
         row = self._rows[d.req_id]
@@ -619,7 +619,7 @@ class SeerRolloutService:
         logprobs = list(out.log_probs or []) if sp.get("logprobs") else [0.0] * len(tokens)
         return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, t1)
 
-    async def _call(self, d: Any, prompt: list[int], sp: dict[str, Any], request_id: str) -> Any:
+    async def _call(self, d: Dispatch, prompt: list[int], sp: dict[str, Any], request_id: str) -> Any:
         # priority: the request's start rank; engines with scheduling_policy=priority serve older requests first
         return await self._handles[d.engine_id].generate.remote(
             prompt_ids=prompt, sampling_params=sp, request_id=request_id, priority=d.priority)

@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any
 
+from seer_verl.core import Dispatch, RolloutRequest
 from seer_verl.spec.config import SpecConfig
 from seer_verl.spec.draft_server import DraftClient, GroupedDraftServer
 from seer_verl.spec.request_tag import format_request_id
@@ -117,7 +118,7 @@ class GroupedSpeculation:
             return await engine_rpc(self.handles[e], method, args)
         return push
 
-    def request_id(self, d: Any, req: Any) -> str:
+    def request_id(self, d: Dispatch, req: RolloutRequest) -> str:
         """vLLM request id of a dispatched chunk (carries the group tag); registers the group with the engine's
         draft client."""
         gid = f"b{self.batch_no}g{req.group_id}"
