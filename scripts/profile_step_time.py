@@ -270,7 +270,7 @@ def profile_cpu_sd(out: Path, kv_gib: float, quick: bool) -> None:
 
     from seer_verl.core.step_time import StepTimeModel
     from seer_verl.prepare import model as pm
-    from seer_verl.spec.config import WORKER_EXTENSION
+    from seer_verl.speculative.config import WORKER_EXTENSION
 
     model_dir = str(pm.build_smollm2())
     t0 = time.time()
@@ -415,7 +415,7 @@ def _sd_overhead_one(engine_kind: str, kv_gib: float, repeats: int) -> dict:
     from vllm import LLM, SamplingParams
 
     from seer_verl.prepare import model as pm
-    from seer_verl.spec.config import WORKER_EXTENSION
+    from seer_verl.speculative.config import WORKER_EXTENSION
 
     extra: dict = {
         "plain": {},

@@ -69,13 +69,13 @@ def _dispatch_bench(argv: list[str]) -> int:
 
 
 def _replay(argv: list[str]) -> int:
-    from seer_verl.spec.replay import main
+    from seer_verl.speculative_tools.acceptance_replay import main
 
     return main(argv)
 
 
 def _lossless(argv: list[str]) -> int:
-    from seer_verl.spec.lossless_check import main
+    from seer_verl.speculative_tools.lossless_check import main
 
     return main(argv)
 

@@ -112,7 +112,7 @@ PROFILES = ("plain", "priority", "seer_sd", "suffix")
 
 def engine_overrides(profile: str, gamma_max: int) -> list[str]:
     """Hydra overrides of verl's rollout config that start the engines of ``profile``."""
-    from seer_verl.spec.config import WORKER_EXTENSION
+    from seer_verl.speculative.config import WORKER_EXTENSION
 
     kw = "actor_rollout_ref.rollout.engine_kwargs.vllm"
     spec = f"{{method:suffix,num_speculative_tokens:{gamma_max},suffix_decoding_max_tree_depth:64}}"

@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"list another policy without speculation (e.g. stock) before it"
             )
     from seer_verl.core import SeerConfig
-    from seer_verl.spec.config import SpecConfig
+    from seer_verl.speculative.config import SpecConfig
 
     try:
         seer_values = OmegaConf.to_container(cfg.seer, resolve=True)
@@ -434,7 +434,7 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
     if arm.needs_true_lengths:  # lengths of the same rows from the earliest run of this bench
         true_lens = [q["length"] for q in session.runs[0]["requests"]]
     if arm.profile == "seer_sd":  # every policy starts from freshly started drafters (off, no evidence)
-        from seer_verl.spec.coordinator import engine_rpc_sync
+        from seer_verl.speculative.coordinator import engine_rpc_sync
 
         engine_rpc_sync(engines.handles, "seer_sd_reset")
     manager = arm.make(verl_cfg, engines.servers, session.seer_cfg, true_lens)

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from seer_verl.core import SeerConfig
 from seer_verl.replay.keys import check_replay_seed
-from seer_verl.spec.config import SpecConfig, check_engine_kwargs
+from seer_verl.speculative.config import SpecConfig, check_engine_kwargs
 
 __all__ = ["check_rows", "seer_config_of", "validate_rollout_config"]
 

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seer_verl.core import Dispatch, EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
-from seer_verl.spec.config import SpecConfig
-from seer_verl.spec.coordinator import GroupedSpeculation
+from seer_verl.speculative.config import SpecConfig
+from seer_verl.speculative.coordinator import GroupedSpeculation
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Workflow (the paper's four steps, mapped onto verl's processes):
    safety net) and every ``sync_interval_s`` pulls the *increments* past its local cache state
    (``known[(gid, sibling)] = tokens already on the engine``) with :meth:`GroupedDraftServer.fetch`, then pushes
    them into the engine worker's local trees (``collective_rpc("seer_sd_apply")``), off the decode critical path.
-4. **Local speculation.** The engine's :class:`~seer_verl.spec.proposer.GroupSuffixProposer` drafts from its local
+4. **Local speculation.** The engine's :class:`~seer_verl.speculative.proposer.GroupSuffixProposer` drafts from its local
    trees every step; its own requests' tokens enter those trees live.
 
 The server is stateless towards clients (each fetch carries the client's cache state), so a restarted server
@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from seer_verl.spec.group_tree import GroupDraftTrees
+from seer_verl.speculative.group_tree import GroupDraftTrees
 
 __all__ = ["GroupedDraftServer", "DraftClient", "Increment"]
 

@@ -1,8 +1,8 @@
 """Service-side part of grouped speculation: engine RPCs, the draft server, the per-engine draft clients, metrics.
 
 The Seer rollout service owns one :class:`GroupedSpeculation` when ``seer.spec.enabled``. It names each chunk with
-the group tag the engine drafter reads (:mod:`seer_verl.spec.request_tag`), feeds every completed chunk to the
-draft server (DGDS), runs one :class:`~seer_verl.spec.draft_server.DraftClient` per engine during a batch, and at
+the group tag the engine drafter reads (:mod:`seer_verl.speculative.request_tag`), feeds every completed chunk to the
+draft server (DGDS), runs one :class:`~seer_verl.speculative.draft_server.DraftClient` per engine during a batch, and at
 the end of the batch releases the batch's groups everywhere and turns the engines' step logs into ``seer/sd_*``
 metrics, split into the bulk and the tail phase (tail = after 90% of the samples finished, as in the bench).
 """
@@ -15,9 +15,9 @@ import os
 from typing import Any
 
 from seer_verl.core import Dispatch, RolloutRequest
-from seer_verl.spec.config import SpecConfig
-from seer_verl.spec.draft_server import DraftClient, GroupedDraftServer
-from seer_verl.spec.request_tag import format_request_id
+from seer_verl.speculative.config import SpecConfig
+from seer_verl.speculative.draft_server import DraftClient, GroupedDraftServer
+from seer_verl.speculative.request_tag import format_request_id
 
 __all__ = ["GroupedSpeculation", "engine_rpc", "sd_metrics"]
 
