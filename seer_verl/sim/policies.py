@@ -25,7 +25,7 @@ from seer_verl.core import EngineState, RequestBuffer, RolloutController, SeerCo
 from seer_verl.core.draft_budget import mba_allocate
 from seer_verl.core.policies import POLICY_NAMES
 
-from .engine import SimEngine, SimSeq, SpecConfig
+from .engine import SimEngine, SimSeq, SimSpeculation
 from .events import EventLoop
 from .workloads import Workload
 
@@ -183,7 +183,7 @@ class SeerDriver(_Base):
         self._dispatch(loop)
 
 
-def make_spec(w: Workload, driver: SeerDriver) -> SpecConfig:
+def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
     """Speculative decoding for ``seer_sd``: MBA draft budgets (core) + the sibling-aware acceptance model."""
     acc = w.acceptance
     gmax, lam = w.gamma_max, w.lam
@@ -217,4 +217,4 @@ def make_spec(w: Workload, driver: SeerDriver) -> SpecConfig:
         p_l = mean_p(others) if others else p_h
         return mba_allocate(len(probes), len(others), [p_h] * gmax, gmax, lam, step_fn, draft_fn, [p_l] * gmax)
 
-    return SpecConfig(allocate=allocate, tau=tau, draft_s_per_token=w.draft_s_per_token)
+    return SimSpeculation(allocate=allocate, tau=tau, draft_s_per_token=w.draft_s_per_token)
