@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from seer_verl.backends import backend_of
 from seer_verl.core import Dispatch, EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
 from seer_verl.speculative.config import SpecConfig
 from seer_verl.speculative.coordinator import GroupedSpeculation
@@ -123,12 +124,6 @@ class _ChunkFailed:
     t1: float
 
 
-def engine_errored(server: Any) -> bool:
-    """Runs inside verl's vLLMHttpServer actor: True if vLLM's AsyncLLM reports its engine core dead."""
-    engine = getattr(server, "engine", None)
-    return bool(engine is None or engine.errored)
-
-
 def _is_actor_death(exc: BaseException) -> bool:
     """True if ``exc`` says the engine's server actor is gone (killed, crashed, its node lost)."""
     from ray.exceptions import RayActorError
@@ -163,7 +158,9 @@ class SeerRolloutService:
         eos_token_ids: list[int],
         max_inflight_per_engine: int | None = None,
         dead: dict[str, str] | None = None,
+        backend: str = "vllm",
     ) -> None:
+        self._backend = backend_of(backend)  # the engine seam (seer_verl.backends): health, RPC into the workers
         self._addresses = list(servers)
         self._handles = [servers[a] for a in self._addresses]
         self._engines = engines
@@ -175,7 +172,7 @@ class SeerRolloutService:
         self._spec = SpecConfig.from_mapping(cfg.pop("spec", None))
         self._config = SeerConfig.from_mapping(cfg)
         # adaptive grouped speculative decoding (seer.spec.enabled): request tags, draft server, draft clients
-        self._sd = GroupedSpeculation(self._spec, self._handles) if self._spec.enabled else None
+        self._sd = GroupedSpeculation(self._spec, self._handles, self._backend) if self._spec.enabled else None
         self._chunk_timeout_s = self._config.effective_chunk_timeout_s()
         self._health_timeout_s = float(self._config.health_timeout_s)
         self._eos = set(int(t) for t in eos_token_ids)
@@ -633,11 +630,11 @@ class SeerRolloutService:
         return _EngineLost(f"{why} after a chunk failed with {_short(exc, 160)}", t0, time.time())
 
     async def _health(self, eid: int) -> tuple[bool, str]:
-        """(healthy, why): the server actor answers within ``seer.health_timeout_s`` and vLLM's engine core is
-        not dead."""
+        """(healthy, why): the server actor answers within ``seer.health_timeout_s`` and its engine does not report
+        itself dead."""
 
         async def probe() -> bool:
-            return await self._handles[eid].__ray_call__.remote(engine_errored)
+            return await self._handles[eid].__ray_call__.remote(self._backend.errored_in_server)
 
         try:
             errored = await asyncio.wait_for(probe(), timeout=self._health_timeout_s)
@@ -646,5 +643,5 @@ class SeerRolloutService:
         except Exception as exc:  # noqa: BLE001
             return False, f"health check failed ({_short(exc, 160)})"
         if errored:
-            return False, "vLLM reports its engine core dead"
+            return False, f"the {self._backend.name} engine reports itself dead"
         return True, "healthy"

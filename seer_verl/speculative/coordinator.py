@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any
 
+from seer_verl.backends import VLLM, EngineBackend
 from seer_verl.core import Dispatch, RolloutRequest
 from seer_verl.speculative.config import SpecConfig
 from seer_verl.speculative.draft_server import DraftClient, GroupedDraftServer
@@ -24,32 +25,23 @@ __all__ = ["GroupedSpeculation", "engine_rpc", "sd_metrics"]
 logger = logging.getLogger(__name__)
 
 
-def _rpc_in_server(server: Any, method: str, args: tuple, timeout: float) -> list[Any]:
-    """Runs inside verl's vLLMHttpServer actor (via ``__ray_call__``, on a side thread): a ``collective_rpc`` on
-    the engine's workers, scheduled on the actor's event loop (where vLLM's AsyncLLM client lives)."""
-    engine = server.engine
-    handler = getattr(engine, "output_handler", None)
-    if handler is None:
-        raise RuntimeError("vLLM engine has no running output handler (not started in an event loop?)")
-    loop = handler.get_loop()
-    fut = asyncio.run_coroutine_threadsafe(engine.collective_rpc(method, timeout=timeout, args=args), loop)
-    return fut.result(timeout + 5)
+def _rpc_ref(handle: Any, method: str, args: tuple, timeout: float, backend: EngineBackend) -> Any:
+    return handle.__ray_call__.remote(backend.rpc_in_server, method, args, timeout)
 
 
-def _rpc_ref(handle: Any, method: str, args: tuple, timeout: float) -> Any:
-    return handle.__ray_call__.remote(_rpc_in_server, method, args, timeout)
+async def engine_rpc(handle: Any, method: str, args: tuple = (), timeout: float = 30.0,
+                     backend: EngineBackend = VLLM) -> list[Any]:
+    """``method(*args)`` on every worker of one rollout server's engine (Seer's worker extension); one result per
+    worker."""
+    return await _rpc_ref(handle, method, args, timeout, backend)
 
 
-async def engine_rpc(handle: Any, method: str, args: tuple = (), timeout: float = 30.0) -> list[Any]:
-    """``collective_rpc(method, args)`` on one rollout server's vLLM workers; returns one result per worker."""
-    return await _rpc_ref(handle, method, args, timeout)
-
-
-def engine_rpc_sync(handles: list[Any], method: str, args: tuple = (), timeout: float = 30.0) -> list[list[Any]]:
+def engine_rpc_sync(handles: list[Any], method: str, args: tuple = (), timeout: float = 30.0,
+                    backend: EngineBackend = VLLM) -> list[list[Any]]:
     """:func:`engine_rpc` on every engine, from synchronous code (e.g. the bench between policies)."""
     import ray
 
-    return ray.get([_rpc_ref(h, method, args, timeout) for h in handles], timeout=timeout + 30)
+    return ray.get([_rpc_ref(h, method, args, timeout, backend) for h in handles], timeout=timeout + 30)
 
 
 def sd_metrics(step_logs: list[list[tuple]], tail_start: float | None) -> dict[str, float]:
@@ -83,9 +75,10 @@ def sd_metrics(step_logs: list[list[tuple]], tail_start: float | None) -> dict[s
 class GroupedSpeculation:
     """Args: spec config, the engines' server handles (service order)."""
 
-    def __init__(self, spec: SpecConfig, handles: list[Any]) -> None:
+    def __init__(self, spec: SpecConfig, handles: list[Any], backend: EngineBackend = VLLM) -> None:
         self.spec = spec
         self.handles = handles
+        self.backend = backend
         self.settings = spec.engine_settings()
         self.server: Any = None
         self.server_name: str | None = None  # named Ray actor (tests kill it to check draft-server loss)
@@ -100,8 +93,8 @@ class GroupedSpeculation:
         self.batch_no += 1
         self._gids = set()
         if not self._configured:
-            await asyncio.gather(*(engine_rpc(self.handles[e], "seer_sd_configure", (self.settings,))
-                                   for e in alive))
+            await asyncio.gather(*(engine_rpc(self.handles[e], "seer_sd_configure", (self.settings,),
+                                              backend=self.backend) for e in alive))
             self._configured = True
         if self.spec.dgds:
             if self.server is None:
@@ -115,7 +108,7 @@ class GroupedSpeculation:
 
     def _pusher(self, e: int):
         async def push(method: str, args: tuple) -> Any:
-            return await engine_rpc(self.handles[e], method, args)
+            return await engine_rpc(self.handles[e], method, args, backend=self.backend)
         return push
 
     def request_id(self, d: Dispatch, req: RolloutRequest) -> str:
@@ -147,8 +140,8 @@ class GroupedSpeculation:
         stats: list[dict[str, Any]] = []
         for e in alive:
             try:
-                await engine_rpc(self.handles[e], "seer_sd_release", (gids,))
-                stats.extend(await engine_rpc(self.handles[e], "seer_sd_stats"))
+                await engine_rpc(self.handles[e], "seer_sd_release", (gids,), backend=self.backend)
+                stats.extend(await engine_rpc(self.handles[e], "seer_sd_stats", backend=self.backend))
             except Exception as exc:  # an engine lost during the batch has no stats to give
                 logger.warning("Seer SD: no stats from engine %d: %s", e, exc)
         server_stats: dict[str, Any] = {}
