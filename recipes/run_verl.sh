@@ -9,5 +9,5 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then source "$R
 if [ "${SEER_DEVICE:-cpu}" = cpu ]; then eval "$(seer-verl env)"; fi   # VERL_PLATFORM=cpu etc.
 seer-verl prepare >/dev/null                                          # model + dataset, cached
 # Seer configs: check every seer.* key against verl's rollout settings before verl starts any engine or worker
-if [[ "$CONFIG" == *seer* ]]; then python -m seer_verl.integration.manager --config-name="$CONFIG" "$@"; fi
+if [[ "$CONFIG" == *seer* ]]; then seer-verl check-config --config-name="$CONFIG" "$@"; fi
 exec python -m verl.trainer.main_ppo --config-path "$ROOT/configs" --config-name "$CONFIG" "$@"

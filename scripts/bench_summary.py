@@ -5,6 +5,10 @@
 
 Keeps per run: policy, repeat, wall, tail, tokens, tok/s, preemptions, wall / lower bound, identity with the first
 run (share, divergent rows); and the report's per-policy summary (paired ratios, medians, bootstrap intervals).
+
+``--for-sim``: instead, the first repeat of every policy with what ``seer-verl simulate workload=cpu_bench
+report=PATH`` reads (per request: row, group, length, engines; the engines, KV and workload), for the simulator's
+validation tests (``tests/sim/data``).
 """
 
 from __future__ import annotations
@@ -28,15 +32,29 @@ def compact(report: dict, command: str, commit: str) -> dict:
             "runs": runs, "summary": report.get("summary", {})}
 
 
+def for_sim(report: dict, command: str, commit: str) -> dict:
+    runs = []
+    for r in report["runs"]:
+        if r.get("repeat", 0) != 0:
+            continue
+        runs.append({k: r[k] for k in ("policy", "wall_s", "tail_s", "throughput_tok_s", "num_preemptions",
+                                       "total_tokens", "lower_bound_s")}
+                    | {"requests": [{k: q[k] for k in ("row", "group", "length", "engines")} for q in r["requests"]]})
+    return {"command": command, "commit": commit, "workload_desc": report["workload_desc"],
+            "workload": report["workload"], "engines": report["engines"], "notes": report["notes"], "runs": runs}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("report")
     ap.add_argument("out")
     ap.add_argument("--command", required=True)
     ap.add_argument("--commit", required=True)
+    ap.add_argument("--for-sim", action="store_true", help="the simulator's cpu_bench input (first repeat)")
     a = ap.parse_args()
-    data = compact(json.loads(Path(a.report).read_text()), a.command, a.commit)
-    Path(a.out).write_text(json.dumps(data, indent=1) + "\n")
+    report = json.loads(Path(a.report).read_text())
+    data = (for_sim if a.for_sim else compact)(report, a.command, a.commit)
+    Path(a.out).write_text(json.dumps(data, indent=None if a.for_sim else 1, separators=None) + "\n")
     print(f"wrote {a.out}")
     return 0
 

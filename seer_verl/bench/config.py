@@ -8,11 +8,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from seer_verl.paths import config_dir
 
-#: policies `seer-verl bench` can run; each maps to a rollout manager in seer_verl.bench.policies
-KNOWN_POLICIES = ("stock", "divided", "seer", "oracle", "seer_sd", "seer_fixed_sd", "seer_sd_off",
-                  "stock_suffix")
-
-
 class BenchConfigError(ValueError):
     """A bench setting is missing or out of range; the message names the key, the value and what is allowed."""
 

@@ -24,9 +24,12 @@ Speculative rows need engines started differently, so each policy names an *engi
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import ray
+
+from seer_verl.core.policies import POLICIES as CORE_POLICIES
 
 
 def _stock(verl_cfg: Any, servers: Any, seer_cfg: dict[str, Any] | None = None, true_lens: Any = None) -> Any:
@@ -80,16 +83,27 @@ def _seer_records(manager: Any, out: Any, load_balancer: Any, address_to_engine:
     return {row: [(remap[e], s - t0, t - t0) for e, s, t in iv] for row, iv in manager.seer_last["records"].items()}
 
 
-#: name -> (make manager, per-row chunk records, engine profile)
-POLICIES: dict[str, tuple[Callable[..., Any], Callable[..., dict[int, list[tuple[int, float, float]]]], str]] = {
-    "stock": (_stock, _stock_records, "plain"),
-    "divided": (_seer_factory("divided"), _seer_records, "priority"),
-    "seer": (_seer_factory("seer"), _seer_records, "priority"),
-    "oracle": (_seer_factory("oracle"), _seer_records, "priority"),
-    "seer_sd": (_seer_factory("seer", {"enabled": True, "mode": "adaptive"}), _seer_records, "seer_sd"),
-    "seer_fixed_sd": (_seer_factory("seer", {"enabled": True, "mode": "fixed"}), _seer_records, "seer_sd"),
-    "seer_sd_off": (_seer_factory("seer", {"enabled": False}), _seer_records, "seer_sd"),
-    "stock_suffix": (_stock, _stock_records, "suffix"),
+@dataclass(frozen=True)
+class BenchArm:
+    """One row of the bench: how to build its agent-loop manager, how to read its per-row chunk records, which
+    engine profile it runs on, and whether it needs the lengths an earlier run recorded (``oracle``)."""
+
+    make: Callable[..., Any]
+    records: Callable[..., dict[int, list[tuple[int, float, float]]]]
+    profile: str
+    needs_true_lengths: bool = False
+
+
+#: every policy the bench can run: stock verl, one arm per scheduling policy registered in the core (on priority
+#: engines; a new core policy appears here by itself), and the speculative rows
+POLICIES: dict[str, BenchArm] = {
+    "stock": BenchArm(_stock, _stock_records, "plain"),
+    **{name: BenchArm(_seer_factory(name), _seer_records, "priority", cls.needs_true_lengths)
+       for name, cls in CORE_POLICIES.items()},
+    "seer_sd": BenchArm(_seer_factory("seer", {"enabled": True, "mode": "adaptive"}), _seer_records, "seer_sd"),
+    "seer_fixed_sd": BenchArm(_seer_factory("seer", {"enabled": True, "mode": "fixed"}), _seer_records, "seer_sd"),
+    "seer_sd_off": BenchArm(_seer_factory("seer", {"enabled": False}), _seer_records, "seer_sd"),
+    "stock_suffix": BenchArm(_stock, _stock_records, "suffix"),
 }
 
 #: engine profiles in the order the bench starts them (calibration always runs on ``plain`` engines)
@@ -98,7 +112,7 @@ PROFILES = ("plain", "priority", "seer_sd", "suffix")
 
 def engine_overrides(profile: str, gamma_max: int) -> list[str]:
     """Hydra overrides of verl's rollout config that start the engines of ``profile``."""
-    from seer_verl.spec.config import WORKER_EXTENSION
+    from seer_verl.speculative.config import WORKER_EXTENSION
 
     kw = "actor_rollout_ref.rollout.engine_kwargs.vllm"
     spec = f"{{method:suffix,num_speculative_tokens:{gamma_max},suffix_decoding_max_tree_depth:64}}"
@@ -113,5 +127,3 @@ def engine_overrides(profile: str, gamma_max: int) -> list[str]:
         return [f"+{kw}.speculative_config={spec}"]
     raise ValueError(f"engine profile {profile!r}: expected one of {PROFILES}")
 
-#: policies that need per-row lengths recorded by an earlier policy of the same bench run
-NEEDS_TRUE_LENGTHS = ("oracle",)

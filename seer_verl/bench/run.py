@@ -17,6 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +170,34 @@ def finished_samples(manager: Any, lb: Any) -> Callable[[], int | None]:
     return lambda: ray.get(lb.__ray_call__.remote(lambda self: len(self._events)), timeout=2)
 
 
-def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, addresses: list[str], cfg: Any,
-            console: Any = None, label: str = "") -> dict[str, Any]:
-    """One policy's rollout of ``batch``; ``handles`` are the engines' server actors, in ``addresses`` order.
-    With ``console``, a live progress line (samples, tokens, seconds, engines) shows while it runs."""
+@dataclass
+class StartedEngines:
+    """The engines of one profile, as :func:`start_engines` started them: verl's server manager, the recording
+    load balancer, the engines' addresses and their server actors (``handles``, in ``addresses`` order)."""
+
+    servers: Any
+    lb: Any
+    addresses: list[str]
+    handles: list[Any]
+
+
+@dataclass
+class BenchSession:
+    """What every run of one bench shares: the config, the screen, the batch, the Seer knobs, the calibration and
+    the runs so far (``oracle`` takes its lengths from the first)."""
+
+    cfg: Any
+    console: Any
+    batch: Any
+    seer_cfg: dict[str, Any]
+    cal: dict[str, float] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg: Any, console: Any = None,
+            label: str = "") -> dict[str, Any]:
+    """One policy's rollout of ``batch`` on ``engines``. With ``console``, a live progress line (samples, tokens,
+    seconds, engines) shows while it runs."""
     import ray
     from rich.live import Live
 
@@ -181,7 +206,8 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
     from seer_verl.bench.policies import POLICIES
     from seer_verl.integration.engines import EngineMonitor
 
-    records_fn = POLICIES[policy][1]
+    records_fn = POLICIES[policy].records
+    lb, addresses, handles = engines.lb, engines.addresses, engines.handles
     ray.get(lb.pop_events.remote())  # drop anything recorded before this run
     # every policy starts from a cold prefix cache (no run reuses KV an earlier run left on the engines)
     ray.get([h.clear_kv_cache.remote() for h in handles], timeout=120)
@@ -236,20 +262,20 @@ def run_one(policy: str, manager: Any, batch: Any, handles: list[Any], lb: Any, 
 def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
-    from seer_verl.bench.policies import NEEDS_TRUE_LENGTHS, POLICIES
+    from seer_verl.bench.policies import POLICIES
     from seer_verl.paths import cpu_env
 
     cfg = bcfg.compose_bench_config(list(argv or []))
-    bcfg.validate(cfg, available=tuple(p for p in bcfg.KNOWN_POLICIES if p in POLICIES))
-    for p in NEEDS_TRUE_LENGTHS:
+    bcfg.validate(cfg, available=tuple(POLICIES))
+    for p in [q for q, arm in POLICIES.items() if arm.needs_true_lengths]:
         pol = list(cfg.policies)
-        if p in pol and not any(POLICIES[q][2] in ("plain", "priority") for q in pol[:pol.index(p)]):
+        if p in pol and not any(POLICIES[q].profile in ("plain", "priority") for q in pol[:pol.index(p)]):
             raise bcfg.BenchConfigError(
                 f"policies={pol}: {p!r} orders requests by lengths recorded in an earlier run of the same bench; "
                 f"list another policy without speculation (e.g. stock) before it"
             )
     from seer_verl.core import SeerConfig
-    from seer_verl.spec.config import SpecConfig
+    from seer_verl.speculative.config import SpecConfig
 
     try:
         seer_values = OmegaConf.to_container(cfg.seer, resolve=True)
@@ -312,8 +338,8 @@ def _bench(cfg: Any, env: dict[str, str], console: Any) -> int:
     seer_cfg = dict(OmegaConf.to_container(cfg.seer, resolve=True))
     seer_cfg["replay_seed"] = cfg.workload.replay_seed
     gamma_max = int((seer_cfg.get("spec") or {}).get("gamma_max", 8))
-    runs: list[dict[str, Any]] = []
-    cal: dict[str, float] = {}
+    session = BenchSession(cfg, console, batch, seer_cfg)
+    runs = session.runs
     for profile, todo in engine_segments(list(cfg.policies), int(cfg.repeats)):
         verl_cfg = verl_config(cfg, model_dir, max_prompt, engine_overrides(profile, gamma_max))
         ray.init(num_cpus=16, num_gpus=cfg.engines.count, include_dashboard=False,
@@ -324,19 +350,18 @@ def _bench(cfg: Any, env: dict[str, str], console: Any) -> int:
                 servers, lb, addresses = start_engines(verl_cfg, warmup=cfg.warmup)
             console.print(f"{profile} engines up in {time.time() - t_start:.0f} s: {addresses}")
             by_address = servers_of(lb)
-            handles = [by_address[a] for a in addresses]
-            if profile == "plain" and not cal:
+            engines = StartedEngines(servers, lb, addresses, [by_address[a] for a in addresses])
+            if profile == "plain" and not session.cal:
                 cal_batch = max(1, min(cfg.engines.max_num_seqs, math.ceil(n_req / cfg.engines.count),
                                        int(kv_tokens // (mean_prompt + cfg.workload.max_tokens / 2))))
                 with console.status(f"calibrating engine speed (batch 1 and batch {cal_batch} per engine)"):
-                    cal = calibrate(handles, int(mean_prompt), cal_batch)
+                    cal = session.cal = calibrate(engines.handles, int(mean_prompt), cal_batch)
                 notes.update({k: round(v, 2) for k, v in cal.items()})
                 console.print(f"calibration: batch-1 {cal['batch1_tok_s_per_engine']:.1f} tok/s per engine, "
                               f"aggregate {cal['aggregate_tok_s']:.1f} tok/s at batch {cal_batch} per engine")
             for repeat, policy in todo:
-                r = _run_policy(policy, verl_cfg, servers, seer_cfg, runs, batch, handles, lb, addresses,
-                                cfg, console, n_req, cal, f" (repeat {repeat + 1}/{cfg.repeats})" if cfg.repeats > 1
-                                else "")
+                label = f" (repeat {repeat + 1}/{cfg.repeats})" if cfg.repeats > 1 else ""
+                r = _run_policy(policy, verl_cfg, engines, session, label)
                 r["repeat"] = repeat
                 runs.append(r)
         finally:
@@ -371,7 +396,8 @@ def engine_segments(policies: list[str], repeats: int) -> list[tuple[str, list[t
     plan: list[tuple[str, list[tuple[int, str]]]] = []
     for rep in range(repeats):
         for profile in (PROFILES if rep % 2 == 0 else PROFILES[::-1]):
-            todo = [(rep, p) for p in (policies if rep % 2 == 0 else policies[::-1]) if POLICIES[p][2] == profile]
+            order = policies if rep % 2 == 0 else policies[::-1]
+            todo = [(rep, p) for p in order if POLICIES[p].profile == profile]
             if not todo and not (profile == "plain" and rep == 0):
                 continue
             if plan and plan[-1][0] == profile:
@@ -396,34 +422,33 @@ def _add_identity(runs: list[dict[str, Any]], notes: dict[str, Any], replay_seed
         notes["oracle"] = "true oracle: longest-first on this workload's own replayed lengths"
 
 
-def _run_policy(policy: str, verl_cfg: Any, servers: Any, seer_cfg: dict[str, Any], runs: list[dict[str, Any]],
-                batch: Any, handles: list[Any], lb: Any, addresses: list[str], cfg: Any, console: Any, n_req: int,
-                cal: dict[str, float], label: str = "") -> dict[str, Any]:
+def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: BenchSession,
+                label: str = "") -> dict[str, Any]:
     import ray
 
     from seer_verl.bench.calibrate import lower_bound_s
-    from seer_verl.bench.policies import NEEDS_TRUE_LENGTHS, POLICIES
+    from seer_verl.bench.policies import POLICIES
 
-    make_manager = POLICIES[policy][0]
+    arm = POLICIES[policy]
     true_lens = None
-    if policy in NEEDS_TRUE_LENGTHS:  # lengths of the same rows from the earliest run of this bench
-        true_lens = [q["length"] for q in runs[0]["requests"]]
-    if POLICIES[policy][2] == "seer_sd":  # every policy starts from freshly started drafters (off, no evidence)
-        from seer_verl.spec.coordinator import engine_rpc_sync
+    if arm.needs_true_lengths:  # lengths of the same rows from the earliest run of this bench
+        true_lens = [q["length"] for q in session.runs[0]["requests"]]
+    if arm.profile == "seer_sd":  # every policy starts from freshly started drafters (off, no evidence)
+        from seer_verl.speculative.coordinator import engine_rpc_sync
 
-        engine_rpc_sync(handles, "seer_sd_reset")
-    manager = make_manager(verl_cfg, servers, seer_cfg, true_lens)
+        engine_rpc_sync(engines.handles, "seer_sd_reset")
+    manager = arm.make(verl_cfg, engines.servers, session.seer_cfg, true_lens)
     # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
     ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
-    r = run_one(policy, manager, batch, handles, lb, addresses, cfg, console, label)
+    r = run_one(policy, manager, session.batch, engines, session.cfg, session.console, label)
     for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
         if actor is not None:  # free the policy's workers (memory) before the next policy starts
             ray.kill(actor)
-    r["lower_bound_s"] = lower_bound_s(r["total_tokens"], r["max_length"], cal)
+    r["lower_bound_s"] = lower_bound_s(r["total_tokens"], r["max_length"], session.cal)
     r["wall_over_lower_bound"] = r["wall_s"] / r["lower_bound_s"]
-    r["engine_profile"] = POLICIES[policy][2]
-    console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} tokens "
-                  f"{r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
+    r["engine_profile"] = arm.profile
+    session.console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} "
+                          f"tokens {r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
     return r
 
 

@@ -4,7 +4,7 @@ verl imports this module at ``import verl`` in *every* process (driver, Ray work
 worker processes) through the ``verl.plugins`` entry point declared in seer_verl's ``pyproject.toml``. It is a
 no-op unless ``VERL_PLATFORM=cpu``: on GPU hosts installing seer-verl changes nothing in verl.
 
-What it does when active (each item names the error it fixes; see ../shared/research/probe_verl_*_cpu.md):
+What it does when active (each item names the error it fixes):
 
 =====  ====================================================  ==========================================================
 P0     ``importlib.metadata.version("vllm")`` answers with    ``verl/third_party/vllm``: "vllm version None not supported"

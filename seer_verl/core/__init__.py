@@ -11,6 +11,11 @@ Pure, synchronous and deterministic; imports only the standard library. One conc
 * :mod:`.scheduler`: :class:`Scheduler`, the waiting set with the anti-starvation safeguard.
 * :mod:`.controller`: :class:`RolloutController`, :class:`Dispatch` (Algorithm 2's loop).
 * :mod:`.config`: :class:`SeerConfig`.
+* :mod:`.stats`: :class:`RolloutStats`, the counters of one batch (verl logs them as ``timing_s/seer/*``).
+* :mod:`.errors`: the core's exceptions (each names the request, engine or key at fault).
+* :mod:`.step_time`, :mod:`.step_time_fit`: an engine's step-time model and its online fit.
+* :mod:`.draft_acceptance`, :mod:`.draft_budget`: expected draft acceptance and the marginal-benefit draft budget
+  of grouped speculative decoding (paper §3.4).
 * :mod:`.microbench`: :func:`run_dispatch_microbench`.
 """
 
@@ -24,6 +29,7 @@ from .placement import EngineState, Placement, PlacementDecision, kv_footprint
 from .policies import FcfsPolicy, OraclePolicy, SchedulingPolicy, SeerPolicy, make_policy
 from .request import FINISH_REASONS, RequestGroup, RolloutRequest
 from .scheduler import Scheduler
+from .stats import RolloutStats
 
 
 def __getattr__(name: str) -> object:
@@ -52,6 +58,7 @@ __all__ = [
     "RequestGroup",
     "RolloutController",
     "RolloutRequest",
+    "RolloutStats",
     "Scheduler",
     "SchedulingPolicy",
     "SeerConfig",

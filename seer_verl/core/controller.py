@@ -44,6 +44,7 @@ from .placement import EngineState, Placement, PlacementDecision
 from .policies import make_policy
 from .request import RolloutRequest
 from .scheduler import Scheduler
+from .stats import RolloutStats
 
 __all__ = ["Dispatch", "RolloutController"]
 
@@ -89,27 +90,6 @@ class Dispatch:
     priority: int = 0
 
 
-_COUNTERS = (
-    "dispatches",
-    "probe_dispatches",
-    "starvation_picks",
-    "starvation_blocks",
-    "hol_skips",
-    "chunks_completed",
-    "tokens_generated",
-    "requests_finished",
-    "finished_stop",
-    "finished_length",
-    "engine_failures",
-    "chunks_discarded",
-    "requests_redispatched",
-    "affinity_hits",
-    "affinity_misses",
-    "affinity_imbalance_overrides",
-    "first_placements",
-    "max_passed_over",
-    "continuations",
-)
 
 
 class RolloutController:
@@ -159,7 +139,7 @@ class RolloutController:
         self._warm: dict[int, deque[int]] = {e.engine_id: deque() for e in engines}
         self._start_rank: dict[int, int] = {}  # req_id -> order of its first dispatch
         self._unfinished = 0
-        self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self.stats = RolloutStats()
         self._peak_reserved: dict[int, int] = {e.engine_id: 0 for e in engines}
         self._peak_inflight: dict[int, int] = {e.engine_id: 0 for e in engines}
         self._check_feasible()
@@ -219,20 +199,9 @@ class RolloutController:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        """Counters of this rollout (a copy).
-
-        ``dispatches`` (= decisions), ``probe_dispatches``, ``starvation_picks``,
-        ``starvation_blocks`` (calls stopped to hold freed KV for a starved request), ``hol_skips``
-        (requests skipped because their chunk fit nowhere), ``chunks_completed``,
-        ``tokens_generated``, ``requests_finished``, ``finished_stop``, ``finished_length``,
-        ``engine_failures``, ``chunks_discarded`` and ``requests_redispatched`` (in-flight chunks lost
-        to a failure; the request is re-queued), ``affinity_hits`` / ``affinity_misses`` (a request
-        with a prefix engine was / was not placed there), ``affinity_imbalance_overrides`` (misses
-        due to the imbalance threshold), ``first_placements``, ``max_passed_over`` (largest number of
-        decisions a request waited through), ``peak_reserved_tokens`` and ``peak_inflight``
-        (per engine id).
-        """
-        out: dict[str, Any] = dict(self._counters)
+        """This rollout's counters (:class:`~seer_verl.core.stats.RolloutStats`, as a dict: a copy), plus
+        ``peak_reserved_tokens`` and ``peak_inflight`` (per engine id), ``num_waiting`` and ``num_inflight``."""
+        out: dict[str, Any] = self.stats.as_dict()
         out["peak_reserved_tokens"] = dict(self._peak_reserved)
         out["peak_inflight"] = dict(self._peak_inflight)
         out["num_waiting"] = len(self.scheduler)
@@ -297,7 +266,7 @@ class RolloutController:
                     budget = chunk_budget(req, cs, self._align)
                     decision = placement.decide(req, budget)
                     if decision.engine_id is None:
-                        self._counters["starvation_blocks"] += 1
+                        self.stats.starvation_blocks += 1
                         break
                     out.append(self._dispatch(req, budget, decision, starved=True))
                     continue
@@ -313,7 +282,7 @@ class RolloutController:
                     decision = placement.decide(req, budget)
                 if decision.engine_id is None:
                     stash.append(req)
-                    self._counters["hol_skips"] += 1
+                    self.stats.hol_skips += 1
                     if min_failed is None or (key[0] <= min_failed[0] and key[1] <= min_failed[1]):
                         min_failed = key
                     if len(stash) >= self._lookahead:
@@ -361,7 +330,7 @@ class RolloutController:
                         continue  # it waits in the policy's order
                 if decision.reason != "imbalance":
                     decision = PlacementDecision(eid, "affinity")
-                self._counters["continuations"] += 1
+                self.stats.continuations += 1
                 out.append(self._dispatch(req, budget, decision, starved=False, force=decision.engine_id == eid,
                                           continuation=True))
 
@@ -396,23 +365,19 @@ class RolloutController:
         self._next_id += 1
         self._inflight[d.dispatch_id] = d
         self._inflight_by_req[req.req_id] = d.dispatch_id
-        c = self._counters
-        c["dispatches"] += 1
-        if req.is_probe:
-            c["probe_dispatches"] += 1
-        if starved:
-            c["starvation_picks"] += 1
-        if passed > c["max_passed_over"]:
-            c["max_passed_over"] = passed
+        st = self.stats
+        st.dispatches += 1
+        st.probe_dispatches += req.is_probe
+        st.starvation_picks += starved
+        st.max_passed_over = max(st.max_passed_over, passed)
         reason = decision.reason
         if reason == "affinity":
-            c["affinity_hits"] += 1
+            st.affinity_hits += 1
         elif reason == "first":
-            c["first_placements"] += 1
+            st.first_placements += 1
         else:
-            c["affinity_misses"] += 1
-            if reason == "imbalance":
-                c["affinity_imbalance_overrides"] += 1
+            st.affinity_misses += 1
+            st.affinity_imbalance_overrides += reason == "imbalance"
         if engine.reserved_tokens > self._peak_reserved[eid]:
             self._peak_reserved[eid] = engine.reserved_tokens
         if engine.inflight > self._peak_inflight[eid]:
@@ -454,13 +419,16 @@ class RolloutController:
         self.placement.release(live.engine_id, live.reserved_tokens - live.growth_tokens, live.growth_tokens)
         finished = apply_chunk(req, token_ids, log_probs, stopped, live.max_tokens)
         req.engine = live.engine_id
-        c = self._counters
-        c["chunks_completed"] += 1
-        c["tokens_generated"] += len(token_ids)
+        st = self.stats
+        st.chunks_completed += 1
+        st.tokens_generated += len(token_ids)
         if finished:
             self._unfinished -= 1
-            c["requests_finished"] += 1
-            c["finished_stop" if req.finish_reason == "stop" else "finished_length"] += 1
+            st.requests_finished += 1
+            if req.finish_reason == "stop":
+                st.finished_stop += 1
+            else:
+                st.finished_length += 1
             self.scheduler.on_finished(req)
         else:
             self.scheduler.on_progress(req)
@@ -487,7 +455,7 @@ class RolloutController:
         if not engine.alive:
             return []
         self.placement.mark_dead(engine_id)
-        self._counters["engine_failures"] += 1
+        self.stats.engine_failures += 1
         requeued: list[int] = []
         for did, d in list(self._inflight.items()):
             if d.engine_id != engine_id:
@@ -499,8 +467,8 @@ class RolloutController:
             self.scheduler.enqueue(req, self._clock)
             requeued.append(d.req_id)
         self._warm[engine_id].clear()
-        self._counters["chunks_discarded"] += len(requeued)
-        self._counters["requests_redispatched"] += len(requeued)
+        self.stats.chunks_discarded += len(requeued)
+        self.stats.requests_redispatched += len(requeued)
         for req in self.buffer.requests:
             if req.engine == engine_id:
                 req.engine = None

@@ -1,7 +1,7 @@
 """Expected acceptance of a draft token, learned online from the tree's own match statistics.
 
 The grouped suffix tree gives every draft token a probability: the frequency with which the group's responses
-continued that way (``child.count / node.count``; :class:`seer_verl.spec.group_tree.Draft` ``probs``). On its own
+continued that way (``child.count / node.count``; :class:`seer_verl.speculative.group_tree.Draft` ``probs``). On its own
 that number is far from the probability that the *target model* emits the token. Replaying recorded SmolLM2
 rollouts at T=1.0 with 7 siblings in the tree (``seer-verl replay calibration``), the tree's 0.5 bin (one other
 sibling plus the request itself) was accepted 19% of the time and its 0.9+ bin 46%, while drafts that matched

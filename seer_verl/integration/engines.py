@@ -12,17 +12,10 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-_METRICS = {
-    "vllm:num_requests_running": "running",
-    "vllm:num_requests_waiting": "waiting",
-    "vllm:kv_cache_usage_perc": "kv_usage",
-    "vllm:num_preemptions_total": "preemptions",
-    "vllm:num_preemptions": "preemptions",
-    "vllm:generation_tokens_total": "gen_tokens",
-    "vllm:generation_tokens": "gen_tokens",
-}
+from seer_verl.backends import VLLM, EngineBackend
 
 
 def servers_of(load_balancer: Any) -> dict[str, Any]:
@@ -35,12 +28,12 @@ def servers_of(load_balancer: Any) -> dict[str, Any]:
     return ray.get(load_balancer.__ray_call__.remote(lambda self: dict(self._servers)))
 
 
-def scrape(address: str, timeout: float = 2.0, metrics: dict[str, str] | None = None) -> dict[str, float]:
+def scrape(address: str, timeout: float = 2.0, metrics: Mapping[str, str] | None = None) -> dict[str, float]:
     """One read of an engine's /metrics: summed values of the series in ``metrics`` (sample name -> key;
-    default ``_METRICS``)."""
+    default: the vLLM backend's)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    metrics = _METRICS if metrics is None else metrics
+    metrics = VLLM.metrics if metrics is None else metrics
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as r:
         text = r.read().decode()
     out: dict[str, float] = {}
@@ -77,9 +70,10 @@ class EngineTimeline:
 class EngineMonitor:
     """Polls each engine's /metrics every ``interval_s`` on a daemon thread (start/stop around one run)."""
 
-    def __init__(self, addresses: list[str], interval_s: float = 0.5) -> None:
+    def __init__(self, addresses: list[str], interval_s: float = 0.5, backend: EngineBackend = VLLM) -> None:
         self.addresses = list(addresses)
         self.interval_s = interval_s
+        self._metrics = backend.metrics
         self.timelines = [EngineTimeline(a) for a in self.addresses]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,7 +83,7 @@ class EngineMonitor:
         now = time.time()
         for tl in self.timelines:
             try:
-                m = scrape(tl.address)
+                m = scrape(tl.address, metrics=self._metrics)
             except Exception:
                 self.errors += 1
                 continue
@@ -122,17 +116,13 @@ class EngineMonitor:
         return int(sum((tl.preemptions[-1] - tl.preemptions[0]) for tl in self.timelines if tl.preemptions))
 
 
-def kv_capacity(server: Any, timeout_s: float | None = None) -> tuple[int, int]:
-    """``(capacity_tokens, block_size)`` of a running verl vLLM server: vLLM's own ``num_gpu_blocks`` (the
-    number the engine core computed from its KV budget) minus the one block vLLM's KV manager keeps as its
-    null block, times the block size. Raises if the server does not answer within ``timeout_s`` (a lost engine)."""
+def kv_capacity(server: Any, timeout_s: float | None = None, backend: EngineBackend = VLLM) -> tuple[int, int]:
+    """``(capacity_tokens, block_size)`` of a running verl rollout server's engine, as the engine computed them
+    (:meth:`EngineBackend.capacity_in_server`). Raises if the server does not answer within ``timeout_s`` (a lost
+    engine) or reports no KV."""
     import ray
 
-    def _read(self: Any) -> tuple[int, int]:
-        cc = self.engine.vllm_config.cache_config
-        return int(cc.num_gpu_blocks or 0), int(cc.block_size)
-
-    blocks, block = ray.get(server.__ray_call__.remote(_read), timeout=timeout_s)
-    if blocks <= 0:
-        raise RuntimeError("could not read num_gpu_blocks from the vLLM engine (is it started?)")
-    return (blocks - 1) * block, block
+    tokens, block = ray.get(server.__ray_call__.remote(backend.capacity_in_server), timeout=timeout_s)
+    if tokens <= 0:
+        raise RuntimeError(f"could not read the KV capacity of the {backend.name} engine (is it started?)")
+    return tokens, block

@@ -5,30 +5,33 @@ summary into ``seer/*`` metrics."""
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from typing import Any
 
 import ray
 
+from seer_verl.backends import VLLM, EngineBackend, backend_of
+from seer_verl.core.stats import RolloutStats
 from seer_verl.integration.client import SeerLLMServerClient
 from seer_verl.integration.engines import kv_capacity, servers_of
 from seer_verl.integration.rollout_checks import seer_config_of, validate_rollout_config
-from seer_verl.integration.service import EngineInfo, SeerRolloutService, engine_errored
+from seer_verl.integration.service import EngineInfo, SeerRolloutService
 
 __all__ = ["eos_token_ids", "max_model_len_of", "probe_engines", "seer_timing", "start_service"]
 
 logger = logging.getLogger(__name__)
 
 
-def probe_engines(servers: dict[str, Any], addresses: list[str], timeout_s: float = 60.0
-                  ) -> tuple[list[EngineInfo], dict[str, str]]:
+def probe_engines(servers: dict[str, Any], addresses: list[str], timeout_s: float = 60.0,
+                  backend: EngineBackend = VLLM) -> tuple[list[EngineInfo], dict[str, str]]:
     """``EngineInfo`` of every engine, and ``{address: reason}`` of those that do not answer (lost)."""
     engines: list[EngineInfo] = []
     dead: dict[str, str] = {}
     for a in addresses:
         try:
-            if ray.get(servers[a].__ray_call__.remote(engine_errored), timeout=timeout_s):
-                raise RuntimeError("vLLM reports its engine core dead")
-            engines.append(EngineInfo(a, *kv_capacity(servers[a], timeout_s=timeout_s)))
+            if ray.get(servers[a].__ray_call__.remote(backend.errored_in_server), timeout=timeout_s):
+                raise RuntimeError(f"the {backend.name} engine reports itself dead")
+            engines.append(EngineInfo(a, *kv_capacity(servers[a], timeout_s=timeout_s, backend=backend)))
         except Exception as exc:  # noqa: BLE001 - a dead server actor, or an engine that does not answer
             dead[a] = f"unreachable when the rollout manager started ({type(exc).__name__}: {str(exc)[:120]})"
             engines.append(EngineInfo(a, 0, 16))
@@ -61,12 +64,13 @@ def start_service(config: Any, llm_client: Any) -> tuple[Any, list[EngineInfo], 
     seer_cfg = seer_config_of(config)
     validate_rollout_config(config)
     rollout = config.actor_rollout_ref.rollout
+    backend = backend_of(rollout.get("name"))
     lb = llm_client._load_balancer
     servers = servers_of(lb)
     if not servers:
         raise RuntimeError("SeerAgentLoopManager: verl's load balancer has no rollout servers")
     addresses = sorted(servers)
-    engines, dead = probe_engines(servers, addresses)
+    engines, dead = probe_engines(servers, addresses, backend=backend)
     validate_rollout_config(config, [(e.capacity_tokens, e.block_size) for e in engines if e.address not in dead])
     service = ray.remote(SeerRolloutService).options(max_concurrency=100_000, num_cpus=0).remote(
         {a: servers[a] for a in addresses},
@@ -75,6 +79,7 @@ def start_service(config: Any, llm_client: Any) -> tuple[Any, list[EngineInfo], 
         eos_token_ids(config.actor_rollout_ref.model.path),
         int(rollout.max_num_seqs) if rollout.get("max_num_seqs") else None,
         dead,
+        backend.name,
     )
     return service, engines, SeerLLMServerClient(config, load_balancer_handle=lb, seer_service=service)
 
@@ -94,10 +99,8 @@ def seer_timing(last: dict[str, Any]) -> dict[str, float]:
         "seer/decision_s": float(last["decision_s"]),
         "seer/decision_ms_per_dispatch": 1e3 * last["decision_s"] / max(1, m["dispatches"]),
     }
-    for k in ("dispatches", "chunks_completed", "probe_dispatches", "starvation_picks", "affinity_hits",
-              "affinity_misses", "hol_skips", "finished_stop", "finished_length", "requests_redispatched",
-              "engine_failures", "chunks_discarded", "max_passed_over", "continuations"):
-        t[f"seer/{k}"] = float(m[k])
+    for f in fields(RolloutStats):  # every counter of the batch
+        t[f"seer/{f.name}"] = float(m[f.name])
     for k in ("requests", "late_rows", "admission_s"):  # generate calls (turns), rows that joined late, wait
         if k in last:
             t[f"seer/{k}"] = float(last[k])

@@ -117,7 +117,7 @@ class SeerAgentLoopManager(AgentLoopManager):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m seer_verl.integration.manager [hydra overrides]``: validate a Seer training config (verl's
+    """``seer-verl check-config [--config-name=NAME] [hydra overrides]``: validate a Seer training config (verl's
     ``ppo_trainer`` + the given overrides, composed like ``recipes/run_verl.sh``) without starting anything."""
     import sys
 

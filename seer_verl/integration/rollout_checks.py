@@ -10,9 +10,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from seer_verl.backends import backend_of
 from seer_verl.core import SeerConfig
 from seer_verl.replay.keys import check_replay_seed
-from seer_verl.spec.config import SpecConfig, check_engine_kwargs
+from seer_verl.speculative.config import SpecConfig, check_engine_kwargs
 
 __all__ = ["check_rows", "seer_config_of", "validate_rollout_config"]
 
@@ -49,7 +50,8 @@ def validate_rollout_config(config: Any, engines: list[tuple[int, int]] | None =
     r = OmegaConf.select(config, _R)
     if r is None:
         raise ValueError(f"{_R} is missing from the config")
-    kwargs = OmegaConf.select(r, "engine_kwargs.vllm", default=None)
+    backend = backend_of(OmegaConf.select(r, "name", default=None))  # an engine Seer supports
+    kwargs = OmegaConf.select(r, f"engine_kwargs.{backend.engine_kwargs_key}", default=None)
     check_engine_kwargs(spec, OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else None)
 
     def get(key: str) -> Any:

@@ -43,9 +43,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from seer_verl.core import EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
-from seer_verl.spec.config import SpecConfig
-from seer_verl.spec.coordinator import GroupedSpeculation
+from seer_verl.backends import backend_of
+from seer_verl.core import Dispatch, EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
+from seer_verl.speculative.config import SpecConfig
+from seer_verl.speculative.coordinator import GroupedSpeculation
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,23 @@ class _Row:
     intervals: list[tuple[int, float, float]] = field(default_factory=list)
     lost: list[tuple[int, float, float]] = field(default_factory=list)
     extra_fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    """The open batch: each row's group, verl's length settings, and what has happened to it so far."""
+
+    groups: list[int]                      # row -> group (siblings share one); grows with extend_batch
+    true_lens: list[int] | None            # per row (oracle only)
+    prompt_length: int                     # verl's settings the response budgets follow
+    response_length: int
+    max_model_len: int
+    t0: float = field(default_factory=time.time)
+    error: BaseException | None = None     # the first failure; every later call and end_batch raise it
+    closed: bool = False                   # verl's agent loops have returned: no call will come any more
+    first_call: float | None = None        # when the first generate call arrived
+    started: float | None = None           # when the controller started
+    late_rows: int = 0                     # calls that joined after the controller started
 
 
 @dataclass
@@ -104,12 +122,6 @@ class _ChunkFailed:
     error: BaseException
     t0: float
     t1: float
-
-
-def engine_errored(server: Any) -> bool:
-    """Runs inside verl's vLLMHttpServer actor: True if vLLM's AsyncLLM reports its engine core dead."""
-    engine = getattr(server, "engine", None)
-    return bool(engine is None or engine.errored)
 
 
 def _is_actor_death(exc: BaseException) -> bool:
@@ -146,7 +158,9 @@ class SeerRolloutService:
         eos_token_ids: list[int],
         max_inflight_per_engine: int | None = None,
         dead: dict[str, str] | None = None,
+        backend: str = "vllm",
     ) -> None:
+        self._backend = backend_of(backend)  # the engine seam (seer_verl.backends): health, RPC into the workers
         self._addresses = list(servers)
         self._handles = [servers[a] for a in self._addresses]
         self._engines = engines
@@ -158,7 +172,7 @@ class SeerRolloutService:
         self._spec = SpecConfig.from_mapping(cfg.pop("spec", None))
         self._config = SeerConfig.from_mapping(cfg)
         # adaptive grouped speculative decoding (seer.spec.enabled): request tags, draft server, draft clients
-        self._sd = GroupedSpeculation(self._spec, self._handles) if self._spec.enabled else None
+        self._sd = GroupedSpeculation(self._spec, self._handles, self._backend) if self._spec.enabled else None
         self._chunk_timeout_s = self._config.effective_chunk_timeout_s()
         self._health_timeout_s = float(self._config.health_timeout_s)
         self._eos = set(int(t) for t in eos_token_ids)
@@ -167,7 +181,7 @@ class SeerRolloutService:
         self._failures: list[dict[str, Any]] = []
         self._last_ok: dict[int, float] = {}  # engine index -> when a chunk last came back from it
         self._admission_wait_s = float(self._config.admission_wait_s)
-        self._batch: dict[str, Any] | None = None
+        self._batch: _Batch | None = None
         self._rows: dict[int, _Row] = {}  # controller req_id -> its call (before the controller starts: row -> call)
         self._calls: dict[int, list[_Row]] = {}  # row -> its calls so far, in turn order
         self._wake: asyncio.Event | None = None
@@ -183,10 +197,7 @@ class SeerRolloutService:
         """Announce a batch: the group of each row (siblings share a group) and verl's length settings."""
         if self._batch is not None:
             raise RuntimeError("SeerRolloutService: a batch is already running (synchronous rollout only)")
-        self._batch = {"groups": list(groups), "true_lens": true_lens, "t0": time.time(),
-                       "prompt_length": prompt_length, "response_length": response_length,
-                       "max_model_len": max_model_len, "error": None, "closed": False, "first_call": None,
-                       "started": None, "late_rows": 0}
+        self._batch = _Batch(list(groups), true_lens, prompt_length, response_length, max_model_len)
         self._rows = {}
         self._calls = {}
         self._runner = None
@@ -197,12 +208,12 @@ class SeerRolloutService:
         """More rows join the open batch (verl's V1 trainer submits refills while a rollout runs); returns the first
         new row. Their calls join the running rollout like late rows."""
         b = self._batch
-        if b is None or b["closed"]:
+        if b is None or b.closed:
             raise RuntimeError("SeerRolloutService.extend_batch: no open batch")
-        if b["true_lens"] is not None:
+        if b.true_lens is not None:
             raise ValueError("extend_batch: the open batch has true lengths (oracle); the new rows have none")
-        first = len(b["groups"])
-        b["groups"].extend(int(g) for g in groups)
+        first = len(b.groups)
+        b.groups.extend(int(g) for g in groups)
         return first
 
     def idle(self) -> bool:
@@ -215,15 +226,15 @@ class SeerRolloutService:
         the next batch afterwards even if this one failed (the failure is re-raised)."""
         try:
             if self._batch is not None:
-                self._batch["closed"] = True  # verl's agent loops have returned: no call will come any more
+                self._batch.closed = True  # verl's agent loops have returned: no call will come any more
             if self._wake is not None:
                 self._wake.set()
             if self._admit is not None:
                 self._admit.cancel()
             if self._runner is not None:
                 await self._runner
-            elif self._batch is not None and self._batch["error"] is not None:
-                raise self._batch["error"]
+            elif self._batch is not None and self._batch.error is not None:
+                raise self._batch.error
         finally:
             for r in self._rows.values():  # rows of a batch that never started (a sibling's caller failed first)
                 if not r.future.done():
@@ -267,17 +278,17 @@ class SeerRolloutService:
         b = self._batch
         if b is None:
             raise RuntimeError("SeerRolloutService.generate called outside begin_batch/end_batch")
-        n = len(b["groups"])
+        n = len(b.groups)
         if not 0 <= row < n:
             raise ValueError(f"row {row} outside the batch of {n} samples")
-        if b["closed"]:
+        if b.closed:
             raise RuntimeError(f"row {row}: generate called after the batch ended")
         calls = self._calls.setdefault(row, [])
         if calls and not calls[-1].future.done():
             raise ValueError(f"row {row} called generate again before its previous call returned (a sample's turns "
                              "run one after another; each row of the batch is one sample)")
-        if b["error"] is not None:
-            raise b["error"]
+        if b.error is not None:
+            raise b.error
         sp = dict(sampling_params)
         try:
             budget = self._budget(row, len(prompt_ids), sp)
@@ -290,8 +301,8 @@ class SeerRolloutService:
         call = _Row(row, list(prompt_ids), sp, asyncio.get_running_loop().create_future(), budget=budget,
                     turn=len(calls), stop_ids=stop_ids)
         calls.append(call)
-        if b["first_call"] is None:
-            b["first_call"] = time.time()
+        if b.first_call is None:
+            b.first_call = time.time()
         if self._runner is None:
             self._rows[row] = call  # the batch is still gathering: keyed by row until the controller starts
             if len(self._rows) == n:
@@ -306,18 +317,18 @@ class SeerRolloutService:
 
     def _start(self) -> None:
         """Start the controller on the calls received so far (the rest join while it runs)."""
-        if self._runner is not None or self._batch is None or self._batch["error"] is not None:
+        if self._runner is not None or self._batch is None or self._batch.error is not None:
             return
         if self._admit is not None:
             self._admit.cancel()
             self._admit = None
-        self._batch["started"] = time.time()
+        self._batch.started = time.time()
         pending = [self._rows[r] for r in sorted(self._rows)]
         self._rows = dict(enumerate(pending))  # controller req_id -> call; in row order
         try:
             self._ctl = self._make_controller()  # now, so that a call arriving from here on can join it
         except Exception as exc:  # noqa: BLE001 - every caller already has it; end_batch raises it
-            self._batch["error"] = exc
+            self._batch.error = exc
             return
         self._wake = asyncio.Event()
         self._runner = asyncio.create_task(self._run())
@@ -328,20 +339,20 @@ class SeerRolloutService:
         ctl = self._ctl
         assert b is not None and ctl is not None and self._wake is not None
         if call.turn == 0:
-            b["late_rows"] += 1
-        true_len = b["true_lens"][call.row] if b["true_lens"] is not None and call.turn == 0 else None
+            b.late_rows += 1
+        true_len = b.true_lens[call.row] if b.true_lens is not None and call.turn == 0 else None
         # the engine of the sample's previous turn holds the conversation's prefix (add_request ignores it if lost)
         prev = self._calls[call.row][call.turn - 1] if call.turn > 0 else None
         engine = prev.intervals[-1][0] if prev is not None and prev.intervals else None
         try:
-            req = ctl.add_request(b["groups"][call.row], len(call.prompt_ids), call.budget, engine=engine,
+            req = ctl.add_request(b.groups[call.row], len(call.prompt_ids), call.budget, engine=engine,
                                   true_len=true_len)
         except NoEngineError as exc:
             err: Exception = (EngineLossError(self._loss_message(str(exc))) if self._dead
                               else SampleError(f"row {call.row} (turn {call.turn}): {exc}"))
             call.future.set_exception(err)
-            if b["error"] is None:
-                b["error"] = err
+            if b.error is None:
+                b.error = err
             self._wake.set()
             return
         self._rows[req.req_id] = call
@@ -352,7 +363,7 @@ class SeerRolloutService:
         b = self._batch
         if prompt_len == 0:
             raise SampleError(f"row {row}: empty prompt (0 tokens); the engine cannot generate from nothing")
-        room = b["max_model_len"] - prompt_len
+        room = b.max_model_len - prompt_len
         if room < 1:
             raise SampleError(
                 f"row {row}: prompt of {prompt_len} tokens leaves no room to generate within "
@@ -363,14 +374,14 @@ class SeerRolloutService:
         elif "max_new_tokens" in sp:
             mt = sp.pop("max_new_tokens")
         else:
-            mt = min(b["response_length"], b["prompt_length"] + b["response_length"] - prompt_len)
+            mt = min(b.response_length, b.prompt_length + b.response_length - prompt_len)
         return max(1, min(int(mt), room))
 
     def _fail_batch(self, exc: BaseException) -> None:
         """Fail the batch: every waiting caller gets ``exc`` (no caller waits for a sample that will never
         arrive); a running controller stops at its next step."""
-        if self._batch is not None and self._batch["error"] is None:
-            self._batch["error"] = exc
+        if self._batch is not None and self._batch.error is None:
+            self._batch.error = exc
         if self._admit is not None:
             self._admit.cancel()
         if self._wake is not None:
@@ -394,9 +405,9 @@ class SeerRolloutService:
         if self._sd is not None:
             await self._sd.begin_batch(self._alive())
         try:
-            while not (ctl.done and b["closed"]):
-                if b["error"] is not None:
-                    raise b["error"]
+            while not (ctl.done and b.closed):
+                if b.error is not None:
+                    raise b.error
                 self._dispatch(ctl, running)
                 if not running and not ctl.done:
                     raise RuntimeError("Seer controller made no progress: nothing running and nothing dispatchable")
@@ -412,8 +423,8 @@ class SeerRolloutService:
                         self._on_outcome(ctl, d, task.result(), running)
                 if ctl.done and done - {waiter}:
                     t_done = time.time()  # the last request so far finished
-            if b["error"] is not None:  # a call that could not join (it fits no engine)
-                raise b["error"]
+            if b.error is not None:  # a call that could not join (it fits no engine)
+                raise b.error
         except BaseException as exc:
             self._abort(running, exc)
             await self._end_speculation(None)
@@ -444,9 +455,9 @@ class SeerRolloutService:
         b = self._batch
         assert b is not None
         calls = [self._rows[i] for i in range(len(self._rows))]
-        rows = [(b["groups"][c.row], len(c.prompt_ids)) for c in calls]
+        rows = [(b.groups[c.row], len(c.prompt_ids)) for c in calls]
         budgets = [c.budget for c in calls]
-        true_lens = None if b["true_lens"] is None else [b["true_lens"][c.row] for c in calls]
+        true_lens = None if b.true_lens is None else [b.true_lens[c.row] for c in calls]
         try:
             if len(self._dead) == len(self._engines):
                 raise EngineLossError(self._loss_message("no rollout engine is alive"))
@@ -469,7 +480,7 @@ class SeerRolloutService:
             running[asyncio.create_task(self._chunk(ctl, d))] = d
         self._decision_s += time.perf_counter() - t
 
-    def _on_outcome(self, ctl: RolloutController, d: Any, outcome: Any, running: dict[asyncio.Task, Any]) -> None:
+    def _on_outcome(self, ctl: RolloutController, d: Dispatch, outcome: Any, running: dict[asyncio.Task, Any]) -> None:
         if not ctl.is_live(d):  # its engine was declared lost while it ran: the request was re-queued
             return
         row = self._rows[d.req_id]
@@ -521,7 +532,7 @@ class SeerRolloutService:
     def _record_failure(self, eid: int, reason: str, t: float, requeued: list[int]) -> None:
         b = self._batch
         event = {"engine": eid, "address": self._addresses[eid], "reason": reason, "time": t,
-                 "t_s": round(t - (b["t0"] if b else t), 3), "requeued_rows": list(requeued)}
+                 "t_s": round(t - (b.t0 if b else t), 3), "requeued_rows": list(requeued)}
         self._failures.append(event)
         alive = len(self._engines) - len(self._dead)
         logger.warning("Seer: rollout engine %d (%s) lost: %s; %d in-flight request(s) resume from their last "
@@ -564,8 +575,8 @@ class SeerRolloutService:
             # between the first call and the start (waiting for the batch's rows)
             "requests": len(self._rows),
             "rows": len(self._calls),
-            "late_rows": b["late_rows"] if b else 0,
-            "admission_s": (b["started"] - b["first_call"]) if b and b["started"] and b["first_call"] else 0.0,
+            "late_rows": b.late_rows if b else 0,
+            "admission_s": (b.started - b.first_call) if b and b.started and b.first_call else 0.0,
             "engine_failures": list(self._failures),
             "engines_alive": len(self._engines) - len(self._dead),
             "policy": self._config.policy,
@@ -574,7 +585,7 @@ class SeerRolloutService:
 
     # -- one chunk on one engine ----------------------------------------------------------------------------------
 
-    async def _chunk(self, ctl: RolloutController, d: Any) -> _ChunkDone | _EngineLost | _ChunkFailed:
+    async def _chunk(self, ctl: RolloutController, d: Dispatch) -> _ChunkDone | _EngineLost | _ChunkFailed:
         """Run one chunk; classify a failure as the engine's (lost) or the sample's own. Never raises."""
         req = ctl.request(d.req_id)
         row = self._rows[d.req_id]
@@ -605,7 +616,7 @@ class SeerRolloutService:
         logprobs = list(out.log_probs or []) if sp.get("logprobs") else [0.0] * len(tokens)
         return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, t1)
 
-    async def _call(self, d: Any, prompt: list[int], sp: dict[str, Any], request_id: str) -> Any:
+    async def _call(self, d: Dispatch, prompt: list[int], sp: dict[str, Any], request_id: str) -> Any:
         # priority: the request's start rank; engines with scheduling_policy=priority serve older requests first
         return await self._handles[d.engine_id].generate.remote(
             prompt_ids=prompt, sampling_params=sp, request_id=request_id, priority=d.priority)
@@ -619,11 +630,11 @@ class SeerRolloutService:
         return _EngineLost(f"{why} after a chunk failed with {_short(exc, 160)}", t0, time.time())
 
     async def _health(self, eid: int) -> tuple[bool, str]:
-        """(healthy, why): the server actor answers within ``seer.health_timeout_s`` and vLLM's engine core is
-        not dead."""
+        """(healthy, why): the server actor answers within ``seer.health_timeout_s`` and its engine does not report
+        itself dead."""
 
         async def probe() -> bool:
-            return await self._handles[eid].__ray_call__.remote(engine_errored)
+            return await self._handles[eid].__ray_call__.remote(self._backend.errored_in_server)
 
         try:
             errored = await asyncio.wait_for(probe(), timeout=self._health_timeout_s)
@@ -632,5 +643,5 @@ class SeerRolloutService:
         except Exception as exc:  # noqa: BLE001
             return False, f"health check failed ({_short(exc, 160)})"
         if errored:
-            return False, "vLLM reports its engine core dead"
+            return False, f"the {self._backend.name} engine reports itself dead"
         return True, "healthy"

@@ -38,7 +38,7 @@ import numpy as np
 
 from seer_verl.core.step_time import StepTimeModel
 
-__all__ = ["SimEngine", "SimSeq", "SpecConfig"]
+__all__ = ["SimEngine", "SimSeq", "SimSpeculation"]
 
 
 class SimSeq:
@@ -96,7 +96,7 @@ class SimSeq:
 
 
 @dataclass
-class SpecConfig:
+class SimSpeculation:
     """Speculative decoding on an engine: draft lengths come from ``allocate(engine, probes, others, kv)``."""
 
     allocate: Callable[[SimEngine, list[SimSeq], list[SimSeq], float], tuple[int, int]]
@@ -121,7 +121,7 @@ class SimEngine:
     """A simulated engine; driven by :class:`seer_verl.sim.events.EventLoop`."""
 
     def __init__(self, engine_id: int, capacity_tokens: int, block_size: int, max_num_seqs: int,
-                 max_batched_tokens: int, step_model: StepTimeModel, rng, spec: SpecConfig | None = None,
+                 max_batched_tokens: int, step_model: StepTimeModel, rng, spec: SimSpeculation | None = None,
                  timeline_dt: float = 1.0, max_macro_steps: int = 1 << 30, priority: bool = False) -> None:
         self.engine_id = engine_id
         # vLLM scheduling_policy: fcfs (False) or priority (True: waiting ordered by (priority, arrival); short of
@@ -456,9 +456,7 @@ class SimEngine:
 
     def _record(self, now: float) -> None:
         if now - self._last_tl >= self.timeline_dt:
-            kv = sum(self.blocks_for(s.computed) for s in self.running) / max(self.cap_blocks, 1)
+            kv = self.used_blocks() / max(self.cap_blocks, 1)
             self.stats.timeline.append((now, len(self.running), len(self.waiting), kv, 0.0))
             self._last_tl = now
 
-    def recompute_tokens_of(self, s: SimSeq) -> int:
-        return s.prefill_tokens

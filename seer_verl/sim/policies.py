@@ -23,14 +23,16 @@ from typing import Any
 
 from seer_verl.core import EngineState, RequestBuffer, RolloutController, SeerConfig
 from seer_verl.core.draft_budget import mba_allocate
+from seer_verl.core.policies import POLICY_NAMES
 
-from .engine import SimEngine, SimSeq, SpecConfig
+from .engine import SimEngine, SimSeq, SimSpeculation
 from .events import EventLoop
 from .workloads import Workload
 
 __all__ = ["POLICIES", "SeerDriver", "StockDriver", "TokenCount", "make_spec"]
 
-POLICIES = ("stock", "divided", "seer", "seer_sd", "oracle")
+#: stock verl, every scheduling policy registered in the core (driven by the real controller), and ``seer_sd``
+POLICIES: tuple[str, ...] = ("stock", *POLICY_NAMES, "seer_sd")
 
 
 class TokenCount:
@@ -143,13 +145,8 @@ class SeerDriver(_Base):
                                  starvation_bound=w.starvation_bound, kv_reserve=w.kv_reserve,
                                  continuation=w.continuation)
         self.ctrl = RolloutController(self.buffer, engines, self.config)
-        self.started_in_group: dict[int, int] = {}
         self.finished_in_group: dict[int, int] = {}
-        self.has_started = [False] * w.num_requests
         self.dispatch_calls = 0
-
-    def siblings_started(self, s: SimSeq) -> int:
-        return self.started_in_group.get(s.group_id, 0) - (1 if self.has_started[s.req_id] else 0)
 
     def siblings_finished(self, s: SimSeq) -> int:
         """Complete sibling responses in the group's draft tree: the references of paper Table 2 / our replay."""
@@ -169,9 +166,6 @@ class SeerDriver(_Base):
             if w.kv_pool and req.engine is not None and req.engine != d.engine_id:
                 pool = d.context_len - 1  # prefix KV pulled from the global pool (paper's Mooncake)
             s = SimSeq(d.req_id, req.group_id, d.context_len, k, req.is_probe, (d, stopped), pool, d.priority)
-            if not self.has_started[d.req_id]:
-                self.has_started[d.req_id] = True
-                self.started_in_group[req.group_id] = self.started_in_group.get(req.group_id, 0) + 1
             loop.submit(d.engine_id, s)
 
     def start(self, loop: EventLoop) -> None:
@@ -189,7 +183,7 @@ class SeerDriver(_Base):
         self._dispatch(loop)
 
 
-def make_spec(w: Workload, driver: SeerDriver) -> SpecConfig:
+def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
     """Speculative decoding for ``seer_sd``: MBA draft budgets (core) + the sibling-aware acceptance model."""
     acc = w.acceptance
     gmax, lam = w.gamma_max, w.lam
@@ -223,4 +217,4 @@ def make_spec(w: Workload, driver: SeerDriver) -> SpecConfig:
         p_l = mean_p(others) if others else p_h
         return mba_allocate(len(probes), len(others), [p_h] * gmax, gmax, lam, step_fn, draft_fn, [p_l] * gmax)
 
-    return SpecConfig(allocate=allocate, tau=tau, draft_s_per_token=w.draft_s_per_token)
+    return SimSpeculation(allocate=allocate, tau=tau, draft_s_per_token=w.draft_s_per_token)

@@ -10,9 +10,10 @@ Paper workloads (seer_paper.md §1, §6.1 Table 3; the numbers are the paper's, 
 
 Lengths: each group draws a latent log-length ``mu + sigma_g * z_g``; each response draws
 ``exp(mu + sigma_g * z_g + sigma_r * e)``, rounded, at least 1, truncated at ``max_tokens`` (the response hits
-the cap: finish reason "length"). ``sigma_g = 0.8`` (between-group spread: the heavy tail of Fig. 2, outputs from
-a few hundred tokens to the cap) and ``sigma_r = 0.5`` (within-group spread; lengths strongly correlated
-within a group, Fig. 4: log-length correlation 0.72) are fixed once for all three tasks, not fitted per task;
+the cap: finish reason "length"). ``sigma_g = 1.0`` (:data:`SIGMA_G`, between-group spread: the heavy tail of
+Fig. 2, outputs from a few hundred tokens to the cap) and ``sigma_r = 0.3`` (:data:`SIGMA_R`, within-group spread:
+lengths strongly correlated within a group as in Fig. 4; log-length correlation 1 / (1 + 0.3²) = 0.92 before
+truncation) are fixed once for all three tasks, not fitted per task (``sigma_g=`` / ``sigma_r=`` override them);
 ``mu`` is solved by bisection so that the mean of the truncated lengths equals the paper's mean. Prompts: one
 length per group, log-normal around 400 (math) / 1,500 (vision-language, image tokens) / 600 tokens.
 
@@ -38,7 +39,7 @@ from seer_verl.core.step_time import StepTimeModel
 
 from .acceptance import ACCEPTANCE_CURVES, AcceptanceModel
 
-__all__ = ["DEFAULT_BENCH_REPORT", "WORKLOADS", "Workload", "group_lengths", "load_step_model", "make_workload"]
+__all__ = ["DEFAULT_BENCH_REPORT", "PAPER_TASKS", "PaperTask", "WORKLOADS", "Workload", "group_lengths", "load_step_model", "make_workload"]
 
 DEFAULT_BENCH_REPORT = Path("runs/bench/report.json")
 
@@ -156,15 +157,27 @@ def _prompt_lens(num_groups: int, group_size: int, mean: float, seed: int) -> li
     return [per_group[i // group_size] for i in range(num_groups * group_size)]
 
 
-_PAPER = {
-    # name: (groups, G, max_tokens, mean, prompt_mean, instances, step model, acceptance, max_num_seqs)
-    "moonlight": (400, 8, 65536, 22386, 400, 32, "step_h800_moonlight", "paper_moonlight", 256),
-    "qwen2vl72b": (600, 16, 40960, 7615, 1500, 16, "step_h800_qwen2vl72b", "paper_qwen", 256),
-    "kimik2": (800, 8, 98304, 38959, 600, 8, "step_h800_kimik2", "paper_kimi", 8192),
-}
+@dataclass(frozen=True)
+class PaperTask:
+    """One of the paper's three RL tasks (Table 3) as the simulator deploys it."""
 
-#: vLLM ``gpu_memory_utilization`` of the paper's deployments (not reported; see the module docstring).
-GPU_UTIL = {"moonlight": 0.9, "qwen2vl72b": 0.9, "kimik2": 0.9}
+    groups: int              # prompts per rollout
+    group_size: int          # G, samples per prompt
+    max_tokens: int          # response cap
+    mean_len: int            # mean response length (Table 3)
+    prompt_mean: int         # prompt length the prompts are drawn around
+    instances: int           # inference instances
+    step_model: str          # packaged step-time model (sim/data/<name>.json)
+    acceptance: str          # acceptance curve of grouped speculation (ACCEPTANCE_CURVES)
+    max_num_seqs: int        # vLLM's per-engine concurrency cap
+    gpu_util: float = 0.9    # vLLM ``gpu_memory_utilization`` (not reported; see the module docstring)
+
+
+PAPER_TASKS: dict[str, PaperTask] = {
+    "moonlight": PaperTask(400, 8, 65536, 22386, 400, 32, "step_h800_moonlight", "paper_moonlight", 256),
+    "qwen2vl72b": PaperTask(600, 16, 40960, 7615, 1500, 16, "step_h800_qwen2vl72b", "paper_qwen", 256),
+    "kimik2": PaperTask(800, 8, 98304, 38959, 600, 8, "step_h800_kimik2", "paper_kimi", 8192),
+}
 
 
 def kv_capacity(mem: dict[str, Any], util: float) -> int:
@@ -188,13 +201,14 @@ SIGMA_R = 0.3
 
 
 def paper_workload(name: str, seed: int = 0, **over: Any) -> Workload:
-    groups, G, max_tokens, mean, prompt_mean, n_inst, step, acc, max_seqs = _PAPER[name]
-    groups = int(over.pop("num_groups", groups))
-    G = int(over.pop("group_size", G))
-    model = load_step_model(str(over.pop("step_model", step)))
+    task = PAPER_TASKS[name]
+    max_tokens, mean, n_inst = task.max_tokens, task.mean_len, task.instances
+    groups = int(over.pop("num_groups", task.groups))
+    G = int(over.pop("group_size", task.group_size))
+    model = load_step_model(str(over.pop("step_model", task.step_model)))
     sigma_g = float(over.pop("sigma_g", SIGMA_G))
     sigma_r = float(over.pop("sigma_r", SIGMA_R))
-    util = float(over.pop("gpu_util", GPU_UTIL[name]))
+    util = float(over.pop("gpu_util", task.gpu_util))
     mem = model.meta["memory"]
     dp = int(mem.get("dp", 1))
     lens = group_lengths(groups, G, max_tokens, mean, sigma_g, sigma_r, seed)
@@ -202,17 +216,17 @@ def paper_workload(name: str, seed: int = 0, **over: Any) -> Workload:
         name=name,
         desc=f"{name}: {groups}x{G} requests, max {max_tokens}, mean {mean} (paper Table 3), {n_inst} instances",
         group_ids=[i // G for i in range(groups * G)],
-        prompt_lens=_prompt_lens(groups, G, prompt_mean, seed),
+        prompt_lens=_prompt_lens(groups, G, task.prompt_mean, seed),
         true_lens=lens,
         max_tokens=max_tokens,
         num_engines=n_inst * dp,
         dp=dp,
         kv_capacity_tokens=kv_capacity(mem, util),
         block_size=16,
-        max_num_seqs=max_seqs,
+        max_num_seqs=task.max_num_seqs,
         max_batched_tokens=8192,
         step_model=model,
-        acceptance=ACCEPTANCE_CURVES[acc],
+        acceptance=ACCEPTANCE_CURVES[task.acceptance],
         chunk_size=2048,
         stock_placement="group",
         kv_pool=True,
@@ -433,7 +447,7 @@ def check_overrides(over: dict[str, Any]) -> None:
 def make_workload(name: str, seed: int = 0, **over: Any) -> Workload:
     """Build a workload by name (``moonlight``, ``qwen2vl72b``, ``kimik2``, ``cpu_bench``)."""
     check_overrides(over)
-    if name in _PAPER:
+    if name in PAPER_TASKS:
         return paper_workload(name, seed, **over)
     if name == "cpu_bench":
         return cpu_bench_workload(seed, **over)

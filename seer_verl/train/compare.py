@@ -163,7 +163,7 @@ def parity(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     Mann-Whitney test of its per-iteration values against the baseline's (all seeds pooled; ``p`` small = the
     difference is larger than the iteration-to-iteration noise).
     """
-    from seer_verl.spec.lossless import mann_whitney_u
+    from seer_verl.speculative_tools.lossless import mann_whitney_u
 
     configs = list(runs)
     base = configs[0]

@@ -5,15 +5,23 @@ from __future__ import annotations
 import pytest
 
 from seer_verl.bench import config as bcfg
+from seer_verl.bench.policies import POLICIES
 
 
 def _validate(*overrides: str) -> None:
-    bcfg.validate(bcfg.compose_bench_config(list(overrides)), available=bcfg.KNOWN_POLICIES)
+    bcfg.validate(bcfg.compose_bench_config(list(overrides)), available=tuple(POLICIES))
+
+
+def test_every_core_policy_is_a_bench_arm():
+    from seer_verl.core.policies import POLICIES as CORE
+
+    assert set(CORE) <= set(POLICIES) and all(POLICIES[n].profile == "priority" for n in CORE)
+    assert [n for n, arm in POLICIES.items() if arm.needs_true_lengths] == ["oracle"]
 
 
 def test_defaults_are_valid_and_replay_on():
     cfg = bcfg.compose_bench_config([])
-    bcfg.validate(cfg, available=bcfg.KNOWN_POLICIES)
+    bcfg.validate(cfg, available=tuple(POLICIES))
     assert cfg.workload.replay_seed == 0 and cfg.repeats == 1
 
 

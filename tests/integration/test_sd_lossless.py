@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.engines, pytest.mark.timeout(1200)]
 
 
 def test_greedy_identical_with_grouped_sd(cpu_environment, tiny_model, arith_dataset, tmp_path):
-    from seer_verl.spec.lossless_check import run_check
+    from seer_verl.speculative_tools.lossless_check import run_check
 
     rep = run_check(model=tiny_model, num_prompts=3, n=4, max_tokens=96, temperature=0.0, out_dir=tmp_path)
     assert rep["sd_totals"]["accepted_tokens"] > 0, rep["sd_totals"]  # speculation really happened
@@ -22,7 +22,7 @@ def test_greedy_identical_with_grouped_sd(cpu_environment, tiny_model, arith_dat
 
 
 def test_t1_samples_indistinguishable_with_grouped_sd(cpu_environment, smollm2_model, arith_dataset, tmp_path):
-    from seer_verl.spec.lossless_check import run_check
+    from seer_verl.speculative_tools.lossless_check import run_check
 
     rep = run_check(model=smollm2_model, num_prompts=4, n=16, max_tokens=48, temperature=1.0, out_dir=tmp_path)
     assert rep["sd_totals"]["accepted_tokens"] > 0, rep["sd_totals"]
@@ -36,7 +36,7 @@ def test_replay_makes_sd_token_identical_and_catches_a_biased_verifier(cpu_envir
     # accepts 10% of mismatching draft tokens must be rejected (p < 0.01) at this size. The split/reversed draw
     # (`seer-verl lossless --replay` runs it) is left out here: test_grpo_trainer checks chunked Seer against
     # stock verl token for token, and one engine start less keeps CI short
-    from seer_verl.spec.lossless_check import run_identity_check
+    from seer_verl.speculative_tools.lossless_check import run_identity_check
 
     rep = run_identity_check(model=smollm2_model, num_prompts=2, n=16, max_tokens=48, temperature=1.0,
                              split_check=False, out_dir=tmp_path)

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from ..request import RolloutRequest
 
-__all__ = ["LazyQueue", "SchedulingPolicy"]
+__all__ = ["LazyQueue", "POLICIES", "SchedulingPolicy", "register_policy"]
 
 Key = int | tuple[int, ...]
 
@@ -70,15 +70,6 @@ class LazyQueue:
                 return entry[2]
         return None
 
-    def peek(self) -> int | None:
-        """The req_id :meth:`pop` would return, without removing it."""
-        heap = self._heap
-        while heap:
-            if self._valid(heap[0]):
-                return heap[0][2]
-            heapq.heappop(heap)
-        return None
-
     def discard(self, req_id: int) -> None:
         """Remove ``req_id`` if filed (O(1); its heap entries become stale)."""
         self._live.pop(req_id, None)
@@ -103,6 +94,9 @@ class SchedulingPolicy(ABC):
     """
 
     name: ClassVar[str]
+    #: the policy orders by each request's true length (``true_len``), known only in simulation or replay: the
+    #: bench gives it the lengths an earlier policy of the same run recorded
+    needs_true_lengths: ClassVar[bool] = False
 
     def __init__(self, requests: Sequence[RolloutRequest]) -> None:
         self._requests = requests
@@ -135,3 +129,21 @@ class SchedulingPolicy(ABC):
 
     def on_progress(self, req: RolloutRequest) -> None:  # noqa: B027 (optional hook)
         """Called when a chunk of ``req`` completed and the request goes on. Default: nothing to learn."""
+
+
+#: every scheduling policy by its ``name`` (the ``seer.policy`` values): the training config, the bench's Seer
+#: arms and the simulator's all come from here. A new policy is one module whose class is decorated with
+#: :func:`register_policy`, imported by ``policies/__init__.py``.
+POLICIES: dict[str, type[SchedulingPolicy]] = {}
+
+
+def register_policy(cls: type[SchedulingPolicy]) -> type[SchedulingPolicy]:
+    """Class decorator: register ``cls`` under ``cls.name`` (as verl's ``register_adv_est``)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__qualname__}.name must be a non-empty string to register a scheduling policy")
+    if POLICIES.get(name, cls) is not cls:
+        raise ValueError(f"scheduling policy {name!r} is registered twice ({POLICIES[name].__qualname__}, "
+                         f"{cls.__qualname__})")
+    POLICIES[name] = cls
+    return cls

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..request import RolloutRequest
-from .base import LazyQueue, SchedulingPolicy
+from .base import LazyQueue, SchedulingPolicy, register_policy
 
 __all__ = ["FcfsPolicy"]
 
 
+@register_policy
 class FcfsPolicy(SchedulingPolicy):
     """Oldest-waiting first."""
 

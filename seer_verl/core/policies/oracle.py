@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..request import RolloutRequest
-from .base import LazyQueue, SchedulingPolicy
+from .base import LazyQueue, SchedulingPolicy, register_policy
 
 __all__ = ["OraclePolicy"]
 
 
+@register_policy
 class OraclePolicy(SchedulingPolicy):
     """Longest true length first. Every request of the batch must carry ``true_len`` (requests added later may
     not: they rank by ``max_tokens``)."""
 
     name = "oracle"
+    needs_true_lengths = True
 
     def __init__(self, requests: Sequence[RolloutRequest]) -> None:
         missing = [r.req_id for r in requests if r.true_len is None]

@@ -26,11 +26,12 @@ from collections.abc import Sequence
 
 from ..context import GroupLengthEstimator
 from ..request import RolloutRequest
-from .base import LazyQueue, SchedulingPolicy
+from .base import LazyQueue, SchedulingPolicy, register_policy
 
 __all__ = ["SeerPolicy"]
 
 
+@register_policy
 class SeerPolicy(SchedulingPolicy):
     """Probes shortest-generated-first, then the rest by largest group length estimate."""
 

@@ -1,4 +1,4 @@
-"""Two-sample losslessness test (seer_verl.spec.lossless) on synthetic samples."""
+"""Two-sample losslessness test (seer_verl.speculative_tools.lossless) on synthetic samples."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from seer_verl.spec.lossless import (
+from seer_verl.speculative_tools.lossless import (
     chi2_homogeneity,
     chi2_sf,
     from_records,

@@ -1,7 +1,7 @@
 """Engine-side grouped drafter: vLLM's suffix proposer, but drafting from the request's *group* tree.
 
 :class:`GroupSuffixProposer` replaces vLLM 0.32's ``SuffixDecodingProposer`` inside the engine worker (the swap is
-done by :mod:`seer_verl.spec.worker_ext` at import time, without forking vLLM). vLLM keeps doing everything else:
+done by :mod:`seer_verl.speculative.worker_ext` at import time, without forking vLLM). vLLM keeps doing everything else:
 it schedules the draft tokens, runs one verification forward per step and accepts or rejects every draft token
 with its own rejection sampler, so the output distribution is exactly the model's (the draft carries no
 probabilities, i.e. a one-hot proposal; accept with p_target(x), else resample from the residual).
@@ -9,9 +9,9 @@ probabilities, i.e. a one-hot proposal; accept with p_target(x), else resample f
 Per step (``propose``), for every running request:
 
 1. its group, sibling index, original prompt length and probe flag come from the Seer request id
-   (:mod:`seer_verl.spec.request_tag`); a non-Seer request is a group of its own (plain self-speculation);
+   (:mod:`seer_verl.speculative.request_tag`); a non-Seer request is a group of its own (plain self-speculation);
 2. the tokens it just produced are appended to its group's arctic suffix tree
-   (:class:`~seer_verl.spec.group_tree.GroupDraftTrees`), so siblings on this engine see them immediately; siblings
+   (:class:`~seer_verl.speculative.group_tree.GroupDraftTrees`), so siblings on this engine see them immediately; siblings
    on other engines arrive through :meth:`apply_increments` (fed by the grouped draft server, DGDS);
 3. the accepted length of its previous draft updates the online per-position acceptance statistics;
 4. the candidate draft is the best path of the group tree (multi-path with ``top_k > 1``), cut where the tree's
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seer_verl.core.draft_acceptance import DraftAcceptance
-from seer_verl.spec.group_tree import GroupDraftTrees
-from seer_verl.spec.request_tag import parse
+from seer_verl.speculative.group_tree import GroupDraftTrees
+from seer_verl.speculative.request_tag import parse
 
 try:  # vLLM is only needed inside an engine worker; the class below is also unit-tested with fakes.
     from vllm.v1.spec_decode.suffix_decoding import SuffixDecodingProposer as _Base

@@ -1,8 +1,8 @@
 """Service-side part of grouped speculation: engine RPCs, the draft server, the per-engine draft clients, metrics.
 
 The Seer rollout service owns one :class:`GroupedSpeculation` when ``seer.spec.enabled``. It names each chunk with
-the group tag the engine drafter reads (:mod:`seer_verl.spec.request_tag`), feeds every completed chunk to the
-draft server (DGDS), runs one :class:`~seer_verl.spec.draft_server.DraftClient` per engine during a batch, and at
+the group tag the engine drafter reads (:mod:`seer_verl.speculative.request_tag`), feeds every completed chunk to the
+draft server (DGDS), runs one :class:`~seer_verl.speculative.draft_server.DraftClient` per engine during a batch, and at
 the end of the batch releases the batch's groups everywhere and turns the engines' step logs into ``seer/sd_*``
 metrics, split into the bulk and the tail phase (tail = after 90% of the samples finished, as in the bench).
 """
@@ -14,41 +14,34 @@ import logging
 import os
 from typing import Any
 
-from seer_verl.spec.config import SpecConfig
-from seer_verl.spec.draft_server import DraftClient, GroupedDraftServer
-from seer_verl.spec.request_tag import format_request_id
+from seer_verl.backends import VLLM, EngineBackend
+from seer_verl.core import Dispatch, RolloutRequest
+from seer_verl.speculative.config import SpecConfig
+from seer_verl.speculative.draft_server import DraftClient, GroupedDraftServer
+from seer_verl.speculative.request_tag import format_request_id
 
 __all__ = ["GroupedSpeculation", "engine_rpc", "sd_metrics"]
 
 logger = logging.getLogger(__name__)
 
 
-def _rpc_in_server(server: Any, method: str, args: tuple, timeout: float) -> list[Any]:
-    """Runs inside verl's vLLMHttpServer actor (via ``__ray_call__``, on a side thread): a ``collective_rpc`` on
-    the engine's workers, scheduled on the actor's event loop (where vLLM's AsyncLLM client lives)."""
-    engine = server.engine
-    handler = getattr(engine, "output_handler", None)
-    if handler is None:
-        raise RuntimeError("vLLM engine has no running output handler (not started in an event loop?)")
-    loop = handler.get_loop()
-    fut = asyncio.run_coroutine_threadsafe(engine.collective_rpc(method, timeout=timeout, args=args), loop)
-    return fut.result(timeout + 5)
+def _rpc_ref(handle: Any, method: str, args: tuple, timeout: float, backend: EngineBackend) -> Any:
+    return handle.__ray_call__.remote(backend.rpc_in_server, method, args, timeout)
 
 
-def _rpc_ref(handle: Any, method: str, args: tuple, timeout: float) -> Any:
-    return handle.__ray_call__.remote(_rpc_in_server, method, args, timeout)
+async def engine_rpc(handle: Any, method: str, args: tuple = (), timeout: float = 30.0,
+                     backend: EngineBackend = VLLM) -> list[Any]:
+    """``method(*args)`` on every worker of one rollout server's engine (Seer's worker extension); one result per
+    worker."""
+    return await _rpc_ref(handle, method, args, timeout, backend)
 
 
-async def engine_rpc(handle: Any, method: str, args: tuple = (), timeout: float = 30.0) -> list[Any]:
-    """``collective_rpc(method, args)`` on one rollout server's vLLM workers; returns one result per worker."""
-    return await _rpc_ref(handle, method, args, timeout)
-
-
-def engine_rpc_sync(handles: list[Any], method: str, args: tuple = (), timeout: float = 30.0) -> list[list[Any]]:
+def engine_rpc_sync(handles: list[Any], method: str, args: tuple = (), timeout: float = 30.0,
+                    backend: EngineBackend = VLLM) -> list[list[Any]]:
     """:func:`engine_rpc` on every engine, from synchronous code (e.g. the bench between policies)."""
     import ray
 
-    return ray.get([_rpc_ref(h, method, args, timeout) for h in handles], timeout=timeout + 30)
+    return ray.get([_rpc_ref(h, method, args, timeout, backend) for h in handles], timeout=timeout + 30)
 
 
 def sd_metrics(step_logs: list[list[tuple]], tail_start: float | None) -> dict[str, float]:
@@ -82,9 +75,10 @@ def sd_metrics(step_logs: list[list[tuple]], tail_start: float | None) -> dict[s
 class GroupedSpeculation:
     """Args: spec config, the engines' server handles (service order)."""
 
-    def __init__(self, spec: SpecConfig, handles: list[Any]) -> None:
+    def __init__(self, spec: SpecConfig, handles: list[Any], backend: EngineBackend = VLLM) -> None:
         self.spec = spec
         self.handles = handles
+        self.backend = backend
         self.settings = spec.engine_settings()
         self.server: Any = None
         self.server_name: str | None = None  # named Ray actor (tests kill it to check draft-server loss)
@@ -99,8 +93,8 @@ class GroupedSpeculation:
         self.batch_no += 1
         self._gids = set()
         if not self._configured:
-            await asyncio.gather(*(engine_rpc(self.handles[e], "seer_sd_configure", (self.settings,))
-                                   for e in alive))
+            await asyncio.gather(*(engine_rpc(self.handles[e], "seer_sd_configure", (self.settings,),
+                                              backend=self.backend) for e in alive))
             self._configured = True
         if self.spec.dgds:
             if self.server is None:
@@ -114,10 +108,10 @@ class GroupedSpeculation:
 
     def _pusher(self, e: int):
         async def push(method: str, args: tuple) -> Any:
-            return await engine_rpc(self.handles[e], method, args)
+            return await engine_rpc(self.handles[e], method, args, backend=self.backend)
         return push
 
-    def request_id(self, d: Any, req: Any) -> str:
+    def request_id(self, d: Dispatch, req: RolloutRequest) -> str:
         """vLLM request id of a dispatched chunk (carries the group tag); registers the group with the engine's
         draft client."""
         gid = f"b{self.batch_no}g{req.group_id}"
@@ -146,8 +140,8 @@ class GroupedSpeculation:
         stats: list[dict[str, Any]] = []
         for e in alive:
             try:
-                await engine_rpc(self.handles[e], "seer_sd_release", (gids,))
-                stats.extend(await engine_rpc(self.handles[e], "seer_sd_stats"))
+                await engine_rpc(self.handles[e], "seer_sd_release", (gids,), backend=self.backend)
+                stats.extend(await engine_rpc(self.handles[e], "seer_sd_stats", backend=self.backend))
             except Exception as exc:  # an engine lost during the batch has no stats to give
                 logger.warning("Seer SD: no stats from engine %d: %s", e, exc)
         server_stats: dict[str, Any] = {}

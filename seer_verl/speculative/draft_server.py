@@ -11,7 +11,7 @@ Workflow (the paper's four steps, mapped onto verl's processes):
    safety net) and every ``sync_interval_s`` pulls the *increments* past its local cache state
    (``known[(gid, sibling)] = tokens already on the engine``) with :meth:`GroupedDraftServer.fetch`, then pushes
    them into the engine worker's local trees (``collective_rpc("seer_sd_apply")``), off the decode critical path.
-4. **Local speculation.** The engine's :class:`~seer_verl.spec.proposer.GroupSuffixProposer` drafts from its local
+4. **Local speculation.** The engine's :class:`~seer_verl.speculative.proposer.GroupSuffixProposer` drafts from its local
    trees every step; its own requests' tokens enter those trees live.
 
 The server is stateless towards clients (each fetch carries the client's cache state), so a restarted server
@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from seer_verl.spec.group_tree import GroupDraftTrees
+from seer_verl.speculative.group_tree import GroupDraftTrees
 
 __all__ = ["GroupedDraftServer", "DraftClient", "Increment"]
 
@@ -66,9 +66,6 @@ class GroupedDraftServer:
         import ray
 
         return ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(cls)
-
-    def ping(self) -> bool:
-        return True
 
     def register_group(self, gid: str, ttl_s: float | None = None) -> None:
         self._logs.setdefault(gid, {})
@@ -161,11 +158,6 @@ class DraftClient:
         """The engine itself produced response positions ``..end`` of this sibling: it already has them."""
         g = self.known.setdefault(gid, {})
         g[sibling] = max(g.get(sibling, 0), end)
-
-    def retire(self, gids: list[str]) -> None:
-        for gid in gids:
-            self.active.discard(gid)
-            self.known.pop(gid, None)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())

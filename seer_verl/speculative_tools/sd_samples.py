@@ -4,11 +4,11 @@ The engine runs Seer's worker extension with vLLM's ``suffix`` method when ``sd`
 a Seer request tag (``n`` siblings per prompt share a group), so drafts come from the group trees exactly as in a
 Seer rollout; vLLM's rejection sampler verifies them. Run as a module (engines spawn processes)::
 
-    python -m seer_verl.spec.sd_samples --model DIR --out samples.json --sd --temperature 1.0 --n 8
+    python -m seer_verl.speculative_tools.sd_samples --model DIR --out samples.json --sd --temperature 1.0 --n 8
 
 The JSON holds, per request, the sampled token ids and the model's log-probability of each sampled token, plus the
 drafter's totals (draft tokens proposed and accepted), so a caller can check both that speculation happened and
-that the samples are distributed as without it (:mod:`seer_verl.spec.lossless`).
+that the samples are distributed as without it (:mod:`seer_verl.speculative_tools.lossless`).
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ def sample(model: str, prompts: list[list[int]], n: int, max_tokens: int, temper
     from vllm.inputs import TokensPrompt
 
     from seer_verl.replay.keys import EXTRA_ARG, sample_key
-    from seer_verl.spec.request_tag import format_request_id
+    from seer_verl.speculative.request_tag import format_request_id
 
     kw: dict[str, Any] = dict(model=model, dtype="float32", enforce_eager=True, max_model_len=2048,
                               max_num_seqs=max(8, len(prompts) * n), kv_cache_memory_bytes=int(kv_gib * 2**30),
                               seed=0)
     if sd:
-        from seer_verl.spec.config import WORKER_EXTENSION
+        from seer_verl.speculative.config import WORKER_EXTENSION
 
         kw.update(worker_extension_cls=WORKER_EXTENSION,
                   speculative_config={"method": "suffix", "num_speculative_tokens": gamma,
@@ -49,7 +49,7 @@ def sample(model: str, prompts: list[list[int]], n: int, max_tokens: int, temper
     if sd:
         settings: dict[str, Any] = {"mode": mode, "gamma_max": gamma, "fixed_gamma": gamma}
         if mode == "adaptive":
-            from seer_verl.spec.config import SpecConfig
+            from seer_verl.speculative.config import SpecConfig
 
             settings["step_time"] = SpecConfig(enabled=True).step_time_model()
         llm.collective_rpc("seer_sd_configure", args=(settings,))

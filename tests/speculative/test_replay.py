@@ -1,4 +1,4 @@
-"""Offline acceptance replay (seer_verl.spec.replay) on synthetic groups: no engine."""
+"""Offline acceptance replay (seer_verl.speculative_tools.acceptance_replay) on synthetic groups: no engine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from seer_verl.spec.replay import build_parser, load_groups, replay_response, table
+from seer_verl.speculative_tools.acceptance_replay import build_parser, load_groups, replay_response, table
 
 
 def test_no_drafts_means_one_token_per_step():
@@ -86,7 +86,7 @@ def test_lossless_subcommand_aa_split(tmp_path):
                                      "logprobs": [-rng.random() for _ in resp]}))
     f = tmp_path / "r.jsonl"
     f.write_text("\n".join(lines) + "\n")
-    from seer_verl.spec.replay import main
+    from seer_verl.speculative_tools.acceptance_replay import main
 
     assert main(["lossless", str(f), "--json", str(tmp_path / "l.json")]) == 0
     res = json.loads((tmp_path / "l.json").read_text())

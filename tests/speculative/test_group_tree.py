@@ -1,10 +1,10 @@
-"""Grouped draft trees (seer_verl.spec.group_tree): fast unit tests on arctic's native suffix tree."""
+"""Grouped draft trees (seer_verl.speculative.group_tree): fast unit tests on arctic's native suffix tree."""
 
 from __future__ import annotations
 
 import pytest
 
-from seer_verl.spec.group_tree import EMPTY_DRAFT, Draft, GroupDraftTrees, microbench
+from seer_verl.speculative.group_tree import EMPTY_DRAFT, Draft, GroupDraftTrees, microbench
 
 
 def test_siblings_tokens_draft_for_another_sibling():

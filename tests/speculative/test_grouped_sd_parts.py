@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from seer_verl.spec.config import WORKER_EXTENSION, SpecConfig, check_engine_kwargs
-from seer_verl.spec.draft_server import DraftClient, GroupedDraftServer
-from seer_verl.spec.proposer import AcceptanceStats, GroupSuffixProposer
-from seer_verl.spec.request_tag import format_request_id, parse
+from seer_verl.speculative.config import WORKER_EXTENSION, SpecConfig, check_engine_kwargs
+from seer_verl.speculative.draft_server import DraftClient, GroupedDraftServer
+from seer_verl.speculative.proposer import AcceptanceStats, GroupSuffixProposer
+from seer_verl.speculative.request_tag import format_request_id, parse
 
 
 def test_request_tag_round_trip_and_foreign_ids():
@@ -181,7 +181,7 @@ def test_adaptive_mode_drafts_per_request_from_calibrated_tree_statistics():
 
 
 def test_engine_steps_feed_the_cost_fit(monkeypatch):
-    import seer_verl.spec.proposer as prop
+    import seer_verl.speculative.proposer as prop
 
     clock = [100.0]
     monkeypatch.setattr(prop.time, "perf_counter", lambda: clock[0])

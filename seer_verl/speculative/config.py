@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["SpecConfig", "WORKER_EXTENSION", "check_engine_kwargs", "default_step_time_path"]
 
-WORKER_EXTENSION = "seer_verl.spec.worker_ext.SeerWorkerExtension"
+WORKER_EXTENSION = "seer_verl.speculative.worker_ext.SeerWorkerExtension"
 MODES = ("adaptive", "fixed")
 
 

@@ -3,12 +3,12 @@
 Set on the rollout engines by config (``configs/seer_sd.yaml``)::
 
     actor_rollout_ref.rollout.engine_kwargs.vllm:
-      worker_extension_cls: seer_verl.spec.worker_ext.SeerWorkerExtension
+      worker_extension_cls: seer_verl.speculative.worker_ext.SeerWorkerExtension
       speculative_config: {method: suffix, num_speculative_tokens: 8, ...}
 
 vLLM imports the module named by ``worker_extension_cls`` in every worker process *before* it builds the model
 runner, so rebinding ``gpu_model_runner.SuffixDecodingProposer`` here makes the runner construct
-:class:`~seer_verl.spec.proposer.GroupSuffixProposer` for ``method="suffix"``; vLLM's ``isinstance`` checks still
+:class:`~seer_verl.speculative.proposer.GroupSuffixProposer` for ``method="suffix"``; vLLM's ``isinstance`` checks still
 hold (it is a subclass). The extension class subclasses verl's own worker extension, so verl's weight sync keeps
 working, and adds the ``seer_sd_*`` methods that the Seer service reaches through ``collective_rpc``.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import vllm.v1.worker.gpu_model_runner as _gmr
 from verl.workers.rollout.vllm_rollout.utils import vLLMColocateWorkerExtension
 
-from seer_verl.spec.proposer import GroupSuffixProposer
+from seer_verl.speculative.proposer import GroupSuffixProposer
 
 _gmr.SuffixDecodingProposer = GroupSuffixProposer
 
