@@ -30,7 +30,7 @@ def probe_engines(servers: dict[str, Any], addresses: list[str], timeout_s: floa
     for a in addresses:
         try:
             if ray.get(servers[a].__ray_call__.remote(backend.errored_in_server), timeout=timeout_s):
-                raise RuntimeError(f"the {backend.name} engine reports itself dead")
+                raise RuntimeError(f"{backend.name} reports its engine core dead")
             engines.append(EngineInfo(a, *kv_capacity(servers[a], timeout_s=timeout_s, backend=backend)))
         except Exception as exc:  # noqa: BLE001 - a dead server actor, or an engine that does not answer
             dead[a] = f"unreachable when the rollout manager started ({type(exc).__name__}: {str(exc)[:120]})"

@@ -367,7 +367,7 @@ class SeerRolloutService:
         if room < 1:
             raise SampleError(
                 f"row {row}: prompt of {prompt_len} tokens leaves no room to generate within "
-                f"max_model_len={b['max_model_len']} (verl's vLLM server rejects it the same way)"
+                f"max_model_len={b.max_model_len} (verl's vLLM server rejects it the same way)"
             )
         if "max_tokens" in sp:
             mt = sp.pop("max_tokens")
@@ -643,5 +643,5 @@ class SeerRolloutService:
         except Exception as exc:  # noqa: BLE001
             return False, f"health check failed ({_short(exc, 160)})"
         if errored:
-            return False, f"the {self._backend.name} engine reports itself dead"
+            return False, f"{self._backend.name} reports its engine core dead"
         return True, "healthy"

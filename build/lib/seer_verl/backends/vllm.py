@@ -1,0 +1,52 @@
+"""vLLM behind verl's ``vLLMHttpServer`` (verl 0.9.1, vLLM 0.32; the CPU build too): the server actor holds vLLM's
+``AsyncLLM`` as ``server.engine``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import register_backend
+
+__all__ = ["VLLM"]
+
+
+@dataclass(frozen=True)
+class VLLMBackend:
+    name: str = "vllm"
+    metrics: dict[str, str] = field(default_factory=lambda: {
+        "vllm:num_requests_running": "running",
+        "vllm:num_requests_waiting": "waiting",
+        "vllm:kv_cache_usage_perc": "kv_usage",
+        "vllm:num_preemptions_total": "preemptions",
+        "vllm:num_preemptions": "preemptions",
+        "vllm:generation_tokens_total": "gen_tokens",
+        "vllm:generation_tokens": "gen_tokens",
+    })
+    engine_kwargs_key: str = "vllm"
+
+    def capacity_in_server(self, server: Any) -> tuple[int, int]:
+        """vLLM's own ``num_gpu_blocks`` (what the engine core computed from its KV budget) minus the null block
+        its KV manager keeps, times the block size; ``(0, block)`` if the engine has no blocks yet."""
+        cc = server.engine.vllm_config.cache_config
+        blocks, block = int(cc.num_gpu_blocks or 0), int(cc.block_size)
+        return max(blocks - 1, 0) * block, block
+
+    def errored_in_server(self, server: Any) -> bool:
+        engine = getattr(server, "engine", None)
+        return bool(engine is None or engine.errored)
+
+    def rpc_in_server(self, server: Any, method: str, args: tuple, timeout: float) -> list[Any]:
+        """``collective_rpc`` on the engine's workers, scheduled on the actor's event loop (where vLLM's AsyncLLM
+        client lives); ``__ray_call__`` runs this on a side thread."""
+        engine = server.engine
+        handler = getattr(engine, "output_handler", None)
+        if handler is None:
+            raise RuntimeError("vLLM engine has no running output handler (not started in an event loop?)")
+        loop = handler.get_loop()
+        fut = asyncio.run_coroutine_threadsafe(engine.collective_rpc(method, timeout=timeout, args=args), loop)
+        return fut.result(timeout + 5)
+
+
+VLLM = register_backend(VLLMBackend())

