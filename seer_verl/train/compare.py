@@ -71,7 +71,7 @@ def run_one(config: str, seed: int, steps: int, out: Path, extra: list[str], log
     from rich.console import Console
     from rich.live import Live
 
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # a path is never broken across lines
     metrics = out / f"{config}_seed{seed}.jsonl"
     metrics.unlink(missing_ok=True)
     log = out / f"{config}_seed{seed}.log"
