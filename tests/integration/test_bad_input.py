@@ -37,8 +37,8 @@ def env(cpu_environment, tiny_model, arith_dataset):
     with verl_engines(cpu_environment, tiny_model, arith_dataset, max_tokens=MAX_TOKENS,
                       workload=["workload.num_prompts=3", "workload.group_size=2"], kv_gb=0.05,
                       max_prompt=MAX_PROMPT) as (verl_cfg, servers, _, _):
-        stock = POLICIES["stock"][0](verl_cfg, servers)
-        seer = POLICIES["seer"][0](verl_cfg, servers, {"chunk_size": 8})
+        stock = POLICIES["stock"].make(verl_cfg, servers)
+        seer = POLICIES["seer"].make(verl_cfg, servers, {"chunk_size": 8})
         rows = load_prompts(arith_dataset, 3, seed=3)
         yield {"stock": stock, "seer": seer, "rows": rows, "make_batch": make_batch}
 

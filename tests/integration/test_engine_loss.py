@@ -78,7 +78,7 @@ def env(cpu_environment, tiny_model, arith_dataset):
 def _new_manager(verl_cfg, servers):
     from seer_verl.bench.policies import POLICIES
 
-    return POLICIES["seer"][0](verl_cfg, servers, {"chunk_size": CHUNK, "chunk_timeout_s": CHUNK_TIMEOUT_S,
+    return POLICIES["seer"].make(verl_cfg, servers, {"chunk_size": CHUNK, "chunk_timeout_s": CHUNK_TIMEOUT_S,
                                                    "health_timeout_s": 5.0})
 
 
@@ -274,7 +274,7 @@ def test_all_engines_lost_is_a_clear_error_within_bounded_time(env):
     deadline = time.time() + 30
     while True:
         try:
-            POLICIES["seer"][0](env["cfg"], env["servers"], {"chunk_size": CHUNK})
+            POLICIES["seer"].make(env["cfg"], env["servers"], {"chunk_size": CHUNK})
         except RuntimeError as exc:
             assert "every rollout engine is unreachable" in str(exc)
             break

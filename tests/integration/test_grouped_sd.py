@@ -43,7 +43,7 @@ def _manager(policy, sd_env, temperature, **spec):
     OmegaConf.set_struct(cfg, False)
     cfg.actor_rollout_ref.rollout.temperature = temperature
     seer = {"chunk_size": CHUNK, "spec": {"sync_interval_s": 0.1, **spec}}
-    return POLICIES[policy][0](cfg, servers, seer, None)
+    return POLICIES[policy].make(cfg, servers, seer, None)
 
 
 def _greedy(batch):

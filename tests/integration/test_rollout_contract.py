@@ -49,7 +49,7 @@ def _run(policy: str, rollout_env, true_lens=None, temperature=None, **seer):
         verl_cfg = copy.deepcopy(verl_cfg)
         OmegaConf.set_struct(verl_cfg, False)
         verl_cfg.actor_rollout_ref.rollout.temperature = temperature
-    manager = POLICIES[policy][0](verl_cfg, servers, {"chunk_size": CHUNK, **seer}, true_lens)
+    manager = POLICIES[policy].make(verl_cfg, servers, {"chunk_size": CHUNK, **seer}, true_lens)
     kwargs = {"true_lens": true_lens} if true_lens is not None else {}
     out = manager.generate_sequences(copy.deepcopy(batch), **kwargs)
     return manager, out
@@ -177,7 +177,7 @@ def _run_tools(policy: str, rollout_env, **seer):
     r.multi_turn.function_tool_path = str(TOOLS)
     r.multi_turn.format = "seer_test_every_turn"
     r.multi_turn.max_assistant_turns = TURNS
-    manager = POLICIES[policy][0](cfg, servers, {"chunk_size": 8, "chunk_align": 0, **seer})
+    manager = POLICIES[policy].make(cfg, servers, {"chunk_size": 8, "chunk_align": 0, **seer})
     return manager, manager.generate_sequences(copy.deepcopy(batch))
 
 
