@@ -5,6 +5,7 @@ points; and ``seer-verl check-config`` runs from that install, outside the repos
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,9 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # built from a copy of what the wheel is made of, so that setuptools' build/ never lands in the repository
+    src = tmp_path_factory.mktemp("src")
+    shutil.copytree(ROOT / "seer_verl", src / "seer_verl", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(src)], check=True, capture_output=True, timeout=300)
     (whl,) = out.glob("seer_verl-*.whl")
     return whl
 
