@@ -111,7 +111,7 @@ GPU_MODELS = {
         # Setting "dp": 32 models every rank as its own engine (own scheduler and KV; the simulator then places
         # stock groups on instances and their requests on the instance's ranks), but lets Seer's controller
         # place chunks on individual ranks, which the paper's Seer (8 instances) does not do; and it ignores the
-        # lock-step of the ranks. See the README's Simulator section.
+        # lock-step of the ranks. See docs/simulator.md.
         "gpus": 32, "weight_bytes": 1.0e12, "active_params": 32e9, "layers": 61,
         "kv_bytes_per_token": 61 * 576 * 2, "collective_s_per_layer": 2 * 120e-6,
         "replicated_bytes_per_gpu": 12e9, "dp": 1,
@@ -364,7 +364,7 @@ def bench_fallback(report: Path, out: Path, prefill_gain: float = 2.0) -> None:
     work). The timelines cannot separate the two, and no prefill was measured, so the prompt-token cost is an
     assumption: ``c_tok = c_B / prefill_gain`` (default 2: a prompt token in a large GEMM costs half a decode
     sequence), ``c_seq = c_B - c_tok``. ``seer-verl simulate workload=cpu_bench step_model=...`` reports the
-    validation error; the README lists its sensitivity to ``prefill_gain``."""
+    validation error (rerun it with another ``prefill_gain`` to see how much the assumption matters)."""
     import numpy as np
 
     from seer_verl.core.step_time import StepTimeModel

