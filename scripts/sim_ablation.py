@@ -4,7 +4,7 @@
     .venv/bin/python scripts/sim_ablation.py cpu_synth seeds=5 continuation=policy num_groups=8
 
 Every ``key=value`` other than ``seeds`` is a workload override of ``seer-verl simulate`` (see its help). Prints
-one line: the overrides, then per policy the median of ``stock rollout_s / policy rollout_s`` and each seed's.
+one line: the overrides, then per policy the median of ``stock wall_s / policy wall_s`` and each seed's.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def main(argv: list[str]) -> int:
     ratios: dict[str, list[float]] = {p: [] for p in POLICIES}
     for seed in range(seeds):
         w = make_workload(workload, seed=seed, **over)
-        stock = simulate(w, "stock", seed=seed, keep_requests=False)["rollout_s"]
+        stock = simulate(w, "stock", seed=seed, keep_requests=False)["wall_s"]
         for p in POLICIES:
-            ratios[p].append(stock / simulate(w, p, seed=seed, keep_requests=False)["rollout_s"])
+            ratios[p].append(stock / simulate(w, p, seed=seed, keep_requests=False)["wall_s"])
     cells = "  ".join(f"{p} {statistics.median(v):.3f} [{' '.join(f'{x:.2f}' for x in v)}]" for p, v in ratios.items())
     print(f"{workload} {over}  {cells}", flush=True)
     return 0

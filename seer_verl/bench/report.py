@@ -7,22 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-RATIO_KEYS = ("wall_s", "tail_s", "throughput_tok_s")
-
-
-def add_ratios(runs: list[dict[str, Any]]) -> None:
-    """``vs_stock`` per run: stock's wall/tail over this run's (a speed-up > 1 is better) and throughput ratio,
-    against the stock run of the same repeat."""
-    stock = {r.get("repeat", 0): r for r in runs if r["policy"] == "stock"}
-    for r in runs:
-        base = stock.get(r.get("repeat", 0))
-        if base is None:
-            continue
-        r["vs_stock"] = {
-            "speedup_wall": base["wall_s"] / r["wall_s"] if r["wall_s"] else None,
-            "tail_ratio": r["tail_s"] / base["tail_s"] if base["tail_s"] else None,
-            "throughput_ratio": r["throughput_tok_s"] / base["throughput_tok_s"] if base["throughput_tok_s"] else None,
-        }
+from seer_verl.run_metrics import add_vs_stock
 
 
 def print_table(report: dict[str, Any], show: Any = None) -> str:
@@ -35,7 +20,7 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
                 "preempt", "lower bd s", "wall/LB", "SD acc/draft", "SD tok/step bulk|tail", "speed-up vs stock"):
         t.add_column(col, justify="right")
     for r in report["runs"]:
-        vs = r.get("vs_stock", {}).get("speedup_wall")
+        vs = r.get("vs_stock", {}).get("wall_speedup")
         sd = r.get("spec_decode") or {}
         vt = r.get("verl_timing") or {}
         acc = f"{int(sd['accepted_tokens'])}/{int(sd['draft_tokens'])}" if sd.get("draft_tokens") else "-"
@@ -47,7 +32,7 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
             f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}", f"{100 * r['tail_s'] / r['wall_s']:.0f}",
             f"{r['first_request_s']:.1f}" if "first_request_s" in r else "-", f"{r['throughput_tok_s']:.1f}", str(r["num_requests"]), str(r["total_tokens"]), str(r["num_preemptions"]),
             f"{r['lower_bound_s']:.1f}" if r.get("lower_bound_s") else "-",
-            f"{r['wall_s'] / r['lower_bound_s']:.2f}" if r.get("lower_bound_s") else "-",
+            f"{r['wall_over_lower_bound']:.2f}" if r.get("wall_over_lower_bound") else "-",
             acc, tps, f"{vs:.2f}x" if vs else "-",
         )
     console = Console(record=True, width=170, file=open(os.devnull, "w"))  # noqa: SIM115 - recorded, not shown
@@ -130,7 +115,7 @@ def write(report: dict[str, Any], out: Path, show: Any = None) -> tuple[Path, li
     from seer_verl.bench.stats import summarize_repeats
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    add_ratios(report["runs"])
+    add_vs_stock(report["runs"])
     report["summary"] = summarize_repeats(report["runs"])
     out.write_text(json.dumps(report, indent=1, default=float))
     text = print_table(report, show)

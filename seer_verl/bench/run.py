@@ -451,6 +451,7 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
 
     from seer_verl.bench.calibrate import lower_bound_s
     from seer_verl.bench.policies import POLICIES
+    from seer_verl.run_metrics import set_lower_bound
 
     arm = POLICIES[policy]
     true_lens = None
@@ -467,8 +468,7 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
     for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
         if actor is not None:  # free the policy's workers (memory) before the next policy starts
             ray.kill(actor)
-    r["lower_bound_s"] = lower_bound_s(r["total_tokens"], r["max_length"], session.cal)
-    r["wall_over_lower_bound"] = r["wall_s"] / r["lower_bound_s"]
+    set_lower_bound(r, lower_bound_s(r["total_tokens"], r["max_length"], session.cal))
     r["engine_profile"] = arm.profile
     session.console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} "
                           f"tokens {r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")

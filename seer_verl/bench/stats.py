@@ -8,12 +8,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-#: name -> (run key, ratio orientation): "speedup" = stock / policy (> 1 is better), "ratio" = policy / stock
-RATIOS: dict[str, tuple[str, str]] = {
-    "wall_speedup": ("wall_s", "speedup"),
-    "throughput_ratio": ("throughput_tok_s", "ratio"),
-    "tail_ratio": ("tail_s", "ratio"),
-}
+from seer_verl.run_metrics import RATIOS, ratios
 
 
 def bootstrap_median(xs: Sequence[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
@@ -43,10 +38,9 @@ def paired_ratios(runs: list[dict[str, Any]], policy: str, base: str = "stock") 
             out["wall_over_lower_bound"].append(float(p["wall_over_lower_bound"]))
         if b is None:
             continue
-        for name, (key, kind) in RATIOS.items():
-            num, den = (b[key], p[key]) if kind == "speedup" else (p[key], b[key])
-            if den:
-                out[name].append(num / den)
+        for name, x in ratios(p, b).items():
+            if x is not None:
+                out[name].append(x)
     return out
 
 

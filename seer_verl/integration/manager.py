@@ -126,9 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     from seer_verl.paths import config_dir
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(main.__doc__.split("\n")[0].strip("`:"))
+        print("  NAME: a config of " + str(config_dir()) + " (default grpo_seer); also `check-config NAME [overrides]`")
+        return 0
     name = "grpo_seer"
     if args and args[0].startswith("--config-name="):
         name = args.pop(0).split("=", 1)[1]
+    elif args and args[0] == "--config-name" and len(args) > 1:
+        name = args[1]
+        del args[:2]
+    elif args and "=" not in args[0] and not args[0].startswith(("+", "~", "-")):
+        name = args.pop(0)  # `check-config grpo_longtail_seer`: a bare first word is the config's name
+    known = sorted(p.stem for p in config_dir().glob("*.yaml"))
+    if name not in known:
+        raise ValueError(f"--config-name={name!r} is not a config here: one of {known}")
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         cfg = compose(name, overrides=args)
     try:

@@ -6,29 +6,29 @@ import json
 from pathlib import Path
 from typing import Any
 
+from seer_verl.run_metrics import add_vs_stock, set_lower_bound
+
 __all__ = ["add_ratios", "plot", "print_table", "print_validation", "write"]
 
 
 def add_ratios(report: dict[str, Any]) -> None:
+    """Each run's lower bound and ``vs_stock`` ratios (:mod:`seer_verl.run_metrics`, the bench's keys), plus the
+    paper's speed-up and the relative error where the workload has one; ``seer_over_oracle``."""
     runs = report["runs"]
-    base = next((r for r in runs if r["policy"] == "stock"), None)
     paper = report.get("paper_ratios", {})
     lb = report.get("lower_bound", {}).get("lower_bound_s")
     for r in runs:
-        if lb:
-            r["lower_bound_s"] = lb
-            r["rollout_over_lower_bound"] = r["rollout_s"] / lb
-        if base is None:
-            continue
-        sp = base["rollout_s"] / r["rollout_s"]
-        r["vs_stock"] = {"speedup": sp, "tail_ratio": r["tail_s"] / base["tail_s"] if base["tail_s"] else None}
-        if r["policy"] in paper:
-            r["vs_stock"]["paper_speedup"] = paper[r["policy"]]
-            r["vs_stock"]["speedup_error"] = sp / paper[r["policy"]] - 1.0
+        set_lower_bound(r, lb)
+    add_vs_stock(runs)
+    for r in runs:
+        vs = r.get("vs_stock")
+        if vs is not None and r["policy"] in paper and vs["wall_speedup"] is not None:
+            vs["paper_speedup"] = paper[r["policy"]]
+            vs["speedup_error"] = vs["wall_speedup"] / paper[r["policy"]] - 1.0
     oracle = next((r for r in runs if r["policy"] == "oracle"), None)
     seer = next((r for r in runs if r["policy"] == "seer"), None)
     if oracle and seer:
-        report["seer_over_oracle"] = oracle["rollout_s"] / seer["rollout_s"]
+        report["seer_over_oracle"] = oracle["wall_s"] / seer["wall_s"]
 
 
 def print_table(report: dict[str, Any]) -> str:
@@ -44,11 +44,11 @@ def print_table(report: dict[str, Any]) -> str:
         paper = vs.get("paper_speedup")
         err = vs.get("speedup_error")
         t.add_row(
-            r["policy"], f"{r['rollout_s']:.1f}", f"{r['tail_s']:.1f}",
-            f"{100 * r['tail_s'] / r['rollout_s']:.0f}" if r["rollout_s"] else "-",
+            r["policy"], f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}",
+            f"{100 * r['tail_s'] / r['wall_s']:.0f}" if r["wall_s"] else "-",
             f"{r['throughput_tok_s']:.1f}", str(r["num_preemptions"]), f"{r['utilisation']:.2f}",
-            f"{r['rollout_over_lower_bound']:.2f}" if r.get("rollout_over_lower_bound") else "-",
-            f"{vs['speedup']:.2f}x" if "speedup" in vs else "-",
+            f"{r['wall_over_lower_bound']:.2f}" if r.get("wall_over_lower_bound") else "-",
+            f"{vs['wall_speedup']:.2f}x" if vs.get("wall_speedup") else "-",
             f"{paper:.2f}x" if paper else "-",
             f"{100 * err:+.0f}%" if err is not None else "-",
             f"{r['sim_wall_s']:.1f}",
@@ -105,7 +105,7 @@ def plot(report: dict[str, Any], out_dir: Path, stem: str = "sim") -> list[Path]
         f = sorted(q["finish_s"] for q in r.get("requests", []))
         if not f:
             continue
-        ax.step(f, np.arange(1, len(f) + 1) / len(f), where="post", label=f"{r['policy']} ({r['rollout_s']:.0f}s)")
+        ax.step(f, np.arange(1, len(f) + 1) / len(f), where="post", label=f"{r['policy']} ({r['wall_s']:.0f}s)")
     lb = report.get("lower_bound", {}).get("lower_bound_s")
     if lb:
         ax.axvline(lb, color="k", lw=0.8, ls=":", label=f"lower bound ({lb:.0f}s)")
@@ -121,7 +121,7 @@ def plot(report: dict[str, Any], out_dir: Path, stem: str = "sim") -> list[Path]
     paths.append(p)
     # 2. utilisation timeline: running sequences per engine (mean, min-max band) and KV usage
     fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.4 * len(runs)), squeeze=False, sharex=True)
-    t_end = max(r["rollout_s"] for r in runs)
+    t_end = max(r["wall_s"] for r in runs)
     grid = np.linspace(0, t_end, 400)
     for ax, r in zip(axes[:, 0], runs):
         run_m, kv_m = [], []
@@ -132,8 +132,8 @@ def plot(report: dict[str, Any], out_dir: Path, stem: str = "sim") -> list[Path]
             ok = idx >= 0
             run = np.where(ok, np.asarray(tl["running"])[np.clip(idx, 0, None)], 0).astype(float)
             kv = np.where(ok, np.asarray(tl["kv_usage"])[np.clip(idx, 0, None)], 0.0)
-            run[grid > r["rollout_s"]] = np.nan
-            kv[grid > r["rollout_s"]] = np.nan
+            run[grid > r["wall_s"]] = np.nan
+            kv[grid > r["wall_s"]] = np.nan
             run_m.append(run)
             kv_m.append(kv)
         R = np.array(run_m)
@@ -145,7 +145,7 @@ def plot(report: dict[str, Any], out_dir: Path, stem: str = "sim") -> list[Path]
         ax2.set_ylim(0, 105)
         ax2.set_ylabel("KV used % (dotted)")
         ax.set_ylabel("running")
-        ax.set_title(f"{r['policy']}: {r['rollout_s']:.0f}s, tail {r['tail_s']:.0f}s, util {r['utilisation']:.2f}, "
+        ax.set_title(f"{r['policy']}: {r['wall_s']:.0f}s, tail {r['tail_s']:.0f}s, util {r['utilisation']:.2f}, "
                      f"preemptions {r['num_preemptions']}", fontsize=9)
         ax.legend(loc="upper right", fontsize=7)
     axes[-1, 0].set_xlabel("simulated time (s)")

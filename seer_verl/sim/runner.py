@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from seer_verl.bench.metrics import tail_seconds
+from seer_verl.run_metrics import tail_seconds
 
 from .engine import SimEngine
 from .events import EventLoop
@@ -67,7 +67,7 @@ def simulate(w: Workload, policy: str, seed: int = 0, progress=None, keep_reques
     prefill = sum(e.stats.prefill_tokens for e in engines)
     out: dict[str, Any] = {
         "policy": policy,
-        "rollout_s": end,
+        "wall_s": end,
         "tail_s": tail_seconds(finish),
         "throughput_tok_s": total / end if end > 0 else 0.0,
         "total_tokens": total,

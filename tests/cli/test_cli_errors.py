@@ -41,6 +41,9 @@ BAD = [
     (["simulate", "seed=x"], r"seed='x' is not allowed: an integer"),
     (["simulate", "nosuchkey=1"], r"unknown workload override 'nosuchkey'"),
     (["simulate", "workload=nope"], r"workload='nope': choose one of"),
+    # seer-verl check-config
+    (["check-config", "grpo_nope"], r"--config-name='grpo_nope' is not a config here: one of \[.*'grpo_seer'"),
+    (["check-config", "--config-name=nope"], r"--config-name='nope' is not a config here"),
 ]
 
 
@@ -113,3 +116,11 @@ def test_env_quotes_values(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SEER_VERL_CONFIGS", str(tmp_path))
     assert main(["env"]) == 0
     assert capsys.readouterr().out.strip() == "export A_B='$(touch pwned); x'"
+
+
+def test_check_config_takes_the_config_name_as_a_word_or_an_option(capsys):
+    assert main(["check-config", "grpo_longtail_seer"]) == 0
+    assert main(["check-config", "--config-name", "grpo_seer_v1", "seer.chunk_size=64"]) == 0
+    assert capsys.readouterr().out.count("Seer config OK") == 2
+    assert main(["check-config", "--help"]) == 0
+    assert "check-config" in capsys.readouterr().out

@@ -38,11 +38,11 @@ def test_every_request_finishes_once_with_its_length(policy):
     r = simulate(w, policy)
     lens = [w.out_len(i) for i in range(w.num_requests)]
     assert [q["length"] for q in r["requests"]] == lens
-    assert all(0 <= q["start_s"] < q["finish_s"] <= r["rollout_s"] + 1e-9 for q in r["requests"])
-    assert max(q["finish_s"] for q in r["requests"]) == pytest.approx(r["rollout_s"])
+    assert all(0 <= q["start_s"] < q["finish_s"] <= r["wall_s"] + 1e-9 for q in r["requests"])
+    assert max(q["finish_s"] for q in r["requests"]) == pytest.approx(r["wall_s"])
     # token conservation: engines produced exactly the requests' tokens, nothing lost or duplicated
     assert sum(r["engine_tokens"]) == sum(lens) == r["total_tokens"]
-    assert r["throughput_tok_s"] == pytest.approx(sum(lens) / r["rollout_s"])
+    assert r["throughput_tok_s"] == pytest.approx(sum(lens) / r["wall_s"])
     if policy != "stock":
         c = r["controller"]
         assert c["requests_finished"] == w.num_requests
@@ -56,7 +56,7 @@ def test_every_request_finishes_once_with_its_length(policy):
 @pytest.mark.parametrize("policy", POLICIES)
 def test_busy_time_bounded_by_rollout(policy):
     r = simulate(tiny(), policy, keep_requests=False)
-    assert all(0 < b <= r["rollout_s"] + 1e-9 for b in r["engine_busy_s"])
+    assert all(0 < b <= r["wall_s"] + 1e-9 for b in r["engine_busy_s"])
     assert 0 < r["utilisation"] <= 1 + 1e-9
 
 
@@ -64,7 +64,7 @@ def test_busy_time_bounded_by_rollout(policy):
 def test_deterministic_under_seed(policy):
     a = simulate(tiny(), policy, seed=3)
     b = simulate(tiny(), policy, seed=3)
-    for k in ("rollout_s", "tail_s", "num_preemptions", "steps"):
+    for k in ("wall_s", "tail_s", "num_preemptions", "steps"):
         assert a[k] == b[k]
     assert [q["finish_s"] for q in a["requests"]] == [q["finish_s"] for q in b["requests"]]
 
@@ -73,7 +73,7 @@ def test_seed_changes_speculative_draws_only():
     a = simulate(tiny(), "seer_sd", seed=1, keep_requests=False)
     b = simulate(tiny(), "seer_sd", seed=2, keep_requests=False)
     assert a["total_tokens"] == b["total_tokens"]
-    assert a["rollout_s"] != b["rollout_s"]
+    assert a["wall_s"] != b["wall_s"]
 
 
 def test_workload_generator_is_seeded_and_hits_the_mean():
@@ -126,16 +126,16 @@ def test_lower_bound_below_every_policy(kv):
     assert lb["lower_bound_s"] <= lb["lower_bound_nosd_s"]
     for p in POLICIES:
         r = simulate(w, p, keep_requests=False)
-        assert lb["lower_bound_s"] <= r["rollout_s"]
+        assert lb["lower_bound_s"] <= r["wall_s"]
         if p != "seer_sd":
-            assert lb["lower_bound_nosd_s"] <= r["rollout_s"]
+            assert lb["lower_bound_nosd_s"] <= r["wall_s"]
 
 
 def test_speculation_speeds_up_a_memory_bound_engine():
     w = tiny(kv_tokens=1 << 20, step_model=StepTimeModel(c0=0.03, c_seq=1e-4, c_tok=2e-5, c_kv=0.0))
     sd = simulate(w, "seer_sd", keep_requests=False)
     plain = simulate(w, "seer", keep_requests=False)
-    assert sd["rollout_s"] < plain["rollout_s"]
+    assert sd["wall_s"] < plain["wall_s"]
     assert sd["mean_tokens_per_step"] > plain["total_tokens"] / plain["steps"]
 
 
