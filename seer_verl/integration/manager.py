@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
-        print(main.__doc__.split("\n")[0].strip("`:"))
-        print("  NAME: a config of " + str(config_dir()) + " (default grpo_seer); also `check-config NAME [overrides]`")
+        print("usage: seer-verl check-config [NAME | --config-name=NAME] [hydra overrides]\n"
+              f"  validate a Seer training config, start nothing; NAME: a config of {config_dir()} (default grpo_seer)")
         return 0
     name = "grpo_seer"
     if args and args[0].startswith("--config-name="):
