@@ -271,6 +271,7 @@ def profile_cpu_sd(out: Path, kv_gib: float, quick: bool) -> None:
     from seer_verl.core.step_time import StepTimeModel
     from seer_verl.prepare import model as pm
     from seer_verl.speculative.config import WORKER_EXTENSION
+    from seer_verl.speculative.settings import DrafterSettings
 
     model_dir = str(pm.build_smollm2())
     t0 = time.time()
@@ -286,8 +287,8 @@ def profile_cpu_sd(out: Path, kv_gib: float, quick: bool) -> None:
     counter = [0]
 
     def run(B: int, P: int, g: int, M: int) -> None:
-        mode = {"mode": "profile", "fixed_gamma": g, "gamma_max": 8} if g > 0 else {"mode": "off"}
-        llm.collective_rpc("seer_sd_configure", args=(mode,))
+        mode = DrafterSettings(mode="profile", fixed_gamma=g) if g > 0 else DrafterSettings(mode="off")
+        llm.collective_rpc("seer_sd_configure", args=(mode.as_dict(),))
         llm.collective_rpc("seer_sd_stats")  # clear the step log
         sp = SamplingParams(max_tokens=M, temperature=1.0, ignore_eos=True)
         for _ in range(B):

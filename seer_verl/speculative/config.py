@@ -14,10 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from seer_verl.speculative.settings import DrafterSettings
+
 __all__ = ["SpecConfig", "WORKER_EXTENSION", "check_engine_kwargs", "default_step_time_path"]
 
 WORKER_EXTENSION = "seer_verl.speculative.worker_ext.SeerWorkerExtension"
-MODES = ("adaptive", "fixed")
+MODES = ("adaptive", "fixed")  # the user's; an engine's drafter also knows off / profile (settings.DRAFTER_MODES)
 
 
 def default_step_time_path() -> Path | None:
@@ -120,12 +122,12 @@ class SpecConfig:
             out["c_spec"] = float(spec_cost)
         return out
 
-    def engine_settings(self) -> dict[str, Any]:
-        """What each engine's drafter gets through ``seer_sd_configure``."""
-        return {"mode": self.mode, "gamma_max": self.gamma_max,
-                "fixed_gamma": self.fixed_gamma or self.gamma_max, "lam": float(self.lam), "top_k": self.top_k,
-                "min_token_prob": float(self.min_token_prob), "group_ttl_s": float(self.group_ttl_s),
-                "step_time": self.step_time_model() if self.mode == "adaptive" else None}
+    def engine_settings(self) -> DrafterSettings:
+        """What each engine's drafter is configured with (``seer_sd_configure`` gets its ``as_dict()``)."""
+        return DrafterSettings(mode=self.mode, gamma_max=self.gamma_max, fixed_gamma=self.fixed_gamma or self.gamma_max,
+                               lam=float(self.lam), top_k=self.top_k, min_token_prob=float(self.min_token_prob),
+                               group_ttl_s=float(self.group_ttl_s),
+                               step_time=self.step_time_model() if self.mode == "adaptive" else None)
 
 
 def check_engine_kwargs(spec: SpecConfig, vllm_engine_kwargs: Mapping[str, Any] | None) -> None:

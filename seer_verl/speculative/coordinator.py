@@ -93,7 +93,7 @@ class GroupedSpeculation:
         self.batch_no += 1
         self._gids = set()
         if not self._configured:
-            await asyncio.gather(*(engine_rpc(self.handles[e], "seer_sd_configure", (self.settings,),
+            await asyncio.gather(*(engine_rpc(self.handles[e], "seer_sd_configure", (self.settings.as_dict(),),
                                               backend=self.backend) for e in alive))
             self._configured = True
         if self.spec.dgds:

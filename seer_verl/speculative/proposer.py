@@ -40,42 +40,17 @@ from typing import Any
 from seer_verl.core.draft_acceptance import DraftAcceptance
 from seer_verl.speculative.group_tree import GroupDraftTrees
 from seer_verl.speculative.request_tag import parse
+from seer_verl.speculative.settings import DrafterSettings
 
 try:  # vLLM is only needed inside an engine worker; the class below is also unit-tested with fakes.
     from vllm.v1.spec_decode.suffix_decoding import SuffixDecodingProposer as _Base
 except Exception:  # pragma: no cover - no vLLM
     _Base = object
 
-__all__ = ["PROMPT_SEQ", "AcceptanceStats", "GroupSuffixProposer", "SpecSettings"]
+__all__ = ["PROMPT_SEQ", "AcceptanceStats", "GroupSuffixProposer"]
 
 #: seq_id under which a group's prompt is added to its tree (siblings are 0..G-1).
 PROMPT_SEQ = 1_000_000
-
-#: ``profile`` is for step-time profiling only (``scripts/profile_step_time.py cpu-sd``): every request gets
-#: ``fixed_gamma`` dummy draft tokens (its last token repeated), so verification steps of a chosen shape can be timed.
-MODES = ("adaptive", "fixed", "off", "profile")
-
-
-@dataclass
-class SpecSettings:
-    """Drafting knobs pushed by the Seer service (``seer.spec.*``)."""
-
-    mode: str = "off"  # until the Seer service configures the engine (stock traffic on these engines: no drafts)
-    gamma_max: int = 8
-    fixed_gamma: int = 8
-    lam: float = 2.0
-    top_k: int = 1
-    min_token_prob: float = 0.1
-    step_time: dict[str, float] | None = None  # StepTimeModel fields (c0, c_seq, c_tok, c_kv) [+ c_spec]
-    group_ttl_s: float = 900.0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SpecSettings:
-        s = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-        if s.mode not in MODES:
-            raise ValueError(f"seer.spec.mode must be one of {MODES}; got {s.mode!r}")
-        return s
-
 
 @dataclass
 class AcceptanceStats:
@@ -127,8 +102,8 @@ class GroupSuffixProposer(_Base):
         self.num_speculative_tokens = int(spec.num_speculative_tokens)
         self.max_model_len = int(vllm_config.model_config.max_model_len)
         self.max_tree_depth = int(spec.suffix_decoding_max_tree_depth)
-        self.settings = SpecSettings(gamma_max=self.num_speculative_tokens, fixed_gamma=self.num_speculative_tokens,
-                                     min_token_prob=float(spec.suffix_decoding_min_token_prob))
+        self.settings = DrafterSettings(gamma_max=self.num_speculative_tokens, fixed_gamma=self.num_speculative_tokens,
+                                        min_token_prob=float(spec.suffix_decoding_min_token_prob))
         self._init_state()
 
     def _init_state(self) -> None:
@@ -146,7 +121,7 @@ class GroupSuffixProposer(_Base):
 
     # ----------------------------------------------------------------------------------------- control (RPCs)
     def configure(self, settings: dict[str, Any]) -> None:
-        s = SpecSettings.from_dict({**self.settings.__dict__, **settings})
+        s = DrafterSettings.from_dict(settings, base=self.settings)
         s.gamma_max = min(int(s.gamma_max), self.num_speculative_tokens)
         s.fixed_gamma = min(int(s.fixed_gamma), s.gamma_max)
         self.settings = s
@@ -165,8 +140,8 @@ class GroupSuffixProposer(_Base):
     def reset(self) -> None:
         """Back to the state of a freshly started engine: speculation off, no trees, no statistics (a new user of
         the same engines, e.g. the next bench policy, must not inherit the previous one's settings or evidence)."""
-        self.settings = SpecSettings(gamma_max=self.num_speculative_tokens, fixed_gamma=self.num_speculative_tokens,
-                                     min_token_prob=self.settings.min_token_prob)
+        self.settings = DrafterSettings(gamma_max=self.num_speculative_tokens, fixed_gamma=self.num_speculative_tokens,
+                                        min_token_prob=self.settings.min_token_prob)
         self._init_state()
 
     def suspend(self, on: bool) -> None:
@@ -191,7 +166,7 @@ class GroupSuffixProposer(_Base):
         """Totals plus the per-step log since the last call (then cleared)."""
         out = {"totals": dict(self._totals), "beta": self.acceptance.beta(), "steps": self._step_log,
                "calibration": self.calibration.table(),
-               "trees": self.trees.stats(), "settings": dict(self.settings.__dict__),
+               "trees": self.trees.stats(), "settings": self.settings.as_dict(),
                "cost_fit": None if self._cost is None else {"c0_c_seq_c_tok": self._cost.coefficients,
                                                             "recorded": self._cost.recorded}}
         self._step_log = []

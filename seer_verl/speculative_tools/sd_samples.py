@@ -47,12 +47,12 @@ def sample(model: str, prompts: list[list[int]], n: int, max_tokens: int, temper
                                       "suffix_decoding_max_tree_depth": 64})
     llm = LLM(**kw)
     if sd:
-        settings: dict[str, Any] = {"mode": mode, "gamma_max": gamma, "fixed_gamma": gamma}
-        if mode == "adaptive":
-            from seer_verl.speculative.config import SpecConfig
+        from seer_verl.speculative.config import SpecConfig
+        from seer_verl.speculative.settings import DrafterSettings
 
-            settings["step_time"] = SpecConfig(enabled=True).step_time_model()
-        llm.collective_rpc("seer_sd_configure", args=(settings,))
+        settings = DrafterSettings(mode=mode, gamma_max=gamma, fixed_gamma=gamma,
+                                   step_time=SpecConfig(enabled=True).step_time_model() if mode == "adaptive" else None)
+        llm.collective_rpc("seer_sd_configure", args=(settings.as_dict(),))
     engine = llm.llm_engine
     reqs = [(g, s_, p) for g, p in enumerate(prompts) for s_ in range(n)]
     if reverse:

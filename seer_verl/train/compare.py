@@ -144,8 +144,16 @@ def paired(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
                  if key in r and key in b else None)
                 for s, rows in runs[c].items() if s in runs[base] for b, r in zip(runs[base][s], rows)]
         entry["relative_difference"] = ident
-        entry["rollout_share"] = [float(r["timing_s/gen"]) / float(r["timing_s/step"]) for rows in runs[c].values()
-                                  for r in rows[1:] if "timing_s/gen" in r and float(r.get("timing_s/step", 0)) > 0]
+        pairs = [(b, r) for s, rows in runs[c].items() if s in runs[base] for b, r in list(zip(runs[base][s], rows))[1:]
+                 if all(k in x and float(x[k]) > 0 for x in (b, r) for k in ("timing_s/gen", "timing_s/step"))]
+        entry["rollout_share"] = [float(r["timing_s/gen"]) / float(r["timing_s/step"]) for _, r in pairs]
+        entry["rollout_share_baseline"] = [float(b["timing_s/gen"]) / float(b["timing_s/step"]) for b, _ in pairs]
+        # the step speed-up the rollout alone would give: the baseline's iteration with only its gen replaced
+        gen_only = [float(b["timing_s/step"]) / (float(b["timing_s/step"]) - float(b["timing_s/gen"])
+                                                 + float(r["timing_s/gen"])) for b, r in pairs]
+        if gen_only:
+            med, lo, hi = bootstrap_median(gen_only)
+            entry["step_from_gen_alone"] = {"values": [round(x, 4) for x in gen_only], "median": med, "ci95": [lo, hi]}
         out[c] = entry
     return out
 
@@ -350,18 +358,28 @@ def report(summary: dict[str, Any], out: Path, configs: list[str], replayed: boo
         p.add_row(key, seeds, "-" if noise is None else f"{noise:.2g}", *cells)
     console.print(p)
     if replayed:
-        q = Table(title=f"replayed runs (same samples): paired speed-up over {base}, iterations 2..{n}, median "
-                        f"[bootstrap 95%]; largest relative difference per iteration of the identity metrics")
-        q.add_column("config")
-        for k in ("timing_s/gen", "timing_s/step", *IDENTITY_KEYS):
-            q.add_column(k, justify="right")
-        for c, e in summary["paired"].items():
-            cells = [f"{e[k]['median']:.3f} [{e[k]['ci95'][0]:.3f}, {e[k]['ci95'][1]:.3f}]" if k in e else "-"
-                     for k in ("timing_s/gen", "timing_s/step")]
-            for k in IDENTITY_KEYS:
-                vals = [v for v in e["relative_difference"][k] if v is not None]
-                cells.append(f"{max(vals):.2g}" if vals else "-")
-            q.add_row(c, *cells)
+        q = Table(title=f"replayed runs (same samples): per phase, paired speed-up over {base} (its time / the "
+                        f"config's), iterations 2..{n}, median [bootstrap 95%]")
+        q.add_column("phase")
+        for c in summary["paired"]:
+            q.add_column(c, justify="right")
+
+        def cell(d: dict[str, Any] | None) -> str:
+            return f"{d['median']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]" if d else "-"
+
+        entries = list(summary["paired"].values())
+        for k in TIMING_KEYS:
+            if any(k in e for e in entries):
+                q.add_row(k, *(cell(e.get(k)) for e in entries))
+        q.add_row("step, if only gen changed", *(cell(e.get("step_from_gen_alone")) for e in entries))
+        share = [_mean(e["rollout_share"]) for e in entries]
+        base_share = _mean(entries[0]["rollout_share_baseline"]) if entries else None
+        q.add_row(f"rollout share of the step (gen / step; {base}: "
+                  f"{'-' if base_share is None else f'{100 * base_share:.0f}%'})",
+                  *("-" if x is None else f"{100 * x:.0f}%" for x in share))
+        for k in IDENTITY_KEYS:
+            vals = [[v for v in e["relative_difference"][k] if v is not None] for e in entries]
+            q.add_row(f"{k}: largest relative difference", *(f"{max(v):.2g}" if v else "-" for v in vals))
         console.print(q)
     (out / "compare_table.txt").write_text(console.export_text())
     for path in plot(summary, out):

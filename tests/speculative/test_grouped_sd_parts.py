@@ -13,6 +13,7 @@ from seer_verl.speculative.config import WORKER_EXTENSION, SpecConfig, check_eng
 from seer_verl.speculative.draft_server import DraftClient, GroupedDraftServer
 from seer_verl.speculative.proposer import AcceptanceStats, GroupSuffixProposer
 from seer_verl.speculative.request_tag import format_request_id, parse
+from seer_verl.speculative.settings import DrafterSettings
 
 
 def test_request_tag_round_trip_and_foreign_ids():
@@ -287,3 +288,21 @@ def test_spec_config_validation_names_key_and_allowed_values():
                                    "speculative_config": {"method": "suffix", "num_speculative_tokens": 4}})
     check_engine_kwargs(spec, {"worker_extension_cls": WORKER_EXTENSION,
                                "speculative_config": '{"method": "suffix", "num_speculative_tokens": 8}'})
+
+
+def test_engine_settings_are_the_users_config_on_the_wire():
+    # SpecConfig (what a user writes) -> DrafterSettings (what each engine's drafter runs with) -> a plain dict (RPC)
+    fixed = SpecConfig.from_mapping({"enabled": True, "mode": "fixed", "gamma_max": 6, "lam": 3, "top_k": 2})
+    wire = fixed.engine_settings().as_dict()
+    assert wire["mode"] == "fixed" and wire["gamma_max"] == 6 and wire["fixed_gamma"] == 6  # null -> gamma_max
+    assert wire["lam"] == 3.0 and wire["top_k"] == 2 and wire["step_time"] is None
+    adaptive = SpecConfig.from_mapping({"enabled": True}).engine_settings()
+    assert set(adaptive.step_time) >= {"c0", "c_seq", "c_tok"}  # the packaged CPU step-time model's fields
+    p = _proposer()
+    p.configure(wire)
+    assert p.settings == DrafterSettings.from_dict(wire)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['gama_max'\]"):  # a typo is not silently dropped
+        p.configure({"gama_max": 4})
+    with pytest.raises(ValueError, match="mode='greedy'.*'off', 'profile'"):
+        p.configure({"mode": "greedy"})
+    assert p.settings.mode == "fixed"  # a rejected update leaves the engine's settings as they were

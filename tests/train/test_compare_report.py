@@ -52,8 +52,17 @@ def test_replayed_runs_pair_iterations_and_report_identity(tmp_path):
     assert gen["median"] == 2.0 and gen["ci95"][0] <= 2.0 <= gen["ci95"][1]
     rel = s["paired"]["seer"]["relative_difference"]["response_length/mean"]
     assert rel[:3] == [0.0, 0.0, 0.0] and rel[3] == pytest.approx(1 / 103)
+    # what the step would gain if only the rollout changed: stock's step with seer's gen in place of its own
+    assert s["paired"]["seer"]["step_from_gen_alone"]["values"] == [1.2, 1.125, 1.2]
+    assert s["paired"]["seer"]["rollout_share"] == pytest.approx([1 / 3] * 3)
+    assert s["paired"]["seer"]["rollout_share_baseline"] == pytest.approx([1 / 3] * 3)
     report(s, tmp_path, ["stock", "seer"], replayed=True)
-    assert "replayed runs (same samples)" in (tmp_path / "compare_table.txt").read_text()
+    text = (tmp_path / "compare_table.txt").read_text()
+    assert "replayed runs (same samples)" in text
+    lines = {ln.split("│")[1].strip(): ln for ln in text.splitlines() if ln.count("│") >= 3}
+    assert "2.000 [" in lines["timing_s/gen"] and "2.000 [" in lines["timing_s/update_actor"]  # every phase
+    assert "1.200 [" in lines["step, if only gen changed"]
+    assert "33%" in lines["rollout share of the step (gen / step; stock: 33%)"]
 
 
 def test_replay_overrides_switch_stock_to_the_replay_manager():
