@@ -14,12 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from seer_verl.speculative.settings import DrafterSettings
+from seer_verl.speculative.settings import USER_MODES, DrafterSettings
 
 __all__ = ["SpecConfig", "WORKER_EXTENSION", "check_engine_kwargs", "default_step_time_path"]
 
 WORKER_EXTENSION = "seer_verl.speculative.worker_ext.SeerWorkerExtension"
-MODES = ("adaptive", "fixed")  # the user's; an engine's drafter also knows off / profile (settings.DRAFTER_MODES)
 
 
 def default_step_time_path() -> Path | None:
@@ -86,8 +85,8 @@ class SpecConfig:
 
         if not isinstance(self.enabled, bool):
             raise bad("enabled", self.enabled, "true or false")
-        if self.mode not in MODES:
-            raise bad("mode", self.mode, f"one of {list(MODES)}")
+        if self.mode not in USER_MODES:
+            raise bad("mode", self.mode, f"one of {list(USER_MODES)}")
         if not isinstance(self.gamma_max, int) or isinstance(self.gamma_max, bool) or not 1 <= self.gamma_max <= 32:
             raise bad("gamma_max", self.gamma_max, "an integer in 1..32 (draft tokens per request per step)")
         if self.fixed_gamma is not None and (not isinstance(self.fixed_gamma, int) or

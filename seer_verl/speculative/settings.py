@@ -13,13 +13,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["DRAFTER_MODES", "DrafterSettings"]
+__all__ = ["DRAFTER_MODES", "USER_MODES", "DrafterSettings"]
 
-#: ``adaptive`` / ``fixed``: the user's modes (``seer.spec.mode``); ``off``: no drafts (an engine until the Seer
-#: service configures it, so stock traffic on these engines drafts nothing); ``profile``: every request gets
-#: ``fixed_gamma`` dummy draft tokens (its last token repeated), so verification steps of a chosen shape can be timed
+#: ``seer.spec.mode``: ``adaptive`` (marginal-benefit budget) or ``fixed`` (every request drafts ``fixed_gamma``).
+USER_MODES = ("adaptive", "fixed")
+#: The user's modes plus two only an engine has: ``off``: no drafts (an engine until the Seer service configures it,
+#: so stock traffic on these engines drafts nothing); ``profile``: every request gets ``fixed_gamma`` dummy draft
+#: tokens (its last token repeated), so verification steps of a chosen shape can be timed
 #: (``scripts/profile_step_time.py cpu-sd``).
-DRAFTER_MODES = ("adaptive", "fixed", "off", "profile")
+DRAFTER_MODES = (*USER_MODES, "off", "profile")
 
 
 @dataclass

@@ -125,6 +125,10 @@ def paired(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     difference to the baseline per iteration."""
     from seer_verl.bench.stats import bootstrap_median
 
+    def interval(xs: list[float]) -> dict[str, Any]:
+        med, lo, hi = bootstrap_median(xs)
+        return {"values": [round(x, 4) for x in xs], "median": med, "ci95": [lo, hi]}
+
     configs = list(runs)
     base = configs[0]
     out: dict[str, Any] = {}
@@ -135,8 +139,7 @@ def paired(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
                   for s, rows in runs[c].items() if s in runs[base]
                   for b, r in list(zip(runs[base][s], rows))[1:] if key in b and key in r and float(r[key]) > 0]
             if xs:
-                med, lo, hi = bootstrap_median(xs)
-                entry[key] = {"values": [round(x, 4) for x in xs], "median": med, "ci95": [lo, hi]}
+                entry[key] = interval(xs)
         ident: dict[str, list[float | None]] = {}
         for key in IDENTITY_KEYS:
             ident[key] = [
@@ -152,8 +155,7 @@ def paired(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
         gen_only = [float(b["timing_s/step"]) / (float(b["timing_s/step"]) - float(b["timing_s/gen"])
                                                  + float(r["timing_s/gen"])) for b, r in pairs]
         if gen_only:
-            med, lo, hi = bootstrap_median(gen_only)
-            entry["step_from_gen_alone"] = {"values": [round(x, 4) for x in gen_only], "median": med, "ci95": [lo, hi]}
+            entry["step_from_gen_alone"] = interval(gen_only)
         out[c] = entry
     return out
 
