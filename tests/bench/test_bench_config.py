@@ -25,6 +25,18 @@ def test_defaults_are_valid_and_replay_on():
     assert cfg.workload.replay_seed == 0 and cfg.repeats == 1
 
 
+def test_spec_friendly_preset_changes_only_temperature_and_policies():
+    base = bcfg.compose_bench_config([])
+    cfg = bcfg.compose_bench_config(["preset=spec_friendly"])
+    bcfg.validate(cfg, available=tuple(POLICIES))
+    assert cfg.workload.temperature == 0.6 and "seer_sd" in cfg.policies and "seer" in cfg.policies
+    for key in ("num_prompts", "group_size", "max_tokens", "replay_seed", "seed"):
+        assert cfg.workload[key] == base.workload[key], key
+    assert cfg.engines == base.engines
+    # the command line still wins over the preset
+    assert bcfg.compose_bench_config(["preset=spec_friendly", "workload.temperature=0.8"]).workload.temperature == 0.8
+
+
 @pytest.mark.parametrize("override, message", [
     ("workload.replay_seed=-1", r"workload\.replay_seed=-1 is not allowed: null \(free sampling\) or an integer"),
     ("workload.replay_seed=1.5", r"workload\.replay_seed=1\.5 is not allowed"),
