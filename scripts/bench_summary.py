@@ -4,7 +4,8 @@
         --command "seer-verl bench policies=[stock,seer,oracle] repeats=3" --commit abc1234
 
 Keeps per run: policy, repeat, wall, tail, tokens, tok/s, preemptions, wall / lower bound, identity with the first
-run (share, divergent rows); and the report's per-policy summary (paired ratios, medians, bootstrap intervals).
+run (share, divergent rows); and the per-policy summary (paired ratios against stock, or against the first policy
+when stock did not run; medians, bootstrap intervals).
 
 ``--for-sim``: instead, the first repeat of every policy with what ``seer-verl simulate workload=cpu_bench
 report=PATH`` reads (per request: row, group, length, engines; the engines, KV and workload), for the simulator's
@@ -19,6 +20,10 @@ from pathlib import Path
 
 
 def compact(report: dict, command: str, commit: str) -> dict:
+    from seer_verl.bench.report import summary_base
+    from seer_verl.bench.stats import summarize_repeats
+
+    base = summary_base(report["runs"])  # recomputed: reports written before summary_base compared with stock only
     runs = []
     for r in report["runs"]:
         ident = r.get("identity") or {}
@@ -29,7 +34,7 @@ def compact(report: dict, command: str, commit: str) -> dict:
             "identical_share": ident.get("share"), "divergences": ident.get("divergences", []),
         })
     return {"command": command, "commit": commit, "workload": report["workload_desc"], "notes": report["notes"],
-            "runs": runs, "summary": report.get("summary", {})}
+            "runs": runs, "summary": summarize_repeats(report["runs"], base=base), "summary_base": base}
 
 
 def for_sim(report: dict, command: str, commit: str) -> dict:

@@ -39,8 +39,9 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
     shown: list[Any] = [t]
     summary = report.get("summary") or {}
     if report.get("repeats", 1) > 1 and summary:
+        base = report.get("summary_base", "stock")
         st = Table(title=f"{report['repeats']} repeats: median \\[bootstrap 95% interval] of the paired ratios vs "
-                         f"stock (each repeat against the stock run of the same repeat)")
+                         f"{base} (each repeat against the {base} run of the same repeat)")
         for col in ("policy", "wall speed-up", "tok/s ratio", "tail ratio", "wall / lower bound", "tokens",
                     "identical"):
             st.add_column(col, justify="right")
@@ -111,12 +112,20 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
+def summary_base(runs: list[dict[str, Any]]) -> str:
+    """The policy the repeats' ratios are taken against: stock when it ran, else the first policy of the bench
+    (``policies=[seer,seer_sd]`` gives seer_sd against seer)."""
+    names = list(dict.fromkeys(r["policy"] for r in runs))
+    return "stock" if "stock" in names else names[0]
+
+
 def write(report: dict[str, Any], out: Path, show: Any = None) -> tuple[Path, list[Path]]:
     from seer_verl.bench.stats import summarize_repeats
 
     out.parent.mkdir(parents=True, exist_ok=True)
     add_vs_stock(report["runs"])
-    report["summary"] = summarize_repeats(report["runs"])
+    report["summary_base"] = summary_base(report["runs"])
+    report["summary"] = summarize_repeats(report["runs"], base=report["summary_base"])
     out.write_text(json.dumps(report, indent=1, default=float))
     text = print_table(report, show)
     (out.parent / (out.stem + "_table.txt")).write_text(text)

@@ -97,9 +97,10 @@ class SimSeq:
 
 @dataclass
 class SimSpeculation:
-    """Speculative decoding on an engine: draft lengths come from ``allocate(engine, probes, others, kv)``."""
+    """Speculative decoding on an engine: ``allocate(engine, decoding, kv)`` gives each decoding request's draft
+    length for the next step(s)."""
 
-    allocate: Callable[[SimEngine, list[SimSeq], list[SimSeq], float], tuple[int, int]]
+    allocate: Callable[[SimEngine, list[SimSeq], float], list[int]]
     tau: Callable[[SimSeq, int], tuple[float, float]]  # (mean, variance) tokens per step at gamma
     draft_s_per_token: float = 0.0
 
@@ -247,13 +248,12 @@ class SimEngine:
         budget = self.max_batched_tokens
         spec = self.spec
         # 1. running requests: decode (1 + gamma) or a prefill slice; preempt the newest on KV shortage
-        gamma_h = gamma_l = 0
+        gammas: dict[int, int] = {}
         if spec is not None:
             dec = [s for s in self.running if not s.prefilling]
             if dec:
                 kv = float(sum(s.computed for s in self.running))
-                gamma_h, gamma_l = spec.allocate(self, [s for s in dec if s.is_probe],
-                                                 [s for s in dec if not s.is_probe], kv)
+                gammas = {id(s): g for s, g in zip(dec, spec.allocate(self, dec, kv))}
         preempted = False
         need = 0
         rem = budget
@@ -268,8 +268,7 @@ class SimEngine:
                 b = -(-(c + n) // bs)
             else:
                 if spec is not None:
-                    g = gamma_h if s.is_probe else gamma_l
-                    g = max(0, min(g, s.n_out - s.produced - 1))
+                    g = max(0, min(gammas.get(id(s), 0), s.n_out - s.produced - 1))
                 else:
                     g = 0
                 s.gamma = g

@@ -9,8 +9,9 @@
   (RequestBuffer, divided rollout, placement, policies ``divided`` / ``seer`` / ``oracle``) makes every
   decision: the driver only turns each :class:`~seer_verl.core.Dispatch` into an engine submission of
   ``min(budget, tokens until EOS)`` tokens and reports it back with :meth:`~RolloutController.complete`.
-  ``seer_sd`` is ``seer`` plus speculative decoding on every engine, with draft lengths from
-  :func:`seer_verl.core.draft_budget.mba_allocate` (probes are the high-priority class) and the acceptance
+  ``seer_sd`` is ``seer`` plus speculative decoding on every engine, with draft lengths from the engines'
+  per-token budget :func:`seer_verl.core.draft_budget.select_drafts` (``draft_budget=mba``: the paper's
+  :func:`~seer_verl.core.draft_budget.mba_allocate`, probes the high-priority class) and the acceptance
   model of :mod:`seer_verl.sim.acceptance` driven by the number of *finished* siblings (complete responses in
   the group's suffix tree, as the references of paper Table 2 and of our offline replay; siblings still running
   contribute partial text, which we conservatively do not count).
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from seer_verl.core import EngineState, RequestBuffer, RolloutController, SeerConfig
-from seer_verl.core.draft_budget import mba_allocate
+from seer_verl.core.draft_budget import mba_allocate, select_drafts
 from seer_verl.core.policies import POLICY_NAMES
 
 from .engine import SimEngine, SimSeq, SimSpeculation
@@ -184,7 +185,13 @@ class SeerDriver(_Base):
 
 
 def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
-    """Speculative decoding for ``seer_sd``: MBA draft budgets (core) + the sibling-aware acceptance model."""
+    """Speculative decoding for ``seer_sd``: the draft budget of the core and the sibling-aware acceptance model.
+
+    ``w.draft_budget == "per_token"`` (default) runs :func:`seer_verl.core.draft_budget.select_drafts`, the budget
+    the engines run at every step: each decoding request offers a candidate of ``gamma_max`` tokens whose
+    position ``j`` is accepted with probability ``p^(j+1)`` (``p`` from its finished siblings), and the engine sends
+    the prefix of the batch-wide ranking that minimises the step's time per token. ``"mba"`` is the paper's
+    Algorithm 1 (one draft length for probes, one for the rest)."""
     acc = w.acceptance
     gmax, lam = w.gamma_max, w.lam
     model = w.step_model
@@ -206,7 +213,26 @@ def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
         def draft_fn(n: int, g: int) -> float:
             return w.draft_s_per_token * n * g
 
-    def allocate(engine: SimEngine, probes: list[SimSeq], others: list[SimSeq], kv: float) -> tuple[int, int]:
+    curves: dict[int, list[float]] = {}
+
+    def curve(n: int) -> list[float]:
+        c = curves.get(n)
+        if c is None:
+            p = acc.p(n)
+            c = curves[n] = [p ** (j + 1) for j in range(gmax)]
+        return c
+
+    def allocate_per_token(engine: SimEngine, dec: list[SimSeq], kv: float) -> list[int]:
+        def step_fn(n: int, q: int) -> float:
+            t = model.step_time(n, q, kv)
+            return t + draft_fn(1, q - n) if draft_fn is not None else t
+
+        return select_drafts([curve(refs(s)) for s in dec], [s.is_probe for s in dec], step_fn, lam=lam)
+
+    def allocate_mba(engine: SimEngine, dec: list[SimSeq], kv: float) -> list[int]:
+        probes = [s for s in dec if s.is_probe]
+        others = [s for s in dec if not s.is_probe]
+
         def step_fn(n: int, q: int) -> float:
             return model.step_time(n, q, kv)
 
@@ -215,6 +241,10 @@ def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
 
         p_h = mean_p(probes) if probes else mean_p(others)
         p_l = mean_p(others) if others else p_h
-        return mba_allocate(len(probes), len(others), [p_h] * gmax, gmax, lam, step_fn, draft_fn, [p_l] * gmax)
+        g_h, g_l = mba_allocate(len(probes), len(others), [p_h] * gmax, gmax, lam, step_fn, draft_fn, [p_l] * gmax)
+        return [g_h if s.is_probe else g_l for s in dec]
 
+    if w.draft_budget not in ("per_token", "mba"):
+        raise ValueError(f"draft_budget={w.draft_budget!r} is not allowed: per_token or mba")
+    allocate = allocate_per_token if w.draft_budget == "per_token" else allocate_mba
     return SimSpeculation(allocate=allocate, tau=tau, draft_s_per_token=w.draft_s_per_token)

@@ -81,6 +81,7 @@ class Workload:
     gamma_max: int = 8
     lam: float = 2.0
     draft_s_per_token: float = 0.0
+    draft_budget: str = "per_token"  # per_token: core select_drafts, as the engines run it; mba: paper Algorithm 1
     timeline_dt: float = 1.0
     paper_ratios: dict[str, float] = field(default_factory=dict)
     measured: dict[str, Any] = field(default_factory=dict)
@@ -113,7 +114,8 @@ class Workload:
             "chunk_size": self.chunk_size, "stock_placement": self.stock_placement, "kv_pool": self.kv_pool,
             "step_model": self.step_model.to_dict() | {"meta": {k: v for k, v in self.step_model.meta.items()
                                                               if k not in ("rows", "rel_residuals")}},
-            "acceptance": self.acceptance.name, "gamma_max": self.gamma_max, "lam": self.lam, **self.meta,
+            "acceptance": self.acceptance.name, "gamma_max": self.gamma_max, "lam": self.lam,
+            "draft_budget": self.draft_budget, **self.meta,
         }
 
 
@@ -257,6 +259,8 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             w.continuation = str(v)
         elif k == "kv_reserve":
             w.kv_reserve = float(v)
+        elif k == "draft_budget":
+            w.draft_budget = str(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt"):
             setattr(w, k, float(v))
         elif k == "engine_priority":
@@ -427,6 +431,7 @@ _OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
     "lam": (lambda v: _is_num(v) and v > 0, "a number > 0"),
     "draft_s_per_token": (lambda v: _is_num(v) and v >= 0, "seconds >= 0"),
     "timeline_dt": (lambda v: _is_num(v) and v > 0, "seconds > 0"),
+    "draft_budget": (lambda v: v in ("per_token", "mba"), "per_token (the engines' budget) or mba (paper Algorithm 1)"),
     "acceptance": (lambda v: str(v) in ACCEPTANCE_CURVES, "one of " + ", ".join(ACCEPTANCE_CURVES)),
     "continuation": (lambda v: v in ("first", "fit", "policy"), "first, fit or policy"),
     "stock_placement": (lambda v: v in ("group", "request", "recorded"), "group, request or recorded"),

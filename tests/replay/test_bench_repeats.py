@@ -42,6 +42,16 @@ def test_summary_per_policy():
     assert "wall_speedup" not in s["stock"] and s["stock"]["identical_share"] == [1.0] * 3
 
 
+def test_without_stock_the_ratios_are_against_the_first_policy():
+    from seer_verl.bench.report import summary_base
+
+    runs = [_run("seer", k, 100) for k in range(2)] + [_run("seer_sd", k, 80) for k in range(2)]
+    assert summary_base(runs) == "seer"
+    s = summarize_repeats(runs, base=summary_base(runs))
+    assert s["seer_sd"]["wall_speedup"]["values"] == [1.25, 1.25] and "wall_speedup" not in s["seer"]
+    assert summary_base([_run("seer", 0, 1), _run("stock", 0, 1)]) == "stock"
+
+
 def test_engine_segments_interleave_repeats():
     pytest.importorskip("verl")
     from seer_verl.bench.run import engine_segments

@@ -139,6 +139,36 @@ def test_speculation_speeds_up_a_memory_bound_engine():
     assert sd["mean_tokens_per_step"] > plain["total_tokens"] / plain["steps"]
 
 
+@pytest.mark.parametrize("budget", ["per_token", "mba"])
+def test_no_draft_when_no_draft_pays(budget):
+    """A compute-bound engine (every query token costs as much as a sequence) and poor acceptance: the budget the
+    engines run (per token) and the paper's MBA both send nothing, so seer_sd runs exactly as seer."""
+    from seer_verl.sim.acceptance import AcceptanceModel
+
+    step = StepTimeModel(c0=0.001, c_seq=1e-3, c_tok=5e-3, c_kv=0.0, name="compute-bound")
+    w = tiny(step_model=step, acceptance=AcceptanceModel((0, 7), (1.05, 1.1), 8, "poor"), draft_budget=budget)
+    sd = simulate(w, "seer_sd", keep_requests=False)
+    plain = simulate(w, "seer", keep_requests=False)
+    assert sd["spec_steps"] == 0
+    assert sd["wall_s"] == pytest.approx(plain["wall_s"])
+
+
+def test_per_token_budget_drafts_where_it_pays_and_is_the_default():
+    """On a memory-bound engine the per-token budget (the default, as on the engines) drafts and wins as much as
+    the paper's MBA within a few percent; an unknown budget name is refused before the run."""
+    w = tiny(kv_tokens=1 << 20, step_model=StepTimeModel(c0=0.03, c_seq=1e-4, c_tok=2e-5, c_kv=0.0))
+    assert w.draft_budget == "per_token"
+    per_token = simulate(w, "seer_sd", keep_requests=False)
+    w.draft_budget = "mba"
+    mba = simulate(w, "seer_sd", keep_requests=False)
+    plain = simulate(w, "seer", keep_requests=False)
+    assert per_token["spec_steps"] > 0 and per_token["wall_s"] < 0.9 * plain["wall_s"]
+    assert per_token["wall_s"] == pytest.approx(mba["wall_s"], rel=0.05)
+    w.draft_budget = "best"
+    with pytest.raises(ValueError, match="draft_budget='best' is not allowed"):
+        simulate(w, "seer_sd", keep_requests=False)
+
+
 def test_acceptance_model_reproduces_the_anchors():
     acc = ACCEPTANCE_CURVES["smollm2_t06"]
     assert acc.tau(0, 8) == pytest.approx(1.30, abs=1e-6)
