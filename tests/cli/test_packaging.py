@@ -32,8 +32,9 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_ships_configs_data_and_entry_points(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    configs = sorted(p.name for p in (ROOT / "seer_verl" / "configs").glob("*.yaml"))
-    assert "seer.yaml" in configs and "cpu.yaml" in configs
+    base = ROOT / "seer_verl" / "configs"
+    configs = sorted(p.relative_to(base).as_posix() for p in base.rglob("*.yaml"))
+    assert "seer.yaml" in configs and "cpu.yaml" in configs and "preset/spec_friendly.yaml" in configs
     missing = [c for c in configs if f"seer_verl/configs/{c}" not in names]
     assert not missing, missing
     data = sorted(p.name for p in (ROOT / "seer_verl" / "sim" / "data").glob("*.json"))
