@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from seer_verl.core import EngineState, RequestBuffer, RolloutController, SeerConfig
-from seer_verl.core.draft_budget import mba_allocate, select_drafts
+from seer_verl.core.draft_budget import acceptance_curve, mba_allocate, select_drafts
 from seer_verl.core.policies import POLICY_NAMES
 
 from .engine import SimEngine, SimSeq, SimSpeculation
 from .events import EventLoop
-from .workloads import Workload
+from .workloads import DRAFT_BUDGETS, Workload
 
 __all__ = ["POLICIES", "SeerDriver", "StockDriver", "TokenCount", "make_spec"]
 
@@ -218,8 +218,7 @@ def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
     def curve(n: int) -> list[float]:
         c = curves.get(n)
         if c is None:
-            p = acc.p(n)
-            c = curves[n] = [p ** (j + 1) for j in range(gmax)]
+            c = curves[n] = acceptance_curve(acc.beta(n, gmax), gmax)
         return c
 
     def allocate_per_token(engine: SimEngine, dec: list[SimSeq], kv: float) -> list[int]:
@@ -244,7 +243,7 @@ def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
         g_h, g_l = mba_allocate(len(probes), len(others), [p_h] * gmax, gmax, lam, step_fn, draft_fn, [p_l] * gmax)
         return [g_h if s.is_probe else g_l for s in dec]
 
-    if w.draft_budget not in ("per_token", "mba"):
-        raise ValueError(f"draft_budget={w.draft_budget!r} is not allowed: per_token or mba")
+    if w.draft_budget not in DRAFT_BUDGETS:
+        raise ValueError(f"draft_budget={w.draft_budget!r} is not allowed: one of {', '.join(DRAFT_BUDGETS)}")
     allocate = allocate_per_token if w.draft_budget == "per_token" else allocate_mba
     return SimSpeculation(allocate=allocate, tau=tau, draft_s_per_token=w.draft_s_per_token)

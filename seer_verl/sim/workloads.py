@@ -39,6 +39,9 @@ from seer_verl.core.step_time import StepTimeModel
 
 from .acceptance import ACCEPTANCE_CURVES, AcceptanceModel
 
+#: draft budgets of ``seer_sd``: the engines' per-token ``select_drafts``, or the paper's Algorithm 1 (MBA)
+DRAFT_BUDGETS: tuple[str, ...] = ("per_token", "mba")
+
 __all__ = ["DEFAULT_BENCH_REPORT", "PAPER_TASKS", "PaperTask", "WORKLOADS", "Workload", "group_lengths", "load_step_model", "make_workload"]
 
 DEFAULT_BENCH_REPORT = Path("runs/bench/report.json")
@@ -431,7 +434,7 @@ _OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
     "lam": (lambda v: _is_num(v) and v > 0, "a number > 0"),
     "draft_s_per_token": (lambda v: _is_num(v) and v >= 0, "seconds >= 0"),
     "timeline_dt": (lambda v: _is_num(v) and v > 0, "seconds > 0"),
-    "draft_budget": (lambda v: v in ("per_token", "mba"), "per_token (the engines' budget) or mba (paper Algorithm 1)"),
+    "draft_budget": (lambda v: v in DRAFT_BUDGETS, "per_token (the engines' budget) or mba (paper Algorithm 1)"),
     "acceptance": (lambda v: str(v) in ACCEPTANCE_CURVES, "one of " + ", ".join(ACCEPTANCE_CURVES)),
     "continuation": (lambda v: v in ("first", "fit", "policy"), "first, fit or policy"),
     "stock_placement": (lambda v: v in ("group", "request", "recorded"), "group, request or recorded"),
