@@ -4,11 +4,13 @@ summary into ``seer/*`` metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import fields
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from seer_verl.backends import VLLM, EngineBackend, backend_of
 from seer_verl.core.stats import RolloutStats
@@ -17,7 +19,8 @@ from seer_verl.integration.engines import kv_capacity, servers_of
 from seer_verl.integration.rollout_checks import seer_config_of, validate_rollout_config
 from seer_verl.integration.service import EngineInfo, SeerRolloutService
 
-__all__ = ["eos_token_ids", "max_model_len_of", "probe_engines", "seer_timing", "start_service"]
+__all__ = ["eos_token_ids", "init_agent_loop_workers", "max_model_len_of", "probe_engines", "seer_timing",
+           "start_service"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,12 @@ def start_service(config: Any, llm_client: Any) -> tuple[Any, list[EngineInfo], 
     addresses = sorted(servers)
     engines, dead = probe_engines(servers, addresses, backend=backend)
     validate_rollout_config(config, [(e.capacity_tokens, e.block_size) for e in engines if e.address not in dead])
-    service = ray.remote(SeerRolloutService).options(max_concurrency=100_000, num_cpus=0).remote(
+    # on the node of the process that builds the manager (verl's driver or TaskRunner): a node whose loss ends the
+    # job anyway, never an engine's node, whose loss the service is there to survive (Ray's default placement can
+    # put a 0-CPU actor on any node)
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    service = ray.remote(SeerRolloutService).options(max_concurrency=100_000, num_cpus=0,
+                                                     scheduling_strategy=here).remote(
         {a: servers[a] for a in addresses},
         engines,
         seer_cfg,
@@ -82,6 +90,34 @@ def start_service(config: Any, llm_client: Any) -> tuple[Any, list[EngineInfo], 
         backend.name,
     )
     return service, engines, SeerLLMServerClient(config, load_balancer_handle=lb, seer_service=service)
+
+
+def _node_id(server: Any) -> str:
+    return ray.get_runtime_context().get_node_id()
+
+
+async def init_agent_loop_workers(manager: Any) -> None:
+    """verl's ``AgentLoopManager._init_agent_loop_workers`` (the same workers, names and round-robin over nodes with
+    CPUs), except that nodes hosting a rollout engine are left out while other nodes with CPUs exist: an agent-loop
+    worker dies with its node, and verl's batch with it, where Seer would finish the batch on the surviving engines.
+    With an engine on every node (verl's hybrid mode), this is verl's own placement."""
+    from uuid import uuid4
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+    engine_nodes: set[str] = set()
+    for server in servers_of(manager.llm_client._load_balancer).values():
+        try:
+            engine_nodes.add(await asyncio.wait_for(server.__ray_call__.remote(_node_id), timeout=30))
+        except Exception:  # noqa: BLE001 - a lost engine: probe_engines has reported it
+            continue
+    nodes = [n for n in nodes if n not in engine_nodes] or nodes
+    manager.agent_loop_workers = [
+        manager.agent_loop_workers_class.options(
+            name=f"agent_loop_worker_{i}_{uuid4().hex[:8]}",
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=nodes[i % len(nodes)], soft=True),
+        ).remote(manager.config, manager.llm_client, manager.teacher_client, manager.reward_loop_worker_handles)
+        for i in range(manager.rollout_config.agent.num_workers)
+    ]
 
 
 def max_model_len_of(rollout: Any) -> int:

@@ -32,7 +32,7 @@ from verl.experimental.agent_loop import AgentLoopManager
 from verl.utils.ray_utils import auto_await
 
 from seer_verl.integration.agent_worker import SeerAgentLoopWorker
-from seer_verl.integration.launch import max_model_len_of, seer_timing, start_service
+from seer_verl.integration.launch import init_agent_loop_workers, max_model_len_of, seer_timing, start_service
 from seer_verl.integration.rollout_checks import check_rows, seer_config_of, validate_rollout_config
 
 __all__ = ["SeerAgentLoopManager", "check_rows", "group_ids", "seer_config_of", "validate_rollout_config"]
@@ -71,6 +71,9 @@ class SeerAgentLoopManager(AgentLoopManager):
         # each sample's task tells the client its row (and, with seer.replay_seed, carries its replay key)
         self.agent_loop_workers_class = ray.remote(SeerAgentLoopWorker)
         super().__init__(config, client, teacher_client, reward_loop_worker_handles)
+
+    async def _init_agent_loop_workers(self) -> None:
+        await init_agent_loop_workers(self)  # verl's, off the engines' nodes (seer_verl/integration/launch.py)
 
     def _max_model_len(self) -> int:
         return max_model_len_of(self.rollout_config)

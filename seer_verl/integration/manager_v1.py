@@ -32,7 +32,7 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.utils import tensordict_utils as tu
 
 from seer_verl.integration.agent_worker import SeerAgentLoopWorker
-from seer_verl.integration.launch import max_model_len_of, seer_timing, start_service
+from seer_verl.integration.launch import init_agent_loop_workers, max_model_len_of, seer_timing, start_service
 from seer_verl.integration.rollout_checks import check_rows
 from seer_verl.replay.agent_loop_v1 import ReplayAgentLoopWorkerTQ
 
@@ -73,6 +73,9 @@ class SeerAgentLoopManagerTQ(AgentLoopManagerTQ):
         super().__init__(config, client, teacher_client, reward_loop_worker_handles)
         self.agent_loop_workers_class = ray.remote(SeerAgentLoopWorkerTQ)  # AgentLoopManagerTQ sets its own first
         SeerAgentLoopManagerTQ.current = self
+
+    async def _init_agent_loop_workers(self) -> None:
+        await init_agent_loop_workers(self)  # verl's, off the engines' nodes (seer_verl/integration/launch.py)
 
     def generate_sequences(self, prompts: Any) -> None:
         """verl's V1 contract: start every sample of ``prompts`` (one row per prompt) and return; results go to

@@ -99,7 +99,14 @@ class GroupedSpeculation:
         if self.spec.dgds:
             if self.server is None:
                 self.server_name = f"seer-dgds-{os.getpid()}-{id(self):x}"
-                self.server = GroupedDraftServer.remote_class().options(name=self.server_name).remote(
+                import ray
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                # on the service's node (this process), not on an engine's node that may be lost
+                here = NodeAffinitySchedulingStrategy(
+                    node_id=ray.get_runtime_context().get_node_id(), soft=True)
+                self.server = GroupedDraftServer.remote_class().options(
+                    name=self.server_name, scheduling_strategy=here).remote(
                     max_depth=64, default_ttl_s=self.spec.group_ttl_s)
             self.clients = [DraftClient(e, self.server, self._pusher(e), self.spec.sync_interval_s) for e in
                             range(len(self.handles))]
