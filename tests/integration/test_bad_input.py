@@ -116,10 +116,15 @@ def test_malformed_rows_fail_the_batch_like_stock_with_the_row_named(env, case):
     assert len(out) == len(good)
 
 
-def test_per_sample_max_tokens_and_row_order_survive_reordering_by_the_scheduler(env):
-    # sanity: the Seer output rows follow the input rows even with shuffled groups
+def test_row_order_survives_shuffled_groups(env):
+    # siblings not adjacent and groups out of order: the Seer output rows still follow the input rows one by one
     batch = _batch(env, lambda b: None)
     perm = np.array([5, 0, 3, 1, 4, 2])
     batch = batch.select_idxs(perm) if hasattr(batch, "select_idxs") else batch[perm]
+    uids = list(batch.non_tensor_batch["uid"])
+    assert all(uids[i] != uids[i + 1] for i in range(len(uids) - 1))  # no two siblings adjacent
     stock, seer = _run_both(env, batch)
-    _same_contract(stock, seer, len(batch))
+    _same_contract(stock, seer, len(batch))  # the left-padded prompts equal stock's, row by row
+    assert list(seer.non_tensor_batch["uid"]) == uids
+    assert list(seer.non_tensor_batch["index"]) == list(batch.non_tensor_batch["index"])
+    assert len({tuple(r.tolist()) for r in seer.batch["prompts"]}) == 3  # three different prompts to misplace

@@ -9,6 +9,11 @@ replayable sampling (``seer.replay_seed=0``; stock through ``ReplayAgentLoopMana
 --replay-seed`` runs them): step 1 of both must then train on the same samples. The same four checks on verl's
 default V1 trainer (TransferQueue; ``grpo_*_v1``): same switch, same samples in step 1 as stock V1, ``seer/*``
 metrics logged.
+
+Resume: the Seer run is killed as a crash would kill it (SIGKILL of the trainer and every process under it, during
+iteration 2, after iteration 1's checkpoint) and a new run resumes from the checkpoint (``resume_mode=auto``) and
+does iteration 2. The checks above then also show that the resumed actor has its trained weights and that the
+engines got them, and the resumed iteration logs every metric the first one did.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -29,16 +35,12 @@ ROOT = Path(__file__).resolve().parents[2]
 _RUNS: dict[str, list[dict]] = {}
 
 
-def _run_trainer(config: str, tmp_path: Path, model: str) -> list[dict]:
+def _overrides(config: str, model: str, steps: int) -> list[str]:
     from seer_verl.train.compare import replay_overrides
 
-    metrics = tmp_path / "metrics.jsonl"
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics))
-    overrides = [
+    return [
         f"actor_rollout_ref.model.path={model}",
-        # V1: one iteration (the update and weight sync after it are verl's code in both trainers, checked on the
-        # DataProto runs); it shows the rollout contract, the seer/* metrics and the replayed samples
-        f"trainer.total_training_steps={1 if config.endswith('_v1') else 2}",
+        f"trainer.total_training_steps={steps}",
         "trainer.n_gpus_per_node=1",
         "ray_kwargs.ray_init.num_gpus=1",
         "trainer.logger=[console,file]",
@@ -56,20 +58,98 @@ def _run_trainer(config: str, tmp_path: Path, model: str) -> list[dict]:
         "seer.chunk_size=16" if "seer" in config else f"trainer.experiment_name={config}_test",
         *replay_overrides(config, 0),
     ]
-    r = subprocess.run(
-        ["bash", str(ROOT / "recipes" / "run_verl.sh"), config, *overrides],
-        env=env, capture_output=True, text=True, timeout=1400, cwd=tmp_path,
-    )
-    log = tmp_path / "trainer.log"
-    log.write_text(r.stdout + "\n" + r.stderr)
-    assert r.returncode == 0, f"trainer failed (log: {log}):\n{r.stderr[-4000:]}"
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+
+
+def _launch(config: str, overrides: list[str], tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path, Path]:
+    metrics, log = tmp_path / f"{name}.metrics.jsonl", tmp_path / f"{name}.log"
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics))
+    with open(log, "w") as f:
+        proc = subprocess.Popen(["bash", str(ROOT / "recipes" / "run_verl.sh"), config, *overrides], env=env,
+                                stdout=f, stderr=subprocess.STDOUT, cwd=tmp_path)
+    return proc, metrics, log
+
+
+def _steps(metrics: Path) -> list[dict]:
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
     return [row["data"] if "data" in row else row for row in rows]
+
+
+def _run_trainer(config: str, tmp_path: Path, model: str) -> list[dict]:
+    # V1: one iteration (the update and weight sync after it are verl's code in both trainers, checked on the
+    # DataProto runs); it shows the rollout contract, the seer/* metrics and the replayed samples
+    proc, metrics, log = _launch(config, _overrides(config, model, 1 if config.endswith("_v1") else 2), tmp_path,
+                                 "run")
+    rc = proc.wait(timeout=1400)
+    assert rc == 0, f"trainer failed (log: {log}):\n{log.read_text()[-4000:]}"
+    return _steps(metrics)
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the trainer and every process under it (Ray's own daemons included), as a lost node would."""
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    procs = [root, *root.children(recursive=True)]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
+    # Ray's daemons (gcs, raylet, workers, vLLM) sit in their own process group under a reaper that exits with the
+    # driver; wait until none of this run's Ray processes is left, so the resumed run starts on a clean machine
+    deadline = time.time() + 60
+    while time.time() < deadline and any("ray::" in " ".join(p.cmdline()) or "raylet" in p.name()
+                                         for p in psutil.process_iter() if _safe(p)):
+        time.sleep(1)
+
+
+def _safe(p) -> bool:
+    import psutil
+
+    try:
+        p.cmdline()
+        return p.pid != os.getpid()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def _run_killed_and_resumed(config: str, tmp_path: Path, model: str) -> list[dict]:
+    """Two iterations as a crash would run them: checkpoint after iteration 1, SIGKILL of the whole run during
+    iteration 2, then a new run resumes from the checkpoint (verl's ``resume_mode=auto``) and does iteration 2."""
+    ckpt = tmp_path / "ckpt"
+    base = _overrides(config, model, 2) + [f"trainer.default_local_dir={ckpt}"]
+    proc, metrics, log = _launch(config, base + ["trainer.save_freq=1", "trainer.resume_mode=disable"], tmp_path,
+                                 "killed")
+    latest = ckpt / "latest_checkpointed_iteration.txt"
+    deadline = time.time() + 1200
+    try:
+        # iteration 1 is logged after its checkpoint: the run is then in iteration 2 (rollout or after)
+        while not (latest.exists() and latest.read_text().strip() == "1" and len(_steps(metrics)) >= 1):
+            assert proc.poll() is None, f"trainer ended before it was killed (log: {log}):\n{log.read_text()[-3000:]}"
+            assert time.time() < deadline, "no checkpoint of iteration 1"
+            time.sleep(0.5)
+        time.sleep(5)
+    finally:
+        _kill_tree(proc)
+    first = _steps(metrics)
+    assert len(first) == 1, f"the killed run logged {len(first)} iterations"
+    proc, metrics, log = _launch(config, base + ["trainer.save_freq=-1", "trainer.resume_mode=auto"], tmp_path,
+                                 "resumed")
+    rc = proc.wait(timeout=1400)
+    assert rc == 0, f"resumed trainer failed (log: {log}):\n{log.read_text()[-4000:]}"
+    assert "Resuming from" in log.read_text() and "global_step_1" in log.read_text()
+    second = _steps(metrics)
+    assert [s["training/global_step"] for s in second] == [2], second  # the resumed run did iteration 2 only
+    return first + second
 
 
 @pytest.mark.parametrize("config", ["grpo_stock", "grpo_seer", "grpo_stock_v1", "grpo_seer_v1"])
 def test_grpo_updates_reach_the_engines(config, tmp_path, smollm2_model, arith_dataset):
-    steps = _run_trainer(config, tmp_path, smollm2_model)
+    # grpo_seer runs as a crash would: killed in iteration 2, resumed from iteration 1's checkpoint; the checks below
+    # then also show the resumed actor has its trained weights (KL to the reference) and the engines got them
+    run = _run_killed_and_resumed if config == "grpo_seer" else _run_trainer
+    steps = run(config, tmp_path, smollm2_model)
     _RUNS[config] = steps
     for s in steps:
         for k in ("timing_s/gen", "timing_s/old_log_prob", "timing_s/update_actor", "timing_s/update_weights"):
@@ -95,6 +175,8 @@ def test_grpo_updates_reach_the_engines(config, tmp_path, smollm2_model, arith_d
         assert s1["timing_s/seer/dispatches"] >= 8  # chunks dispatched by Seer for 8 samples
         assert s1["timing_s/seer/chunks_completed"] == s1["timing_s/seer/dispatches"]
         assert s1["timing_s/seer/requests"] == 8 and s2["timing_s/seer/requests"] == 8  # one batch per iteration
+        # the resumed run (grpo_seer) logs the same metrics as the run before the kill: nothing Seer kept is missing
+        assert set(s2) >= set(s1) - {"timing_s/testing", "timing_s/save_checkpoint"}, set(s1) - set(s2)
 
 
 @pytest.mark.parametrize("stock, seer", [("grpo_stock", "grpo_seer"), ("grpo_stock_v1", "grpo_seer_v1")])
