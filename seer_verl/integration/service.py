@@ -124,6 +124,10 @@ class _ChunkFailed:
     t1: float
 
 
+#: seconds between liveness probes of an engine while chunks wait on it
+LIVENESS_PROBE_S = 2.0
+
+
 def _is_actor_death(exc: BaseException) -> bool:
     """True if ``exc`` says the engine's server actor is gone (killed, crashed, its node lost)."""
     from ray.exceptions import RayActorError
@@ -180,6 +184,8 @@ class SeerRolloutService:
         self._dead: dict[int, str] = {self._addresses.index(a): r for a, r in (dead or {}).items()}
         self._failures: list[dict[str, Any]] = []
         self._last_ok: dict[int, float] = {}  # engine index -> when a chunk last came back from it
+        # engine index -> the running liveness probe (one per engine, shared by every chunk waiting on it)
+        self._probes: dict[int, asyncio.Future] = {}
         self._admission_wait_s = float(self._config.admission_wait_s)
         self._batch: _Batch | None = None
         self._rows: dict[int, _Row] = {}  # controller req_id -> its call (before the controller starts: row -> call)
@@ -597,12 +603,22 @@ class SeerRolloutService:
                else f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}")
         call = asyncio.ensure_future(self._call(d, prompt, sp, rid))
         try:
-            while not (await asyncio.wait({call}, timeout=self._chunk_timeout_s))[0]:
-                if time.time() - self._last_ok.get(d.engine_id, 0.0) > self._chunk_timeout_s:
+            waited = 0.0
+            while not (await asyncio.wait({call}, timeout=min(LIVENESS_PROBE_S, self._chunk_timeout_s)))[0]:
+                waited = time.time() - t0
+                if (waited >= self._chunk_timeout_s
+                        and time.time() - self._last_ok.get(d.engine_id, 0.0) > self._chunk_timeout_s):
                     call.cancel()
                     return _EngineLost(f"no answer to a chunk within seer.chunk_timeout_s={self._chunk_timeout_s:g}s",
                                        t0, time.time())
-                # other chunks came back from this engine meanwhile: it is slow, not lost; keep waiting
+                # still running: ask whether the engine is alive. vLLM marks itself dead when its EngineCore process
+                # exits (killed, OOM) but leaves the calls in flight waiting: without this, only the chunk timeout
+                # (hours by default) would find it. Otherwise other chunks came back meanwhile, or the engine is
+                # slow: keep waiting
+                dead = await self._probe_liveness(d.engine_id)
+                if dead is not None:
+                    call.cancel()
+                    return _EngineLost(f"{dead} while a chunk ran", t0, time.time())
             out = call.result()
             if out.stop_reason == "aborted":
                 raise RuntimeError(f"the engine aborted chunk {d.chunk_index} of row {d.req_id}")
@@ -628,6 +644,25 @@ class SeerRolloutService:
         if healthy:
             return _ChunkFailed(exc, t0, time.time())
         return _EngineLost(f"{why} after a chunk failed with {_short(exc, 160)}", t0, time.time())
+
+    async def _probe_liveness(self, eid: int) -> str | None:
+        """Why engine ``eid`` is certainly dead (its server actor is gone, or the engine reports its core dead), or
+        None. One probe per engine at a time, shared by every chunk waiting on it; a probe that does not answer
+        within ``seer.health_timeout_s`` proves nothing (a busy engine): the chunk timeout covers hangs."""
+        probe = self._probes.get(eid)
+        if probe is None or probe.done():
+            probe = self._probes[eid] = asyncio.ensure_future(self._liveness(eid))
+        return await asyncio.shield(probe)
+
+    async def _liveness(self, eid: int) -> str | None:
+        try:
+            errored = await asyncio.wait_for(
+                self._handles[eid].__ray_call__.remote(self._backend.errored_in_server), timeout=self._health_timeout_s)
+        except asyncio.TimeoutError:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            return f"server actor died ({_short(exc, 160)})" if _is_actor_death(exc) else None
+        return f"{self._backend.name} reports its engine core dead" if errored else None
 
     async def _health(self, eid: int) -> tuple[bool, str]:
         """(healthy, why): the server actor answers within ``seer.health_timeout_s`` and its engine does not report

@@ -32,6 +32,16 @@ def test_every_sample_once_in_order_and_identical_under_random_faults(cpu_enviro
     assert s["engine_failures_detected"] >= len(engine_faults) - 1  # a tail kill may find nothing left to resume
     assert s["requests_redispatched"] >= 1 and s["draft_server_outages"] >= 1
     assert s["runs_ok"] == 4
+    # how fast each engine fault was found: a killed EngineCore by the liveness probe (vLLM marks itself dead but
+    # leaves the calls waiting), a hang only by seer.chunk_timeout_s
+    timeout = report["config"]["chunk_timeout_s"]
+    for r in report["runs"]:
+        for f in r["faults"]:
+            ev = [e for e in r["engine_failures"] if e["address"] == f["target"]]
+            if f["kind"] == "engine_core" and ev:
+                assert ev[0]["detect_s"] - f["t_s"] < timeout / 2, (f, ev)
+            if f["kind"] == "hang" and ev:
+                assert timeout - 1 <= ev[0]["detect_s"] - f["t_s"] < 2 * timeout + 10, (f, ev)
     # between runs: an engine that hung serves again (the next manager finds it alive), a killed one stays lost
     runs = report["runs"]
     assert runs[0]["engines_at_start"] == 3

@@ -56,7 +56,8 @@ class _Remote:
 
 
 class FakeEngine:
-    """``state``: ok | actor_dead | core_dead | hung."""
+    """``state``: ok | actor_dead | core_dead | core_exited | hung. ``core_exited`` is what vLLM does when its
+    EngineCore process is killed: the engine reports itself dead, but the calls in flight never return."""
 
     def __init__(self, name: str, tok_s: float = 0.001) -> None:
         self.name = name
@@ -71,7 +72,7 @@ class FakeEngine:
 
     def kill(self, how: str = "actor_dead") -> None:
         self.state = how
-        if how == "core_dead":
+        if how in ("core_dead", "core_exited"):
             self.engine.errored = True
 
     def _check(self) -> None:
@@ -90,7 +91,7 @@ class FakeEngine:
             ctx, out = list(prompt_ids), []
             for _ in range(sampling_params["max_tokens"]):
                 await asyncio.sleep(self.tok_s)
-                if self.state == "hung":
+                if self.state in ("hung", "core_exited"):
                     await asyncio.Event().wait()
                 self._check()
                 t = next_token(ctx)
@@ -202,6 +203,29 @@ def test_engine_lost_mid_batch_every_sample_once_in_order_exact_tokens(phase, ho
     t_fail = min(t for iv in last["lost_chunks"].values() for _, _, t in iv)
     assert all(e != vid or t1 <= t_fail + 1e-3 for iv in last["records"].values() for e, _, t1 in iv)
     assert svc.engine_status()["dead"] == {victim.name: ev["reason"]}
+
+
+def test_engine_core_that_exits_silently_is_found_by_the_liveness_probe_not_the_chunk_timeout():
+    # vLLM after its EngineCore is SIGKILLed (seen on the real engines): errored=True, calls in flight hang
+    from seer_verl.integration.service import LIVENESS_PROBE_S
+
+    n = 24
+    svc, engines = make_service(chunk_timeout_s=60.0, health_timeout_s=1.0)
+    prompts = prompts_for(n)
+    killed: list[float] = []
+
+    async def during(svc, tasks):
+        while not (finished(tasks) >= n // 3 and any(e.running for e in engines)):
+            await asyncio.sleep(0.0005)
+        max(engines, key=lambda e: e.running).kill("core_exited")
+        killed.append(time.time())
+
+    results, last, wall = asyncio.run(run_batch(svc, prompts, [i // 4 for i in range(n)], during=during))
+    assert_exact(results, prompts)
+    (ev,) = last["engine_failures"]
+    assert "engine core dead while a chunk ran" in ev["reason"], ev["reason"]
+    assert ev["time"] - killed[0] <= 2 * LIVENESS_PROBE_S + 1.0  # not the 60 s chunk timeout
+    assert wall < 20.0 and last["engines_alive"] == 2
 
 
 def test_lost_engine_is_not_used_by_later_batches():
