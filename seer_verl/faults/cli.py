@@ -36,6 +36,13 @@ def _table(report: dict[str, Any], console: Any) -> None:
                   f"the batch (by kind {s['by_kind']}, by phase {s['by_phase']}); samples lost {s['samples_lost']}, "
                   f"duplicated {s['samples_duplicated']}, misplaced {s['samples_misplaced']}, not token-identical "
                   f"{s['samples_not_identical']} of {s['samples']}; {report['engine_starts']} engine starts")
+    tl = report.get("total_loss")
+    if tl:
+        console.print(f"every engine killed mid-batch ({tl['alive_before']} alive): "
+                      + (f"error {tl['error_s_after_last_kill']} s after the last kill, every engine named: "
+                         f"{tl['all_named']}; next batch failed in {tl['next_batch_s']} s; a new manager "
+                         + ("refused to start" if tl["new_manager_error"] else "STARTED") if tl["error"] else
+                         "NO ERROR (the batch returned)"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         status.start()
         t0 = time.time()
 
+        out.mkdir(parents=True, exist_ok=True)
+        partial = out / "runs.jsonl"  # one line per finished run, so a campaign that dies keeps what it found
+        partial.write_text("")
+
         def on_run(r: Any) -> None:
+            from dataclasses import asdict
+
+            with open(partial, "a") as f:
+                f.write(json.dumps(asdict(r) | {"ok": r.ok}) + "\n")
             kinds = ", ".join(f"{f['kind']}@{f['at_fraction']:.0%}" for f in r.faults)
             console.print(f"run {r.run + 1}/{cfg.runs} [{time.time() - t0:.0f} s]: {kinds}: "
                           f"{'ok' if r.ok else 'FAILED ' + str(r.error or r.rows)}")
@@ -85,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         (out / "faults.json").write_text(json.dumps(report, indent=1))
         _table(report, console)
         console.print(f"report: {out / 'faults.json'}")
-    return 0 if report["summary"]["runs_ok"] == report["summary"]["runs"] else 1
+    ok = report["summary"]["runs_ok"] == report["summary"]["runs"]
+    tl = report.get("total_loss")
+    return 0 if ok and (not tl or (tl["error"] and tl["all_named"] and tl["new_manager_error"])) else 1
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ summary into ``seer/*`` metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import fields
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from seer_verl.aio import bounded
 from seer_verl.backends import VLLM, EngineBackend, backend_of
 from seer_verl.core.stats import RolloutStats
 from seer_verl.integration.client import SeerLLMServerClient
@@ -107,7 +107,7 @@ async def init_agent_loop_workers(manager: Any) -> None:
     engine_nodes: set[str] = set()
     for server in servers_of(manager.llm_client._load_balancer).values():
         try:
-            engine_nodes.add(await asyncio.wait_for(server.__ray_call__.remote(_node_id), timeout=30))
+            engine_nodes.add(await bounded(server.__ray_call__.remote(_node_id), 30.0, "engine node"))
         except Exception:  # noqa: BLE001 - a lost engine: probe_engines has reported it
             continue
     nodes = [n for n in nodes if n not in engine_nodes] or nodes

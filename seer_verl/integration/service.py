@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from seer_verl.aio import bounded
 from seer_verl.backends import backend_of
 from seer_verl.core import Dispatch, EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
 from seer_verl.speculative.config import SpecConfig
@@ -656,8 +657,8 @@ class SeerRolloutService:
 
     async def _liveness(self, eid: int) -> str | None:
         try:
-            errored = await asyncio.wait_for(
-                self._handles[eid].__ray_call__.remote(self._backend.errored_in_server), timeout=self._health_timeout_s)
+            errored = await bounded(self._handles[eid].__ray_call__.remote(self._backend.errored_in_server),
+                                    self._health_timeout_s, "liveness probe")
         except asyncio.TimeoutError:
             return None
         except Exception as exc:  # noqa: BLE001
@@ -672,7 +673,7 @@ class SeerRolloutService:
             return await self._handles[eid].__ray_call__.remote(self._backend.errored_in_server)
 
         try:
-            errored = await asyncio.wait_for(probe(), timeout=self._health_timeout_s)
+            errored = await bounded(probe(), self._health_timeout_s, "health check")
         except asyncio.TimeoutError:
             return False, f"no answer to a health check within seer.health_timeout_s={self._health_timeout_s:g}s"
         except Exception as exc:  # noqa: BLE001

