@@ -38,15 +38,34 @@ class VLLMBackend:
         return bool(engine is None or engine.errored)
 
     def rpc_in_server(self, server: Any, method: str, args: tuple, timeout: float) -> list[Any]:
-        """``collective_rpc`` on the engine's workers, scheduled on the actor's event loop (where vLLM's AsyncLLM
-        client lives); ``__ray_call__`` runs this on a side thread."""
+        """``collective_rpc`` on the engine's workers, scheduled on the loop where vLLM's AsyncLLM client lives.
+
+        ``__ray_call__`` runs this synchronously on the server actor's Ray event loop, which serves nothing else
+        (not even ``generate``) meanwhile. So it waits in short slices and gives up as soon as vLLM reports its
+        engine dead: a call sent just before the EngineCore died is never answered, and waiting for its timeout
+        would hold up every call to the server, the failing ``generate`` calls and Seer's liveness probe too."""
+        import concurrent.futures
+        import time
+
         engine = server.engine
+        if engine.errored:
+            raise RuntimeError(f"vLLM engine is dead; {method} not sent")
         handler = getattr(engine, "output_handler", None)
         if handler is None:
             raise RuntimeError("vLLM engine has no running output handler (not started in an event loop?)")
         loop = handler.get_loop()
         fut = asyncio.run_coroutine_threadsafe(engine.collective_rpc(method, timeout=timeout, args=args), loop)
-        return fut.result(timeout + 5)
+        deadline = time.monotonic() + timeout + 5
+        while True:
+            try:
+                return fut.result(0.25)
+            except concurrent.futures.TimeoutError:
+                if engine.errored:
+                    fut.cancel()
+                    raise RuntimeError(f"vLLM engine died during {method}") from None
+                if time.monotonic() > deadline:
+                    fut.cancel()
+                    raise TimeoutError(f"{method}: no answer from the engine's workers within {timeout + 5:g} s")
 
 
 VLLM = register_backend(VLLMBackend())

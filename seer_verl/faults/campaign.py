@@ -46,9 +46,9 @@ class CampaignConfig:
     run_timeout_s: float = 300.0  # a batch still running after this is a hang: recorded, and everything restarted
 
     def check(self) -> None:
-        for key, value, lo in (("runs", self.runs, 1), ("engines", self.engines, 2), ("num_prompts", self.num_prompts, 1),
-                               ("group_size", self.group_size, 1), ("max_tokens", self.max_tokens, 2),
-                               ("chunk_size", self.chunk_size, 1)):
+        for key, value, lo in (("runs", self.runs, 1), ("engines", self.engines, 2),
+                               ("num_prompts", self.num_prompts, 1), ("group_size", self.group_size, 1),
+                               ("max_tokens", self.max_tokens, 2), ("chunk_size", self.chunk_size, 1)):
             if not isinstance(value, int) or value < lo:
                 raise ValueError(f"{key}={value!r} is not allowed: an integer >= {lo}")
         if not 0.0 <= self.second_fault_p <= 1.0:
@@ -123,6 +123,7 @@ class RunResult:
     engine_failures: list[dict[str, Any]] = field(default_factory=list)
     redispatched: int = 0
     sd_server_outages: int = 0
+    sd_server_up_at_end: bool | None = None  # the restarted draft server was found again by every engine's client
     engines_at_start: int = 0
     engines_restarted_before: bool = False
     error: str | None = None
@@ -321,6 +322,7 @@ def _one_run(i: int, faults: list[Fault], engines: _Engines, manager: Any, batch
                                for e in last.get("engine_failures", [])]
         res.redispatched = int(out.meta_info["timing"].get("seer/requests_redispatched", 0))
         res.sd_server_outages = int(out.meta_info["timing"].get("seer/sd_server_outages", 0))
+        res.sd_server_up_at_end = out.meta_info["timing"].get("seer/sd_server_up_at_end") == 1.0
     except Exception as exc:  # noqa: BLE001 - a failed run is a result, reported and counted
         res.wall_s = time.time() - t0
         res.error = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -395,7 +397,8 @@ def summarize(results: list[RunResult]) -> dict[str, Any]:
         "faults_injected_during_batch": len(injected),
         "by_kind": dict(Counter(f["kind"] for f in injected)),
         "by_phase": dict(Counter(f["phase"] for f in injected)),
-        "by_kind_phase": {f"{k}/{p}": n for (k, p), n in sorted(Counter((f["kind"], f["phase"]) for f in injected).items())},
+        "by_kind_phase": {f"{k}/{p}": n
+                          for (k, p), n in sorted(Counter((f["kind"], f["phase"]) for f in injected).items())},
         "samples": rows,
         "samples_lost": sum(r.rows.get("lost", 0) for r in results),
         "samples_duplicated": sum(max(0, (r.requests_finished or 0) - r.rows.get("rows", 0)) for r in results),

@@ -43,3 +43,35 @@ def test_an_unsupported_rollout_engine_is_refused_by_name():
         validate_rollout_config(cfg)
     cfg.actor_rollout_ref.rollout.name = "vllm"
     validate_rollout_config(cfg)
+
+
+def test_engine_rpc_gives_up_when_vllm_reports_its_engine_dead():
+    # an RPC sent just before the EngineCore died is never answered; rpc_in_server runs on the server actor's Ray
+    # event loop, so it must not sit out its timeout (every other call to the server would wait with it)
+    import asyncio
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from seer_verl.backends import VLLM
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    class Engine:
+        errored = False
+        output_handler = SimpleNamespace(get_loop=lambda: loop)
+
+        async def collective_rpc(self, method, timeout=None, args=()):
+            await asyncio.sleep(3600)
+
+    engine = Engine()
+    server = SimpleNamespace(engine=engine)
+    threading.Timer(0.3, lambda: setattr(engine, "errored", True)).start()
+    t = time.monotonic()
+    with pytest.raises(RuntimeError, match="vLLM engine died during seer_sd_apply"):
+        VLLM.rpc_in_server(server, "seer_sd_apply", (), 30.0)
+    assert time.monotonic() - t < 2.0  # not the 30 s timeout
+    with pytest.raises(RuntimeError, match="vLLM engine is dead; seer_sd_stats not sent"):
+        VLLM.rpc_in_server(server, "seer_sd_stats", (), 30.0)
+    loop.call_soon_threadsafe(loop.stop)

@@ -148,8 +148,10 @@ def _run_killed_and_resumed(config: str, tmp_path: Path, model: str) -> list[dic
         while not (latest.exists() and latest.read_text().strip() == "1" and len(_steps(metrics)) >= 1):
             assert proc.poll() is None, f"trainer ended before it was killed (log: {log}):\n{log.read_text()[-3000:]}"
             assert time.time() < deadline, "no checkpoint of iteration 1"
-            # the first weight sync (before iteration 1) is done on both ranks: iteration 1's rollout starts now
-            if not killed_core and log.read_text(errors="replace").count("update_weights done") >= 2:
+            # the first weight sync (before iteration 1; verl logs it for replica 0) is done: iteration 1's rollout
+            # starts within seconds (a kill during the sync itself is the case verl cannot survive: not this one)
+            if not killed_core and "update_weights done" in log.read_text(errors="replace"):
+                time.sleep(3)
                 cores = _engine_cores(proc)
                 assert len(cores) == 2, cores
                 cores[0].kill()
@@ -205,7 +207,9 @@ def test_grpo_updates_reach_the_engines(config, tmp_path, smollm2_model, arith_d
     assert s2["training/rollout_probs_diff_mean"] < 0.02
     if "seer" in config:
         assert s1["timing_s/seer/dispatches"] >= 8  # chunks dispatched by Seer for 8 samples
-        assert s1["timing_s/seer/chunks_completed"] == s1["timing_s/seer/dispatches"]
+        # every chunk came back, or was lost with its engine and sent again (grpo_seer loses one in iteration 1)
+        done, lost = s1["timing_s/seer/chunks_completed"], s1["timing_s/seer/chunks_discarded"]
+        assert done + lost == s1["timing_s/seer/dispatches"]
         assert s1["timing_s/seer/requests"] == 8 and s2["timing_s/seer/requests"] == 8  # one batch per iteration
         # the resumed run (grpo_seer) logs the same metrics as the run before the kill: nothing Seer kept is missing
         assert set(s2) >= set(s1) - {"timing_s/testing", "timing_s/save_checkpoint"}, set(s1) - set(s2)
@@ -219,6 +223,8 @@ def test_replayed_stock_and_seer_train_on_the_same_samples(stock, seer):
     # iteration 1: the same 8 samples (Seer generated them in chunks of 16 tokens on other batches)
     for k in ("response_length/mean", "response_length/max", "response_length/min", "critic/score/mean"):
         assert a[k] == b[k], (k, a[k], b[k])
-    # ... hence the same update, up to numerics
-    assert abs(a["actor/pg_loss"] - b["actor/pg_loss"]) <= 1e-3 * max(1.0, abs(a["actor/pg_loss"])), (
-        a["actor/pg_loss"], b["actor/pg_loss"])
+    # ... hence the same update, up to numerics (on the same number of FSDP ranks: verl's pg_loss metric is the mean
+    # of each rank's token mean, which depends on how the batch is split; the Seer DataProto run has 2 ranks)
+    if seer != "grpo_seer":
+        assert abs(a["actor/pg_loss"] - b["actor/pg_loss"]) <= 1e-3 * max(1.0, abs(a["actor/pg_loss"])), (
+            a["actor/pg_loss"], b["actor/pg_loss"])
