@@ -361,7 +361,9 @@ def _total_loss(engines: _Engines, new_manager: Callable[[], Any], batch: Any) -
         manager.generate_sequences(copy.deepcopy(batch))
         out["error"] = None
     except EngineLossError as exc:
-        out["error"] = " ".join(str(exc).split())[:600]
+        text = " ".join(str(exc).split())  # Ray's wrapper puts the remote traceback first: keep Seer's own message
+        out["error"] = text[text.rfind("Seer rollout cannot finish"):][:2000] if "Seer rollout cannot finish" in text \
+            else text[-600:]
     out["error_s_after_last_kill"] = round(time.time() - t0 - max((f.t_s or 0.0) for f in faults), 2)
     injector.stop()
     injector.join(timeout=30)
