@@ -346,6 +346,13 @@ def _one_run(i: int, faults: list[Fault], engines: _Engines, manager: Any, batch
     return res
 
 
+def _seer_message(exc: BaseException) -> str:
+    """Seer's own message of an engine-loss error (Ray's wrapper puts the remote traceback before it)."""
+    text = " ".join(str(exc).split())
+    at = text.rfind("Seer rollout cannot finish")
+    return text[at:][:2000] if at >= 0 else text[-600:]
+
+
 def _total_loss(engines: _Engines, new_manager: Callable[[], Any], batch: Any) -> dict[str, Any]:
     """Kill every engine still alive while a batch runs: the batch must fail with an error naming every engine,
     within bounded time; the manager's next batch must fail at once; a new manager must refuse to start."""
@@ -361,9 +368,7 @@ def _total_loss(engines: _Engines, new_manager: Callable[[], Any], batch: Any) -
         manager.generate_sequences(copy.deepcopy(batch))
         out["error"] = None
     except EngineLossError as exc:
-        text = " ".join(str(exc).split())  # Ray's wrapper puts the remote traceback first: keep Seer's own message
-        out["error"] = text[text.rfind("Seer rollout cannot finish"):][:2000] if "Seer rollout cannot finish" in text \
-            else text[-600:]
+        out["error"] = _seer_message(exc)
     out["error_s_after_last_kill"] = round(time.time() - t0 - max((f.t_s or 0.0) for f in faults), 2)
     injector.stop()
     injector.join(timeout=30)
@@ -374,7 +379,7 @@ def _total_loss(engines: _Engines, new_manager: Callable[[], Any], batch: Any) -
         manager.generate_sequences(copy.deepcopy(batch))
         out["next_batch_error"] = None
     except EngineLossError as exc:
-        out["next_batch_error"] = str(exc)[:200]
+        out["next_batch_error"] = _seer_message(exc)
     out["next_batch_s"] = round(time.time() - t1, 2)
     _dispose(manager)
     engines.alive = []
