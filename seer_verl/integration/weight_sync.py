@@ -146,6 +146,10 @@ class SeerCheckpointEngineManager(CheckpointEngineManager):
         if not self.lost:  # verl's own naive sync
             await asyncio.to_thread(ray.get, self.actor_wg.update_weights(global_steps=global_steps, mode="naive"))
             return {}
+        if self.backend != DRAIN:  # the lost replica's ranks would not join the all-gathers: the others would hang
+            raise RuntimeError(f"rollout replicas {sorted(self.lost)} are lost and actor_rollout_ref.rollout."
+                               f"checkpoint_engine.backend={self.backend!r}: the weight sync can skip them only with "
+                               f"backend={DRAIN} (configs/seer.yaml sets it)")
         modes = rank_modes(self.actor_wg.workers, [r.workers for r in self.replicas], set(self.lost))
         refs = self.actor_wg.execute_all_async(_update_weights_method(self.actor_wg),
                                                global_steps=[global_steps] * len(modes), mode=modes)

@@ -92,3 +92,11 @@ def test_lost_replicas_are_left_out_and_stay_lost():
     assert replicas[0].calls == ["sleep", "wake_up"] and replicas[1].calls == [] and replicas[2].calls == []
     assert set(m.lost) == {1, 2}
     assert "core dead" in m.lost[1] and "server actor died" in m.lost[2]
+
+
+def test_a_loss_with_the_naive_backend_is_a_clear_error_not_a_hang():
+    # with backend=naive a lost replica's FSDP ranks have no draining engine: they would skip the all-gathers
+    m = SeerCheckpointEngineManager.__new__(SeerCheckpointEngineManager)
+    m.replicas, m.lost, m.backend = [_Replica("ok"), _Replica("actor_dead")], {}, "naive"
+    with pytest.raises(RuntimeError, match=r"rollout replicas \[1\] are lost and .*backend='naive'"):
+        asyncio.run(m.update_weights(3))
