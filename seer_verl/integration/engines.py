@@ -18,6 +18,28 @@ from typing import Any
 from seer_verl.backends import VLLM, EngineBackend
 
 
+async def lost_reason(server: Any, timeout_s: float, backend: EngineBackend = VLLM) -> str | None:
+    """Why an engine is certainly lost (its server actor is gone, or the engine reports its core dead), or None. A
+    probe that does not answer within ``timeout_s``, or fails otherwise, proves nothing (a busy engine): callers
+    bound hangs with their own timeouts. Used by the rollout service while chunks wait, and by the weight sync."""
+    import asyncio
+
+    from ray.exceptions import RayActorError
+
+    from seer_verl.aio import bounded
+
+    try:
+        errored = await bounded(server.__ray_call__.remote(backend.errored_in_server), timeout_s, "liveness probe")
+    except asyncio.TimeoutError:
+        return None
+    except RayActorError as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        return f"server actor died ({type(exc).__name__}: {first})"
+    except Exception:  # noqa: BLE001 - not a proof of death
+        return None
+    return f"{backend.name} reports its engine core dead" if errored else None
+
+
 def servers_of(load_balancer: Any) -> dict[str, Any]:
     """``{address: actor handle}`` of every rollout server behind verl's load balancer actor.
 

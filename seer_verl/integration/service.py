@@ -45,6 +45,7 @@ from typing import Any
 
 from seer_verl.aio import bounded
 from seer_verl.backends import backend_of
+from seer_verl.integration.engines import lost_reason
 from seer_verl.core import Dispatch, EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
 from seer_verl.speculative.config import SpecConfig
 from seer_verl.speculative.coordinator import GroupedSpeculation
@@ -656,14 +657,7 @@ class SeerRolloutService:
         return await asyncio.shield(probe)
 
     async def _liveness(self, eid: int) -> str | None:
-        try:
-            errored = await bounded(self._handles[eid].__ray_call__.remote(self._backend.errored_in_server),
-                                    self._health_timeout_s, "liveness probe")
-        except asyncio.TimeoutError:
-            return None
-        except Exception as exc:  # noqa: BLE001
-            return f"server actor died ({_short(exc, 160)})" if _is_actor_death(exc) else None
-        return f"{self._backend.name} reports its engine core dead" if errored else None
+        return await lost_reason(self._handles[eid], self._health_timeout_s, self._backend)
 
     async def _health(self, eid: int) -> tuple[bool, str]:
         """(healthy, why): the server actor answers within ``seer.health_timeout_s`` and its engine does not report

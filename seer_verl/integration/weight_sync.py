@@ -30,8 +30,7 @@ from verl.checkpoint_engine import CheckpointEngineManager
 from verl.checkpoint_engine.base import CheckpointEngine, CheckpointEngineRegistry
 from verl.utils.ray_utils import auto_await
 
-from seer_verl.aio import bounded
-from seer_verl.backends import VLLM
+from seer_verl.integration.engines import lost_reason
 
 __all__ = ["DRAIN", "DrainCheckpointEngine", "SeerCheckpointEngineManager"]
 
@@ -71,19 +70,6 @@ class DrainCheckpointEngine(CheckpointEngine):
 
     async def receive_weights(self, global_steps: int | None = None) -> Any:
         raise RuntimeError(f"the {DRAIN!r} checkpoint engine only drains an actor's weights; it receives none")
-
-
-async def _server_lost(server: Any, timeout_s: float) -> str | None:
-    """Why a replica's server is certainly lost (its actor is dead, or vLLM reports its core dead), or None."""
-    from ray.exceptions import RayActorError
-
-    try:
-        errored = await bounded(server.__ray_call__.remote(VLLM.errored_in_server), timeout_s, "replica probe")
-    except asyncio.TimeoutError:
-        return None  # slow, not proven dead: treat as alive (the call it is spared would have waited the same)
-    except RayActorError as exc:
-        return f"server actor died ({type(exc).__name__})"
-    return "vLLM reports its engine core dead" if errored else None
 
 
 class SeerCheckpointEngineManager(CheckpointEngineManager):
@@ -160,7 +146,7 @@ class SeerCheckpointEngineManager(CheckpointEngineManager):
 async def _lost_replica(replica: Any, timeout_s: float) -> str | None:
     servers = list(getattr(replica, "servers", []) or [])
     for s in servers:
-        why = await _server_lost(s, timeout_s)
+        why = await lost_reason(s, timeout_s)
         if why is not None:
             return why
     return None

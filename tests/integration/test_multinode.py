@@ -43,11 +43,11 @@ def _node_of(handle) -> str:
 
 def _engine_pids(handle) -> list[int]:
     """The server actor's process and the vLLM processes under it (EngineCore, its workers)."""
-    import psutil
     import ray
 
-    pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
-    return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    from seer_verl.faults.inject import engine_pids
+
+    return [ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30), *engine_pids(handle)]
 
 
 def _alive(pid: int) -> bool:
