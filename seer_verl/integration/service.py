@@ -605,7 +605,6 @@ class SeerRolloutService:
                else f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}")
         call = asyncio.ensure_future(self._call(d, prompt, sp, rid))
         try:
-            waited = 0.0
             while not (await asyncio.wait({call}, timeout=min(LIVENESS_PROBE_S, self._chunk_timeout_s)))[0]:
                 waited = time.time() - t0
                 if (waited >= self._chunk_timeout_s
