@@ -53,6 +53,9 @@ class SpecConfig:
         sync_interval_s: how often each engine's draft client fetches increments from the server.
         group_ttl_s: a group not touched for this long is dropped by the server and the engines (safety net; groups
             are released explicitly at the end of each batch).
+        engine_seqs: sequences (responses) each engine also keeps in one engine-wide tree beside the group trees,
+            across groups and batches (vLLM suffix decoding's global cache, FIFO); a draft comes from whichever tree
+            scores higher. 0 = group trees only.
         step_time: path of a step-time model JSON (:class:`seer_verl.core.step_time.StepTimeModel`) for the
             engines; ``None`` = the model fitted on this project's CPU engine (``scripts/profile_step_time.py``
             writes one for other hardware).
@@ -68,6 +71,7 @@ class SpecConfig:
     dgds: bool = True
     sync_interval_s: float = 0.5
     group_ttl_s: float = 900.0
+    engine_seqs: int = 1024
     step_time: str | None = None
 
     @classmethod
@@ -104,6 +108,9 @@ class SpecConfig:
             raise bad("sync_interval_s", self.sync_interval_s, "seconds in [0.01, 60]")
         if not isinstance(self.group_ttl_s, (int, float)) or self.group_ttl_s <= 0:
             raise bad("group_ttl_s", self.group_ttl_s, "seconds > 0")
+        if not isinstance(self.engine_seqs, int) or isinstance(self.engine_seqs, bool) or \
+                not 0 <= self.engine_seqs <= 1_000_000:
+            raise bad("engine_seqs", self.engine_seqs, "an integer in 0..1000000 (0 = group trees only)")
         if self.step_time is not None and not Path(str(self.step_time)).expanduser().is_file():
             raise bad("step_time", self.step_time, "null or an existing step-time model JSON file")
         return self
@@ -125,7 +132,7 @@ class SpecConfig:
         """What each engine's drafter is configured with (``seer_sd_configure`` gets its ``as_dict()``)."""
         return DrafterSettings(mode=self.mode, gamma_max=self.gamma_max, fixed_gamma=self.fixed_gamma or self.gamma_max,
                                lam=float(self.lam), top_k=self.top_k, min_token_prob=float(self.min_token_prob),
-                               group_ttl_s=float(self.group_ttl_s),
+                               group_ttl_s=float(self.group_ttl_s), engine_seqs=self.engine_seqs,
                                step_time=self.step_time_model() if self.mode == "adaptive" else None)
 
 

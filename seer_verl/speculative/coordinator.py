@@ -166,6 +166,8 @@ class GroupedSpeculation:
         m["seer/sd_server_up_at_end"] = float(all(c.server_up for c in self.clients)) if self.clients else 0.0
         m["seer/sd_cross_engine_tokens"] = float(sum(c.pushed_tokens for c in self.clients))
         steps = sum(s["totals"]["steps"] for s in stats)
+        looked_up = sum(s.get("drafts_looked_up", 0) for s in stats)
+        m["seer/sd_engine_tree_share"] = sum(s.get("drafts_from_engine_tree", 0) for s in stats) / max(1, looked_up)
         m["seer/sd_propose_us_per_step"] = 1e6 * sum(s["totals"]["propose_s"] for s in stats) / max(1, steps)
         # the draft budget's inputs at the end of the batch, averaged over engines: the fitted cost of a step
         # (c0 + c_seq*B + c_tok*query_tokens) and the acceptance of the first two draft positions

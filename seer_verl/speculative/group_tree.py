@@ -26,6 +26,13 @@ expected accepted length is what multi-path can buy under linear verification. :
 all kept paths for tree-verification studies (the offline replay uses it to bound what tree verification would
 give).
 
+Engine-wide tree (vLLM suffix decoding's "global cache"). With ``engine_seqs > 0`` every sequence appended to any
+group (prompts excepted: ``shared=False``) is also appended to one tree of the whole engine, which keeps the last
+``engine_seqs`` sequences (FIFO eviction, across batches: releasing a group does not drop its text from it). A
+lookup drafts from both trees and keeps the draft with the higher score, ties to the group tree: arctic's own rule
+for its per-request and global trees. The engine tree finds text shared *across* prompts (answer phrasing, format,
+a loop another request fell into) that a group tree cannot.
+
 Not thread-safe by design beyond a per-instance lock around the native calls (cheap; the draft server is a
 single-threaded actor).
 """
@@ -36,6 +43,7 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from arctic_inference.suffix_decoding._C import SuffixTree
@@ -82,12 +90,13 @@ class _Group:
 class GroupDraftTrees:
     """One arctic suffix tree per group; siblings are ``seq_id``s inside it."""
 
-    def __init__(self, max_depth: int = 64, max_match_len: int | None = None):
+    def __init__(self, max_depth: int = 64, max_match_len: int | None = None, engine_seqs: int = 0):
         """``max_depth``: arctic's tree depth (a matched suffix plus its draft never exceed it). ``max_match_len``:
         the longest context suffix matched (Seer's ``pattern_lookup_max``; default ``min(max_depth - 1, 32)``).
         arctic walks the tree from the root once per candidate match length, so a lookup costs about
         ``max_match_len**2 / 2`` node steps: 63 costs ~3x more than 32. On recorded SmolLM2 rollouts (``seer-verl
-        replay table --max-match-len``) 16, 32 and 63 gave identical drafts' acceptance."""
+        replay table --max-match-len``) 16, 32 and 63 gave identical drafts' acceptance. ``engine_seqs``: sequences
+        kept in the engine-wide tree (0 = group trees only; see the module doc and :meth:`set_engine_seqs`)."""
         if max_depth < 2:
             raise ValueError(f"max_depth must be >= 2, got {max_depth}")
         self.max_depth = int(max_depth)
@@ -104,6 +113,51 @@ class GroupDraftTrees:
         self._spec_ns = 0
         self._spec_nonempty = 0
         self._spec_tokens = 0
+        self._engine_tree: SuffixTree | None = None
+        self._engine_ids: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._engine_lens: dict[int, int] = {}
+        self._next_engine_id = 0
+        self.engine_seqs = 0
+        self._engine_wins = 0
+        self.set_engine_seqs(engine_seqs)
+
+    # --- the engine-wide tree ---------------------------------------------------------------------------------
+    def set_engine_seqs(self, n: int) -> None:
+        """Keep the last ``n`` sequences in the engine-wide tree (0 drops it). Shrinking evicts the oldest."""
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"engine_seqs must be >= 0, got {n}")
+        with self._lock:
+            self.engine_seqs = n
+            if n == 0:
+                self._engine_tree = None
+                self._engine_ids.clear()
+                self._engine_lens.clear()
+                return
+            if self._engine_tree is None:
+                self._engine_tree = SuffixTree(self.max_depth)
+            self._evict_engine(n)
+
+    def _evict_engine(self, keep: int) -> None:
+        while len(self._engine_ids) > keep:
+            _, sid = self._engine_ids.popitem(last=False)
+            if self._engine_lens.pop(sid, 0) > 0:
+                self._engine_tree.remove(sid)
+
+    def _engine_extend(self, key: tuple[str, int], toks: list[int]) -> None:
+        sid = self._engine_ids.get(key)
+        if sid is None:
+            sid = self._next_engine_id
+            self._next_engine_id = (self._next_engine_id + 1) & 0x7FFFFFFF
+            self._engine_ids[key] = sid
+            self._evict_engine(self.engine_seqs)
+        self._engine_tree.extend(sid, toks)
+        self._engine_lens[sid] = self._engine_lens.get(sid, 0) + len(toks)
+
+    def _engine_remove(self, key: tuple[str, int]) -> None:
+        sid = self._engine_ids.pop(key, None)
+        if sid is not None and self._engine_lens.pop(sid, 0) > 0:
+            self._engine_tree.remove(sid)
 
     # --- groups -----------------------------------------------------------------------------------------------
     def register_group(self, gid: str) -> None:
@@ -122,8 +176,9 @@ class GroupDraftTrees:
         return list(self._groups)
 
     # --- updates ----------------------------------------------------------------------------------------------
-    def extend(self, gid: str, seq_id: int, tokens: Sequence[int]) -> None:
-        """Append ``tokens`` (new response tokens of sibling ``seq_id``) to group ``gid`` (registers it)."""
+    def extend(self, gid: str, seq_id: int, tokens: Sequence[int], shared: bool = True) -> None:
+        """Append ``tokens`` (new response tokens of sibling ``seq_id``) to group ``gid`` (registers it); with
+        ``shared`` also to the engine-wide tree, when there is one (a group's prompt goes in with ``shared=False``)."""
         toks = [int(t) for t in tokens]
         with self._lock:
             g = self._groups.get(gid)
@@ -132,6 +187,8 @@ class GroupDraftTrees:
             t0 = time.perf_counter_ns()
             if toks:
                 g.tree.extend(int(seq_id), toks)
+                if shared and self._engine_tree is not None:
+                    self._engine_extend((gid, int(seq_id)), toks)
             self._extend_ns += time.perf_counter_ns() - t0
             g.lens[int(seq_id)] = g.lens.get(int(seq_id), 0) + len(toks)
             self._extend_calls += 1
@@ -145,6 +202,8 @@ class GroupDraftTrees:
                 if g.lens[int(seq_id)] > 0:
                     g.tree.remove(int(seq_id))
                 del g.lens[int(seq_id)]
+            if self._engine_tree is not None:
+                self._engine_remove((gid, int(seq_id)))
 
     def seq_len(self, gid: str, seq_id: int) -> int:
         g = self._groups.get(gid)
@@ -178,12 +237,17 @@ class GroupDraftTrees:
                 ctx = [int(t) for t in ctx]
             with self._lock:
                 t0 = time.perf_counter_ns()
+                args = (int(max_spec_tokens), float(max_spec_factor), 0.0, float(min_token_prob), False)
                 try:
-                    d = g.tree.speculate(ctx, int(max_spec_tokens), float(max_spec_factor), 0.0,
-                                         float(min_token_prob), False)
+                    d = g.tree.speculate(ctx, *args)
                 except TypeError:  # e.g. numpy integers in a list
-                    d = g.tree.speculate([int(t) for t in ctx], int(max_spec_tokens), float(max_spec_factor), 0.0,
-                                         float(min_token_prob), False)
+                    ctx = [int(t) for t in ctx]
+                    d = g.tree.speculate(ctx, *args)
+                if self._engine_tree is not None:
+                    e = self._engine_tree.speculate(ctx, *args)
+                    if e.score > d.score:  # arctic's rule between its request and global trees (ties: group)
+                        d = e
+                        self._engine_wins += 1
                 self._spec_ns += time.perf_counter_ns() - t0
                 self._spec_calls += 1
             if not d.token_ids:
@@ -220,6 +284,12 @@ class GroupDraftTrees:
             t0 = time.perf_counter_ns()
             lin = g.tree.speculate(ctx, int(max_spec_tokens), float(max_spec_factor), 0.0, float(min_token_prob),
                                    False)
+            if self._engine_tree is not None:
+                e = self._engine_tree.speculate(ctx, int(max_spec_tokens), float(max_spec_factor), 0.0,
+                                                float(min_token_prob), False)
+                if e.score > lin.score:
+                    lin = e
+                    self._engine_wins += 1
             tree = None
             if top_k > 1:
                 tree = g.tree.speculate(ctx, int(max_spec_tokens) * int(top_k), float(max_spec_factor), 0.0,
@@ -259,6 +329,9 @@ class GroupDraftTrees:
             "speculate_us_per_call": self._spec_ns / 1e3 / self._spec_calls if self._spec_calls else 0.0,
             "speculate_nonempty": self._spec_nonempty,
             "speculate_mean_draft_len": self._spec_tokens / self._spec_nonempty if self._spec_nonempty else 0.0,
+            "engine_seqs": len(self._engine_ids),
+            "engine_tokens": sum(self._engine_lens.values()),
+            "engine_tree_wins": self._engine_wins,
         }
 
 

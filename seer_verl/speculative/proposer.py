@@ -115,6 +115,7 @@ class GroupSuffixProposer(_Base):
         self._step_log: list[tuple[float, int, int, int, int, int, int]] = []
         self._cost = None  # OnlineStepTimeFit once configured with a step-time model
         self._prev_t0: float | None = None
+        self._trees_seen = (0, 0)  # (drafts looked up, of them from the engine-wide tree) at the last take_stats
         self.suspended = False
         self._totals = {"steps": 0, "steps_sd_on": 0, "draft_tokens": 0, "accepted_tokens": 0, "drafts": 0,
                         "propose_s": 0.0, "increments": 0}
@@ -125,6 +126,7 @@ class GroupSuffixProposer(_Base):
         s.gamma_max = min(int(s.gamma_max), self.num_speculative_tokens)
         s.fixed_gamma = min(int(s.fixed_gamma), s.gamma_max)
         self.settings = s
+        self.trees.set_engine_seqs(s.engine_seqs)
         if s.step_time:  # the prior of the engine's cost model; the fit then follows this engine's own steps
             from seer_verl.core.step_time_fit import OnlineStepTimeFit
 
@@ -164,9 +166,15 @@ class GroupSuffixProposer(_Base):
 
     def take_stats(self) -> dict[str, Any]:
         """Totals plus the per-step log since the last call (then cleared)."""
+        trees = self.trees.stats()
+        # drafts looked up since the last call, and how many of them came from the engine-wide tree
+        now = (trees["speculate_nonempty"], trees["engine_tree_wins"])
+        drafts_since, engine_since = now[0] - self._trees_seen[0], now[1] - self._trees_seen[1]
+        self._trees_seen = now
         out = {"totals": dict(self._totals), "beta": self.acceptance.beta(), "steps": self._step_log,
-               "calibration": self.calibration.table(),
-               "trees": self.trees.stats(), "settings": self.settings.as_dict(),
+               "calibration": self.calibration.table(), "drafts_looked_up": drafts_since,
+               "drafts_from_engine_tree": engine_since,
+               "trees": trees, "settings": self.settings.as_dict(),
                "cost_fit": None if self._cost is None else {"c0_c_seq_c_tok": self._cost.coefficients,
                                                             "recorded": self._cost.recorded}}
         self._step_log = []
@@ -299,7 +307,7 @@ class GroupSuffixProposer(_Base):
         else:
             st = _Req(gid=tag.gid, sib=tag.sibling, prompt_len=tag.prompt_len, probe=tag.probe)
         if not self.trees.has_group(st.gid) or self.trees.seq_len(st.gid, PROMPT_SEQ) == 0:
-            self.trees.extend(st.gid, PROMPT_SEQ, input_batch.token_ids_cpu[i, :st.prompt_len].tolist())
+            self.trees.extend(st.gid, PROMPT_SEQ, input_batch.token_ids_cpu[i, :st.prompt_len].tolist(), shared=False)
         if n_prompt > st.prompt_len:  # a continuation chunk: its earlier response tokens are in its prompt
             self._extend_at(st.gid, st.sib, 0, input_batch.token_ids_cpu[i, st.prompt_len:n_prompt].tolist())
         self._reqs[req_id] = st

@@ -38,6 +38,7 @@ class DrafterSettings:
     min_token_prob: float = 0.1
     step_time: dict[str, float] | None = None
     group_ttl_s: float = 900.0
+    engine_seqs: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: DrafterSettings | None = None) -> DrafterSettings:

@@ -166,3 +166,56 @@ def test_context_types_numpy_and_tuple():
     assert t.speculate("g", np.array([0, 1, 2, 3]), 2) == ref
     assert t.speculate("g", [np.int64(x) for x in (0, 1, 2, 3)], 2) == ref
     assert t.speculate("g", [0, 1, 2, 3], 2, top_k=2).tokens == [4, 5]
+
+
+# --- the engine-wide tree (vLLM suffix decoding's global cache, beside the group trees) ---------------------------
+
+def test_engine_tree_drafts_across_groups_only_when_on():
+    off = GroupDraftTrees(max_depth=32)
+    on = GroupDraftTrees(max_depth=32, engine_seqs=8)
+    for t in (off, on):
+        t.extend("a", 0, [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        t.extend("b", 0, [50, 51])  # group b's own text shares nothing with a's
+    assert off.speculate("b", [100, 1, 2, 3], 4).tokens == []
+    assert on.speculate("b", [100, 1, 2, 3], 4).tokens == [4, 5, 6]
+    assert on.speculate("b", [100, 1, 2, 3], 4, top_k=4).tokens == [4, 5, 6]
+    assert on.stats()["engine_tree_wins"] == 2
+    assert on.stats()["engine_seqs"] == 2 and on.stats()["engine_tokens"] == 11
+    assert off.stats()["engine_seqs"] == 0
+
+
+def test_engine_tree_loses_ties_and_lower_scores_to_the_group_tree():
+    t = GroupDraftTrees(max_depth=32, engine_seqs=8)
+    t.extend("a", 0, [1, 2, 3, 7, 7, 7])
+    t.extend("a", 1, [1, 2, 3, 7, 7, 7])
+    t.extend("b", 0, [1, 2, 3, 4, 5, 6])  # b's own group says 4 5 6 with certainty
+    d = t.speculate("b", [0, 1, 2, 3], 3)
+    # engine tree: 3 sequences after [1 2 3] -> 7 (2/3) and 4 (1/3): lower score than the group's certain 4 5 6
+    assert d.tokens == [4, 5, 6]
+    assert t.stats()["engine_tree_wins"] == 0
+    u = GroupDraftTrees(max_depth=32, engine_seqs=8)
+    u.extend("b", 0, [1, 2, 3, 4, 5, 6])  # the same text in both trees: equal scores, the group's draft is kept
+    assert u.speculate("b", [0, 1, 2, 3], 3).tokens == [4, 5, 6]
+    assert u.stats()["engine_tree_wins"] == 0
+
+
+def test_engine_tree_keeps_released_groups_evicts_oldest_and_skips_unshared():
+    t = GroupDraftTrees(max_depth=32, engine_seqs=2)
+    t.extend("a", 0, [1, 2, 3, 4, 5])
+    t.extend("a", 99, [60, 61, 62, 63], shared=False)  # a prompt: group tree only
+    t.release_group("a")
+    t.register_group("c")
+    assert t.speculate("c", [9, 1, 2, 3], 2).tokens == [4, 5]  # a's response outlives its group
+    assert t.speculate("c", [9, 60, 61], 2).tokens == []  # its prompt never entered the engine tree
+    t.extend("b", 0, [20, 21, 22, 23])
+    t.extend("b", 1, [30, 31, 32, 33])  # third sequence: a's (the oldest) is evicted
+    assert t.speculate("c", [9, 1, 2, 3], 2).tokens == []
+    assert t.speculate("c", [9, 30, 31], 2).tokens == [32, 33]
+    t.remove_seq("b", 1)
+    assert t.speculate("c", [9, 30, 31], 2).tokens == []
+    assert t.stats()["engine_seqs"] == 1
+    t.set_engine_seqs(0)
+    assert t.speculate("c", [9, 20, 21], 2).tokens == []
+    assert t.stats()["engine_seqs"] == 0
+    with pytest.raises(ValueError, match="engine_seqs must be >= 0"):
+        t.set_engine_seqs(-1)

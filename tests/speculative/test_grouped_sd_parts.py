@@ -306,3 +306,21 @@ def test_engine_settings_are_the_users_config_on_the_wire():
     with pytest.raises(ValueError, match="mode='greedy'.*'off', 'profile'"):
         p.configure({"mode": "greedy"})
     assert p.settings.mode == "fixed"  # a rejected update leaves the engine's settings as they were
+
+
+def test_engine_tree_lets_a_request_draft_from_another_groups_response():
+    # group 0's response sits on this engine; group 1's request continues the same text (shared answer phrasing)
+    other = [30, 31]
+    cases = {}
+    for seqs in (0, 64):
+        p = _proposer(engine_seqs=seqs)
+        p.apply_increments([("b1g0", 0, 0, TEXT)])
+        # group 1's prompt shares nothing with group 0; its response has just produced TEXT[:4]
+        row = (_rid(0, plen=2, group=1), other + TEXT[:4], 2)
+        cases[seqs] = p.propose(8, FakeBatch([row]), [[TEXT[3]]])[0]
+        assert p.trees.engine_seqs == seqs
+    assert cases[0] == []  # group 1's tree holds its own prefix only: no continuation
+    assert cases[64][:2] == TEXT[4:6]  # the engine-wide tree holds group 0's response
+    with pytest.raises(ValueError, match=r"seer.spec.engine_seqs=-1 .*0..1000000"):
+        SpecConfig.from_mapping({"enabled": True, "engine_seqs": -1})
+    assert SpecConfig.from_mapping({"engine_seqs": 512}).engine_settings().engine_seqs == 512
