@@ -226,7 +226,8 @@ def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
             t = model.step_time(n, q, kv)
             return t + draft_fn(1, q - n) if draft_fn is not None else t
 
-        return select_drafts([curve(refs(s)) for s in dec], [s.is_probe for s in dec], step_fn, lam=lam)
+        return select_drafts([curve(refs(s)) for s in dec], [s.is_probe for s in dec], step_fn, lam=lam,
+                             min_gain=w.draft_min_gain)
 
     def allocate_mba(engine: SimEngine, dec: list[SimSeq], kv: float) -> list[int]:
         probes = [s for s in dec if s.is_probe]

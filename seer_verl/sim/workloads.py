@@ -35,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from seer_verl.core.draft_budget import DEFAULT_MIN_GAIN
 from seer_verl.core.step_time import StepTimeModel
 
 from .acceptance import ACCEPTANCE_CURVES, AcceptanceModel
@@ -85,6 +86,7 @@ class Workload:
     lam: float = 2.0
     draft_s_per_token: float = 0.0
     draft_budget: str = "per_token"  # per_token: core select_drafts, as the engines run it; mba: paper Algorithm 1
+    draft_min_gain: float = DEFAULT_MIN_GAIN  # select_drafts' margin, as seer.spec.min_gain in the engines
     timeline_dt: float = 1.0
     paper_ratios: dict[str, float] = field(default_factory=dict)
     measured: dict[str, Any] = field(default_factory=dict)
@@ -118,7 +120,7 @@ class Workload:
             "step_model": self.step_model.to_dict() | {"meta": {k: v for k, v in self.step_model.meta.items()
                                                               if k not in ("rows", "rel_residuals")}},
             "acceptance": self.acceptance.name, "gamma_max": self.gamma_max, "lam": self.lam,
-            "draft_budget": self.draft_budget, **self.meta,
+            "draft_budget": self.draft_budget, "draft_min_gain": self.draft_min_gain, **self.meta,
         }
 
 
@@ -264,7 +266,7 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             w.kv_reserve = float(v)
         elif k == "draft_budget":
             w.draft_budget = str(v)
-        elif k in ("lam", "draft_s_per_token", "timeline_dt"):
+        elif k in ("lam", "draft_s_per_token", "timeline_dt", "draft_min_gain"):
             setattr(w, k, float(v))
         elif k == "engine_priority":
             w.engine_priority = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")

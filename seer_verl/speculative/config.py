@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from seer_verl.core.draft_budget import DEFAULT_MIN_GAIN
 from seer_verl.speculative.settings import USER_MODES, DrafterSettings
 
 __all__ = ["SpecConfig", "WORKER_EXTENSION", "check_engine_kwargs", "default_step_time_path"]
@@ -53,6 +54,8 @@ class SpecConfig:
         sync_interval_s: how often each engine's draft client fetches increments from the server.
         group_ttl_s: a group not touched for this long is dropped by the server and the engines (safety net; groups
             are released explicitly at the end of each batch).
+        min_gain: a step drafts only when the budget predicts it cuts the time per generated token by at least
+            this fraction (the margin of error of its step-time fit and acceptance calibration); 0 = any saving.
         engine_seqs: sequences (responses) each engine also keeps in one engine-wide tree beside the group trees,
             across groups and batches (vLLM suffix decoding's global cache, FIFO); a draft comes from whichever tree
             scores higher. 0 = group trees only.
@@ -71,6 +74,7 @@ class SpecConfig:
     dgds: bool = True
     sync_interval_s: float = 0.5
     group_ttl_s: float = 900.0
+    min_gain: float = DEFAULT_MIN_GAIN
     engine_seqs: int = 1024
     step_time: str | None = None
 
@@ -108,6 +112,9 @@ class SpecConfig:
             raise bad("sync_interval_s", self.sync_interval_s, "seconds in [0.01, 60]")
         if not isinstance(self.group_ttl_s, (int, float)) or self.group_ttl_s <= 0:
             raise bad("group_ttl_s", self.group_ttl_s, "seconds > 0")
+        if not isinstance(self.min_gain, (int, float)) or isinstance(self.min_gain, bool) or \
+                not 0 <= self.min_gain < 1:
+            raise bad("min_gain", self.min_gain, "a fraction in [0, 1) (0 = draft on any predicted saving)")
         if not isinstance(self.engine_seqs, int) or isinstance(self.engine_seqs, bool) or \
                 not 0 <= self.engine_seqs <= 1_000_000:
             raise bad("engine_seqs", self.engine_seqs, "an integer in 0..1000000 (0 = group trees only)")
@@ -133,6 +140,7 @@ class SpecConfig:
         return DrafterSettings(mode=self.mode, gamma_max=self.gamma_max, fixed_gamma=self.fixed_gamma or self.gamma_max,
                                lam=float(self.lam), top_k=self.top_k, min_token_prob=float(self.min_token_prob),
                                group_ttl_s=float(self.group_ttl_s), engine_seqs=self.engine_seqs,
+                               min_gain=float(self.min_gain),
                                step_time=self.step_time_model() if self.mode == "adaptive" else None)
 
 

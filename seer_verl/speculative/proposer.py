@@ -263,7 +263,8 @@ class GroupSuffixProposer(_Base):
 
             lens = select_drafts([self.calibration.cumulative(k) for _, _, _, k in cands],
                                  [st.probe for _, st, _, _ in cands], self._cost.predict, lam=s.lam,
-                                 spec_overhead=self._cost.spec_overhead, batch=b_h + b_l)
+                                 spec_overhead=self._cost.spec_overhead, batch=b_h + b_l,
+                                 min_gain=s.min_gain)
         else:
             lens = [len(t) for _, _, t, _ in cands]
         for (i, st, toks, keys), m in zip(cands, lens):

@@ -39,6 +39,7 @@ class DrafterSettings:
     step_time: dict[str, float] | None = None
     group_ttl_s: float = 900.0
     engine_seqs: int = 0
+    min_gain: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: DrafterSettings | None = None) -> DrafterSettings:

@@ -324,3 +324,26 @@ def test_engine_tree_lets_a_request_draft_from_another_groups_response():
     with pytest.raises(ValueError, match=r"seer.spec.engine_seqs=-1 .*0..1000000"):
         SpecConfig.from_mapping({"enabled": True, "engine_seqs": -1})
     assert SpecConfig.from_mapping({"engine_seqs": 512}).engine_settings().engine_seqs == 512
+
+
+def test_min_gain_reaches_the_engines_and_bad_values_are_refused():
+    from seer_verl.core.draft_budget import DEFAULT_MIN_GAIN
+
+    assert SpecConfig.from_mapping({"enabled": True}).engine_settings().min_gain == DEFAULT_MIN_GAIN
+    wire = SpecConfig.from_mapping({"enabled": True, "min_gain": 0.2}).engine_settings().as_dict()
+    p = _proposer()
+    p.configure(wire)
+    assert p.settings.min_gain == 0.2
+    # the engine's budget applies it: a draft predicted to save ~40% of the time per token (a query token costs
+    # a third of the step) is sent without a margin and not with a 50% one
+    cost = {"c0": 0.1, "c_seq": 0.0, "c_tok": 0.05, "c_kv": 0.0}
+    sent = {}
+    for margin in (0.0, 0.5):
+        p = GroupSuffixProposer(_config())
+        p.configure({"mode": "adaptive", "step_time": cost, "min_gain": margin})
+        p.apply_increments([("b1g0", 5, 0, TEXT)])
+        sent[margin] = p.propose(8, FakeBatch([(_rid(0), PROMPT + TEXT[:2], 5)]), [[TEXT[1]]])[0]
+    assert sent[0.0] and sent[0.5] == []
+    for bad in (-0.01, 1, True, "x"):
+        with pytest.raises(ValueError, match=r"seer.spec.min_gain=.*a fraction in \[0, 1\)"):
+            SpecConfig.from_mapping({"min_gain": bad})
