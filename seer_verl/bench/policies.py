@@ -123,7 +123,9 @@ def engine_overrides(profile: str, gamma_max: int) -> list[str]:
         return [priority]
     if profile == "seer_sd":
         return [f"+{kw}.worker_extension_cls={WORKER_EXTENSION}", f"+{kw}.speculative_config={spec}", priority]
-    if profile == "suffix":
-        return [f"+{kw}.speculative_config={spec}"]
+    if profile == "suffix":  # vLLM's suffix decoding; the extension only lets the bench empty its cache between runs
+        from seer_verl.bench.suffix_cache import EXTENSION
+
+        return [f"+{kw}.worker_extension_cls={EXTENSION}", f"+{kw}.speculative_config={spec}"]
     raise ValueError(f"engine profile {profile!r}: expected one of {PROFILES}")
 

@@ -457,10 +457,12 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
     true_lens = None
     if arm.needs_true_lengths:  # lengths of the same rows from the earliest run of this bench
         true_lens = [q["length"] for q in session.runs[0]["requests"]]
-    if arm.profile == "seer_sd":  # every policy starts from freshly started drafters (off, no evidence)
-        from seer_verl.speculative.coordinator import engine_rpc_sync
+    from seer_verl.speculative.coordinator import engine_rpc_sync
 
+    if arm.profile == "seer_sd":  # every policy starts from freshly started drafters (off, no evidence)
         engine_rpc_sync(engines.handles, "seer_sd_reset")
+    if arm.profile == "suffix":  # vLLM's suffix cache starts cold too (it would hold this batch's own responses)
+        engine_rpc_sync(engines.handles, "seer_suffix_cache_reset")
     manager = arm.make(verl_cfg, engines.servers, session.seer_cfg, true_lens)
     # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
     ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
