@@ -4,7 +4,7 @@
         --command "seer-verl bench policies=[stock,seer,oracle] repeats=3" --commit abc1234
 
 Keeps per run: policy, repeat, wall, tail, tokens, tok/s, preemptions, wall / lower bound, identity with the first
-run (share, divergent rows); and the per-policy summary (paired ratios against stock, or against the first policy
+run (share, divergent rows), speculation counts where it ran; and the per-policy summary (paired ratios against stock, or against the first policy
 when stock did not run; medians, bootstrap intervals).
 
 ``--for-sim``: instead, the first repeat of every policy with what ``seer-verl simulate workload=cpu_bench
@@ -33,6 +33,13 @@ def compact(report: dict, command: str, commit: str) -> dict:
             "preemptions": r["num_preemptions"], "wall_over_lower_bound": round(r["wall_over_lower_bound"], 3),
             "identical_share": ident.get("share"), "divergences": ident.get("divergences", []),
         })
+        sd = r.get("spec_decode") or {}
+        if sd.get("draft_tokens"):  # speculation as vLLM counts it, plus Seer's own drafter metrics when it ran
+            timing = r.get("verl_timing") or {}
+            runs[-1]["spec"] = {"drafted": int(sd["draft_tokens"]), "accepted": int(sd["accepted_tokens"])} | {
+                k.removeprefix("seer/sd_"): round(v, 3) for k, v in timing.items()
+                if k in ("seer/sd_bulk_tokens_per_step", "seer/sd_tail_tokens_per_step", "seer/sd_engine_tree_share",
+                         "seer/sd_steps_on_frac")}
     return {"command": command, "commit": commit, "workload": report["workload_desc"], "notes": report["notes"],
             "runs": runs, "summary": summarize_repeats(report["runs"], base=base), "summary_base": base}
 
