@@ -74,6 +74,10 @@ class SeerConfig:
             its cached KV); ``"fit"``: only if its full reservation fits; ``"policy"``: it waits in the policy's
             order like every request (the paper's loop, which assumes a global KV pool). See
             :meth:`RolloutController._continue_warm`.
+        share_prompt_kv: count a group's prompt KV once per engine while several of its chunks run there (vLLM's
+            prefix cache holds one copy of the shared prompt blocks); False counts every chunk's whole context. The
+            requests of a group must start with the same prompt (GRPO's ``n`` samples of one prompt, an agent's
+            later turns extending it); a group whose samples have different prompts would over-commit the KV.
         admission_wait_s: the rollout starts once every sample of the batch has called the engine, or when no
             sample has arrived for this many seconds (a sample whose agent never calls the engine is not waited
             for); samples and later turns of multi-turn agents that come after the start join the running rollout.
@@ -90,6 +94,7 @@ class SeerConfig:
     health_timeout_s: float = 10.0
     kv_reserve: float = 1.0
     continuation: str = "first"
+    share_prompt_kv: bool = True
     admission_wait_s: float = 2.0
 
     def validate(self) -> SeerConfig:
@@ -133,6 +138,8 @@ class SeerConfig:
                              f"got {self.admission_wait_s!r}")
         if self.continuation not in ("first", "fit", "policy"):
             raise ValueError(f"seer.continuation must be 'first', 'fit' or 'policy'; got {self.continuation!r}")
+        if not isinstance(self.share_prompt_kv, bool):
+            raise ValueError(f"seer.share_prompt_kv must be true or false; got {self.share_prompt_kv!r}")
         r = self.kv_reserve
         if not (isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and 0.0 <= r <= 8.0):
             raise ValueError(

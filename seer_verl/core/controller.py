@@ -74,6 +74,8 @@ class Dispatch:
         chunk_index: 0-based index of this chunk within its request (= completed chunks so far).
         is_probe: True if the request is its group's speculative request.
         starvation_pick: True if the anti-starvation safeguard chose the request, not the policy.
+        share_group: the group whose prompt KV this chunk shares with its siblings on its engine (counted once
+            there: ``seer.share_prompt_kv``), or None.
     """
 
     dispatch_id: int
@@ -88,6 +90,7 @@ class Dispatch:
     growth_tokens: int = 0
     continuation: bool = False
     priority: int = 0
+    share_group: int | None = None
 
 
 
@@ -143,7 +146,10 @@ class RolloutController:
         self._peak_reserved: dict[int, int] = {e.engine_id: 0 for e in engines}
         self._peak_inflight: dict[int, int] = {e.engine_id: 0 for e in engines}
         self._check_feasible()
+        self._share = bool(self.config.share_prompt_kv)
         for req in buffer.requests:
+            if self._share:
+                self.placement.share_prompt(req.group_id, req.prompt_len)
             if not req.finished:
                 self._unfinished += 1
                 self.scheduler.enqueue(req, 0)
@@ -230,6 +236,8 @@ class RolloutController:
                 f"engine, even alone; alive engines: {caps or 'none'}"
             )
         req = self.buffer.append(group_id, prompt_len, max_tokens, true_len)
+        if self._share:
+            self.placement.share_prompt(group_id, prompt_len)
         if engine is not None and self.placement.engine(engine).alive:
             req.engine = engine
         self.policy.on_added(req)
@@ -326,7 +334,8 @@ class RolloutController:
                 decision = placement.decide(req, budget)
                 if decision.reason not in ("affinity", "imbalance"):  # its full reservation does not fit there
                     split = placement.split(engine, req.prompt_len + req.generated, budget)
-                    if self.config.continuation == "fit" or not placement.expected_fits(engine, *split):
+                    if self.config.continuation == "fit" or not placement.expected_fits(
+                            engine, *split, placement.sharing_group(req)):
                         continue  # it waits in the policy's order
                 if decision.reason != "imbalance":
                     decision = PlacementDecision(eid, "affinity")
@@ -341,7 +350,8 @@ class RolloutController:
         engine = self.placement.engine(eid)
         context_len = req.prompt_len + req.generated
         base, growth = self.placement.split(engine, context_len, budget)
-        self.placement.reserve(eid, base, growth, force)
+        group = self.placement.sharing_group(req)
+        self.placement.reserve(eid, base, growth, force, group)
         tokens = base + growth
         passed = self.scheduler.dispatched(req, self._clock)
         self._decisions += 1
@@ -361,6 +371,7 @@ class RolloutController:
             growth_tokens=growth,
             continuation=continuation,
             priority=rank,
+            share_group=group,
         )
         self._next_id += 1
         self._inflight[d.dispatch_id] = d
@@ -416,7 +427,8 @@ class RolloutController:
         validate_chunk(req, token_ids, log_probs, stopped, live.max_tokens)
         del self._inflight[live.dispatch_id]
         del self._inflight_by_req[live.req_id]
-        self.placement.release(live.engine_id, live.reserved_tokens - live.growth_tokens, live.growth_tokens)
+        self.placement.release(live.engine_id, live.reserved_tokens - live.growth_tokens, live.growth_tokens,
+                               live.share_group)
         finished = apply_chunk(req, token_ids, log_probs, stopped, live.max_tokens)
         req.engine = live.engine_id
         st = self.stats

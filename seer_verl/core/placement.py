@@ -11,6 +11,12 @@ context is always reserved in full and the in-flight chunks' growth times ``grow
 below 1 over-commits the growth (the engine preempts if it runs out), above 1 keeps extra headroom for the
 chunks that follow. If no engine has room the request waits.
 
+**Siblings share their prompt's KV.** vLLM's prefix cache keeps one copy of a prompt's full KV blocks for every
+running request that starts with it, so the chunks of one group in flight on one engine hold the group's prompt
+once (:meth:`Placement.share_prompt`): the first such chunk counts its whole context, each further one its context
+minus the prompt's full blocks. A group's prompt is the prompt of its first request; a later request of the group
+shares it if its own prompt is at least as long (an agent's next turn extends the first turn's prompt).
+
 Among engines with room, the OSDI version's cache-aware rule is used: prefer the engine that ran the
 request's previous chunk (it holds the prefix KV, so the continuation prompt hits the prefix cache)
 while the load is balanced, and fall back to the least-loaded engine (fewest in-flight chunks) when
@@ -101,7 +107,8 @@ class Placement:
             1 = the whole growth (the engine never preempts).
     """
 
-    __slots__ = ("_engines", "_by_id", "affinity_threshold", "max_inflight_per_engine", "growth_share")
+    __slots__ = ("_engines", "_by_id", "affinity_threshold", "max_inflight_per_engine", "growth_share",
+                 "_prompts", "_group_chunks")
 
     def __init__(
         self,
@@ -134,6 +141,35 @@ class Placement:
         if not 0.0 <= growth_share <= 8.0:
             raise ValueError(f"growth_share must be in [0, 8], got {growth_share!r}")
         self.growth_share = growth_share
+        self._prompts: dict[int, int] = {}  # group id -> prompt tokens its requests share (share_prompt)
+        self._group_chunks: dict[tuple[int, int], int] = {}  # (engine id, group id) -> its sharing chunks in flight
+
+    # -- prompt sharing --------------------------------------------------------------------------------
+
+    def share_prompt(self, group_id: int, prompt_len: int) -> None:
+        """Declare that the requests of ``group_id`` start with the same ``prompt_len`` prompt tokens (the first
+        declaration of a group stands; later ones are ignored)."""
+        if prompt_len < 0:
+            raise ValueError(f"prompt_len must be >= 0, got {prompt_len}")
+        self._prompts.setdefault(group_id, prompt_len)
+
+    def sharing_group(self, req: RolloutRequest) -> int | None:
+        """``req``'s group if its chunks share the group's prompt KV with their siblings, else None."""
+        shared = self._prompts.get(req.group_id)
+        return req.group_id if shared is not None and req.prompt_len >= shared else None
+
+    def _shared_kv(self, e: EngineState, group: int | None) -> int:
+        """Full KV blocks of ``group``'s prompt on ``e`` (0 without a sharing group)."""
+        if group is None:
+            return 0
+        return (self._prompts[group] // e.block_size) * e.block_size
+
+    def _discount(self, e: EngineState, group: int | None) -> int:
+        """KV a new chunk of ``group`` need not count on ``e``: the prompt's full blocks if a sibling's chunk in
+        flight there holds them."""
+        if group is None or self._group_chunks.get((e.engine_id, group), 0) == 0:
+            return 0
+        return self._shared_kv(e, group)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -178,14 +214,17 @@ class Placement:
         share = self.growth_share
         return growth_sum if share == 1.0 else math.ceil(share * growth_sum)
 
-    def need(self, e: EngineState, context_kv: int, growth_kv: int) -> int:
-        """KV that ``e`` would count against its capacity with one more chunk ``(context_kv, growth_kv)``."""
-        return e.reserved_tokens + context_kv + self._growth(e.growth_sum + growth_kv) - self._growth(e.growth_sum)
+    def need(self, e: EngineState, context_kv: int, growth_kv: int, group: int | None = None) -> int:
+        """KV that ``e`` would count against its capacity with one more chunk ``(context_kv, growth_kv)`` of
+        ``group`` (its prompt's full blocks not counted again where a sibling holds them)."""
+        return (e.reserved_tokens + context_kv - self._discount(e, group)
+                + self._growth(e.growth_sum + growth_kv) - self._growth(e.growth_sum))
 
-    def expected_fits(self, e: EngineState, context_kv: int, growth_kv: int) -> bool:
+    def expected_fits(self, e: EngineState, context_kv: int, growth_kv: int, group: int | None = None) -> bool:
         """True if ``e``'s *expected* KV with one more chunk fits: every context plus half of every chunk's growth
         (a running chunk has used half of its growth on average), whatever ``growth_share`` reserves."""
-        return e.context_tokens + context_kv + (e.growth_sum + growth_kv) / 2 <= e.capacity_tokens
+        return (e.context_tokens + context_kv - self._discount(e, group) + (e.growth_sum + growth_kv) / 2
+                <= e.capacity_tokens)
 
     def can_ever_fit(self, context_tokens: int) -> bool:
         """True if some alive engine, when empty, could hold a chunk ending at ``context_tokens``."""
@@ -208,6 +247,7 @@ class Placement:
         least-loaded candidate is chosen: fewest in-flight chunks, then most free KV, then lowest id.
         """
         context_len = req.prompt_len + req.generated
+        group = self.sharing_group(req)
         cap = self.max_inflight_per_engine
         best: EngineState | None = None
         affinity: EngineState | None = None
@@ -215,7 +255,7 @@ class Placement:
             if not e.alive or (cap is not None and e.inflight >= cap):
                 continue
             free = e.capacity_tokens - e.reserved_tokens
-            if self.need(e, *self.split(e, context_len, chunk_tokens)) > e.capacity_tokens:
+            if self.need(e, *self.split(e, context_len, chunk_tokens), group) > e.capacity_tokens:
                 continue
             if e.engine_id == req.engine:
                 affinity = e
@@ -246,13 +286,15 @@ class Placement:
 
     # -- mutation --------------------------------------------------------------------------------
 
-    def reserve(self, engine_id: int, tokens: int, growth: int = 0, force: bool = False) -> None:
+    def reserve(self, engine_id: int, tokens: int, growth: int = 0, force: bool = False,
+                group: int | None = None) -> None:
         """Reserve a chunk's KV (``tokens`` of context, ``growth`` more as it runs) and one in-flight slot.
 
         The engine then counts its contexts plus the growth reserve of all its chunks; that never exceeds
         its capacity at a reservation, unless ``force`` (a request continuing on the engine that holds its KV:
-        the engine then has less room for new chunks until it drains). Raises :class:`PlacementError` if the
-        engine is dead, at its in-flight cap, or (without ``force``) lacks room.
+        the engine then has less room for new chunks until it drains). ``group``: the chunk's sharing group
+        (:meth:`sharing_group`); its prompt's full blocks count once per engine. Raises :class:`PlacementError`
+        if the engine is dead, at its in-flight cap, or (without ``force``) lacks room.
         """
         e = self.engine(engine_id)
         if not e.alive:
@@ -260,32 +302,49 @@ class Placement:
         cap = self.max_inflight_per_engine
         if cap is not None and e.inflight >= cap:
             raise PlacementError(f"cannot reserve on engine {engine_id}: {e.inflight} chunks in flight, cap {cap}")
-        if tokens < 0 or growth < 0 or (not force and self.need(e, tokens, growth) > e.capacity_tokens):
+        if tokens < self._shared_kv(e, group) or growth < 0 or (
+                not force and self.need(e, tokens, growth, group) > e.capacity_tokens):
             raise PlacementError(
                 f"cannot reserve {tokens} + {growth} (growth) KV tokens on engine {engine_id}: "
                 f"{e.reserved_tokens}/{e.capacity_tokens} already reserved"
             )
-        e.reserved_tokens += tokens + self._growth(e.growth_sum + growth) - self._growth(e.growth_sum)
-        e.context_tokens += tokens
+        counted = tokens - self._discount(e, group)
+        e.reserved_tokens += counted + self._growth(e.growth_sum + growth) - self._growth(e.growth_sum)
+        e.context_tokens += counted
         e.growth_sum += growth
         e.inflight += 1
+        if group is not None:
+            key = (engine_id, group)
+            self._group_chunks[key] = self._group_chunks.get(key, 0) + 1
 
-    def release(self, engine_id: int, tokens: int, growth: int = 0) -> None:
-        """Return a reservation made by :meth:`reserve` (the same ``tokens`` and ``growth``, one slot)."""
+    def release(self, engine_id: int, tokens: int, growth: int = 0, group: int | None = None) -> None:
+        """Return a reservation made by :meth:`reserve` (the same ``tokens``, ``growth`` and ``group``, one slot).
+
+        The group's prompt stays counted once while any of its chunks is in flight on the engine, whichever of
+        them is released first."""
         e = self.engine(engine_id)
         if not e.alive:
             raise PlacementError(f"cannot release on engine {engine_id}: it is dead (its state was reset)")
+        key = (engine_id, group)
+        chunks = self._group_chunks.get(key, 0) if group is not None else 0
+        counted = tokens - (self._shared_kv(e, group) if chunks > 1 else 0)
         if e.inflight < 1 or tokens < 0 or growth < 0 or growth > e.growth_sum or (
-                tokens + self._growth(e.growth_sum) - self._growth(e.growth_sum - growth) > e.reserved_tokens):
+                group is not None and chunks < 1) or (
+                counted + self._growth(e.growth_sum) - self._growth(e.growth_sum - growth) > e.reserved_tokens):
             raise PlacementError(
                 f"release of {tokens} + {growth} (growth) KV tokens on engine {engine_id} does not match its "
                 f"reservations ({e.reserved_tokens} tokens, {e.growth_sum} of them growth, {e.inflight} chunks in "
                 "flight)"
             )
-        e.reserved_tokens -= tokens + self._growth(e.growth_sum) - self._growth(e.growth_sum - growth)
-        e.context_tokens -= tokens
+        e.reserved_tokens -= counted + self._growth(e.growth_sum) - self._growth(e.growth_sum - growth)
+        e.context_tokens -= counted
         e.growth_sum -= growth
         e.inflight -= 1
+        if group is not None:
+            if chunks > 1:
+                self._group_chunks[key] = chunks - 1
+            else:
+                del self._group_chunks[key]
 
     def mark_dead(self, engine_id: int) -> None:
         """Declare an engine failed: it takes no more chunks and its reservations are dropped.
@@ -296,3 +355,5 @@ class Placement:
         e.alive = False
         e.reserved_tokens = e.context_tokens = e.growth_sum = 0
         e.inflight = 0
+        for key in [k for k in self._group_chunks if k[0] == engine_id]:
+            del self._group_chunks[key]

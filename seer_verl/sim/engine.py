@@ -15,7 +15,9 @@ Per step (``schedule()`` then one forward pass), as vLLM v1's scheduler does it:
 
 **Prefix cache.** Blocks of finished or preempted requests stay cached (full blocks only) until evicted in LRU
 order to make room. A (re-)admitted request reuses its own cached prefix, capped at ``context - 1`` tokens like
-vLLM, and prefills the rest: a chunk continuing on the engine that ran the previous chunk costs a short
+vLLM, and prefills the rest. Siblings share their prompt (``SimSeq.shared_prompt``): the full blocks of a group's
+prompt are held once while several of its requests run, and a request admitted beside a running sibling takes
+them from it (as vLLM's prefix cache shares the blocks of running requests): a chunk continuing on the engine that ran the previous chunk costs a short
 prefill, one moved to another engine re-prefills its whole context (unless the workload has a global KV pool,
 ``kv_pool``: the paper's Mooncake pool, where the driver hands the prefix over with the request).
 
@@ -59,6 +61,7 @@ class SimSeq:
         "produced",
         "rate",
         "req_id",
+        "shared_prompt",
         "start_s",
         "tag",
         "target",
@@ -66,7 +69,7 @@ class SimSeq:
     )
 
     def __init__(self, req_id: int, group_id: int, base_ctx: int, n_out: int, is_probe: bool = False,
-                 tag: object = None, pool_prefix: int = 0, priority: int = 0) -> None:
+                 tag: object = None, pool_prefix: int = 0, priority: int = 0, shared_prompt: int = 0) -> None:
         self.req_id = req_id
         self.arrival = 0  # order of its submission to the engine (set by SimEngine.add)
         self.priority = priority  # lower first, under the engine's priority scheduling (ties: arrival order)
@@ -82,6 +85,7 @@ class SimSeq:
         self.var = 0.0
         self.tag = tag  # the driver's handle (e.g. the controller's Dispatch)
         self.pool_prefix = pool_prefix  # prefix KV available from a global pool (kv_pool)
+        self.shared_prompt = shared_prompt  # prompt tokens every request of its group starts with (0: none)
         self.preemptions = 0
         self.start_s = -1.0
         self.prefill_tokens = 0  # tokens prefilled (incl. recompute) for this submission
@@ -164,7 +168,25 @@ class SimEngine:
         return -(-math.ceil(tokens) // self.block_size)
 
     def used_blocks(self) -> int:
-        return sum(self.blocks_for(s.computed) for s in self.running)
+        return sum(self.blocks_for(s.computed) for s in self.running) - self._shared_savings(self.running)
+
+    def _prompt_blocks(self, s: SimSeq) -> int:
+        """Full KV blocks of ``s``'s group prompt that ``s`` holds (shareable with its siblings)."""
+        p = s.shared_prompt // self.block_size
+        return p if p > 0 and s.computed >= p * self.block_size else 0
+
+    def _shared_savings(self, seqs: list[SimSeq]) -> int:
+        """Blocks held once for several requests: per group, every holder of its prompt blocks but one."""
+        held: dict[int, int] = {}
+        saved = 0
+        for s in seqs:
+            p = self._prompt_blocks(s)
+            if p:
+                if s.group_id in held:
+                    saved += p
+                else:
+                    held[s.group_id] = p
+        return saved
 
     @staticmethod
     def _key(s: SimSeq) -> tuple[int, int]:
@@ -277,6 +299,7 @@ class SimEngine:
                 b = -(-(c + 1 + g) // bs)
             needs.append(b)
             need += b
+        need -= self._shared_savings(self.running)
         while need > self.cap_blocks and self.running:
             # vLLM v1: preempt the newest running request (priority: the largest (priority, arrival)) until the
             # rest fits
@@ -284,16 +307,18 @@ class SimEngine:
             if self.priority:
                 i = max(range(len(self.running)), key=lambda j: self._key(self.running[j]))
             victim = self.running[i]
-            need -= needs.pop(i)
+            needs.pop(i)
             n = new.pop(i)
             rem += n if victim.prefilling else 1 + victim.gamma
             self._preempt(victim, now)
+            need = sum(needs) - self._shared_savings(self.running)
             preempted = True
         # 2. admission (FCFS, no skipping; none after a preemption in this step unless nothing is left running)
         if not self.running and preempted:
             preempted = False
             need, rem, new = 0, budget, []
         if not preempted:
+            holders = {r.group_id for r in self.running if self._prompt_blocks(r)}
             while self.waiting and len(self.running) < self.max_num_seqs and rem > 0:
                 s = self.waiting[0]
                 ctx = s.ctx
@@ -301,8 +326,11 @@ class SimEngine:
                 hit = min(hit_blocks * bs, ((ctx - 1) // bs) * bs)
                 if s.pool_prefix:
                     hit = max(hit, min(s.pool_prefix, ((ctx - 1) // bs) * bs))
+                shared = (s.shared_prompt // bs) * bs if s.group_id in holders else 0
+                if shared:  # a running sibling holds the prompt's blocks
+                    hit = max(hit, min(shared, ((ctx - 1) // bs) * bs))
                 n = min(ctx - hit, rem)
-                blocks = self.blocks_for(hit + n)
+                blocks = self.blocks_for(hit + n) - (shared // bs if hit >= shared else 0)
                 if need + blocks > self.cap_blocks:
                     if hit_blocks:
                         self.cache[s.req_id] = hit_blocks
@@ -317,6 +345,8 @@ class SimEngine:
                 if s.start_s < 0:
                     s.start_s = now
                 self.running.append(s)
+                if self._prompt_blocks(s):
+                    holders.add(s.group_id)
                 new.append(n)
                 need += blocks
                 rem -= n
@@ -372,9 +402,10 @@ class SimEngine:
         r = np.fromiter((s.rate for s in run), dtype=np.float64, count=len(run))
         bs = self.block_size
         cap = self.cap_blocks
+        saved = self._shared_savings(run)  # decoding requests hold their whole prompt
 
         def need(j: int) -> int:
-            return int(np.ceil((c + j * r) / bs - 1e-9).sum())
+            return int(np.ceil((c + j * r) / bs - 1e-9).sum()) - saved
 
         if need(k - 1) <= cap:
             return k

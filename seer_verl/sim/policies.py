@@ -119,7 +119,7 @@ class StockDriver(_Base):
             else:
                 e = min(range(n_eng), key=lambda j: (load[j], j))
             load[e] += 1
-            s = SimSeq(i, w.group_ids[i], w.prompt_lens[i], w.out_len(i))
+            s = SimSeq(i, w.group_ids[i], w.prompt_lens[i], w.out_len(i), shared_prompt=w.prompt_lens[i])
             loop.submit(e, s)
 
     def on_done(self, loop: EventLoop, engine: SimEngine, done: list[SimSeq]) -> None:
@@ -144,7 +144,7 @@ class SeerDriver(_Base):
         self.config = SeerConfig(policy=policy, chunk_size=w.chunk_size, affinity_threshold=w.affinity_threshold,
                                  max_inflight_per_engine=w.max_num_seqs, chunk_align=w.block_size,
                                  starvation_bound=w.starvation_bound, kv_reserve=w.kv_reserve,
-                                 continuation=w.continuation)
+                                 continuation=w.continuation, share_prompt_kv=w.share_prompt_kv)
         self.ctrl = RolloutController(self.buffer, engines, self.config)
         self.finished_in_group: dict[int, int] = {}
         self.dispatch_calls = 0
@@ -166,7 +166,8 @@ class SeerDriver(_Base):
             pool = 0
             if w.kv_pool and req.engine is not None and req.engine != d.engine_id:
                 pool = d.context_len - 1  # prefix KV pulled from the global pool (paper's Mooncake)
-            s = SimSeq(d.req_id, req.group_id, d.context_len, k, req.is_probe, (d, stopped), pool, d.priority)
+            s = SimSeq(d.req_id, req.group_id, d.context_len, k, req.is_probe, (d, stopped), pool, d.priority,
+                       shared_prompt=req.prompt_len)
             loop.submit(d.engine_id, s)
 
     def start(self, loop: EventLoop) -> None:

@@ -77,6 +77,7 @@ class Workload:
     starvation_bound: int | None = None  # seer.starvation_bound (None = the core's default, 4 x requests)
     kv_reserve: float = 1.0  # seer.kv_reserve (multiple of a chunk's growth reserved in KV; 1 = the paper)
     continuation: str = "first"  # seer.continuation (first | policy)
+    share_prompt_kv: bool = True  # seer.share_prompt_kv (a group's prompt KV counted once per engine)
     engine_priority: bool = True  # Seer's engines run vLLM's scheduling_policy=priority (configs/seer.yaml); stock fcfs
     stock_placement: str = "group"  # group | request | recorded
     dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
@@ -272,6 +273,8 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             w.engine_priority = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
         elif k == "kv_pool":
             w.kv_pool = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+        elif k == "share_prompt_kv":
+            w.share_prompt_kv = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
         elif k == "stock_placement":
             if v not in ("group", "request", "recorded"):
                 raise ValueError(f"stock_placement must be group, request or recorded; got {v!r}")
@@ -442,6 +445,7 @@ _OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
     "stock_placement": (lambda v: v in ("group", "request", "recorded"), "group, request or recorded"),
     "engine_priority": (lambda v: isinstance(v, bool), "true or false"),
     "kv_pool": (lambda v: isinstance(v, bool), "true or false"),
+    "share_prompt_kv": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 

@@ -27,6 +27,25 @@ from seer_verl.core import (
 )
 
 
+def reserved_kv(chunks, buffer, engine, share: bool = True) -> int:
+    """KV an engine must count for ``chunks`` (its in-flight dispatches), computed independently of placement: each
+    chunk's block-rounded end footprint, less, per group, the full blocks of the group's prompt (the prompt of its
+    first request in ``buffer``) for every chunk of the group on the engine but one (siblings whose prompt is at
+    least that long share it in vLLM's prefix cache)."""
+    bs = engine.block_size
+    group_prompt: dict[int, int] = {}
+    for r in buffer.requests:
+        group_prompt.setdefault(r.group_id, r.prompt_len)
+    total = 0
+    sharing: dict[int, int] = {}
+    for d in chunks:
+        total += kv_footprint(d.context_len + d.max_tokens, bs)
+        req = buffer[d.req_id]
+        if share and req.prompt_len >= group_prompt[req.group_id]:
+            sharing[req.group_id] = sharing.get(req.group_id, 0) + 1
+    return total - sum((n - 1) * (group_prompt[g] // bs) * bs for g, n in sharing.items())
+
+
 def token_at(req_id: int, pos: int) -> int:
     return (req_id * 1_000_003 + pos * 7_919) % 50_021
 
@@ -109,11 +128,12 @@ def drive(
     def check_engines(cold: set[int] | None = None) -> None:
         """Exact KV accounting; no over-commit except by a request continuing on its own engine (then no cold
         chunk lands there until it drains below capacity)."""
-        tokens = dict.fromkeys(blocks, 0)
         count = dict.fromkeys(blocks, 0)
         for d in inflight.values():
-            tokens[d.engine_id] += kv_footprint(d.context_len + d.max_tokens, blocks[d.engine_id])
             count[d.engine_id] += 1
+        tokens = {e.engine_id: reserved_kv([d for d in inflight.values() if d.engine_id == e.engine_id], buffer, e,
+                                           config.share_prompt_kv)
+                  for e in ctrl.placement.engines}
         for e in ctrl.placement.engines:
             if not warm_first or (cold is not None and e.engine_id in cold):
                 assert e.reserved_tokens <= e.capacity_tokens, (e, "over-committed")

@@ -34,10 +34,11 @@ def test_the_paper_loop_serves_waiting_requests_in_policy_order():
 
 
 def test_a_continuation_may_outgrow_its_engine_while_its_expected_kv_fits_and_blocks_new_requests():
+    # (one request per group here and below: no prompt is shared, so the KV sums are the chunks' own)
     # capacity 24: two chunks of (context 2, growth 10) fill it. Request 0's continuation (context 12, growth 10)
     # would reserve 12 + 22 = 34 > 24, but its expected KV, contexts 2 + 12 plus half of the growth (10 + 10),
     # is 24: it continues, and no new request lands on the over-committed engine.
-    c = ctrl([(0, 2)] * 3, 20, [EngineState(0, 24, 1)], chunk_size=10)
+    c = ctrl([(g, 2) for g in range(3)], 20, [EngineState(0, 24, 1)], chunk_size=10)
     a, b = c.next_dispatches()
     c.complete(a, list(range(10)), [0.0] * 10, False)
     (a2,) = c.next_dispatches()
@@ -66,7 +67,7 @@ def test_start_rank_is_kept_by_every_chunk_and_follows_first_dispatch_order():
 def test_kv_reserve_scales_the_growth_counted_against_the_engine(share, admitted):
     # prompts of 2 tokens, chunk 10, capacity 30: full growth admits 2 (12 each); half of it 4 (8 + 20); the
     # context alone would admit 15, the in-flight cap of 5 stops it
-    c = ctrl([(0, 2)] * 6, 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve=share, max_inflight_per_engine=5)
+    c = ctrl([(g, 2) for g in range(6)], 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve=share, max_inflight_per_engine=5)
     assert len(c.next_dispatches()) == admitted
 
 
@@ -92,7 +93,7 @@ def test_bad_values_name_the_key(key, value):
 def test_fit_continues_only_when_the_full_reservation_fits():
     # the scenario of the over-commit test: under "first" request 0 continues (expected KV 24 <= 24); under "fit"
     # its full reservation (34 > 24) does not fit, so it waits and FCFS serves request 2 once room frees
-    c = ctrl([(0, 2)] * 3, 20, [EngineState(0, 24, 1)], chunk_size=10, continuation="fit")
+    c = ctrl([(g, 2) for g in range(3)], 20, [EngineState(0, 24, 1)], chunk_size=10, continuation="fit")
     a, b = c.next_dispatches()
     c.complete(a, list(range(10)), [0.0] * 10, False)
     (d,) = c.next_dispatches()
@@ -101,7 +102,7 @@ def test_fit_continues_only_when_the_full_reservation_fits():
     # with room for the full reservation (capacity 34: 12 + 22), "fit" continues where the paper's loop would
     # serve the older waiting request 2
     for mode, expected in (("fit", (0, True)), ("policy", (2, False))):
-        c = ctrl([(0, 2)] * 4, 20, [EngineState(0, 34, 1)], chunk_size=10, continuation=mode)
+        c = ctrl([(g, 2) for g in range(4)], 20, [EngineState(0, 34, 1)], chunk_size=10, continuation=mode)
         a, _ = c.next_dispatches()
         c.complete(a, list(range(10)), [0.0] * 10, False)
         (d,) = c.next_dispatches()

@@ -20,7 +20,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from seer_core_sim import engine_output, expected_len, expected_reason, logprob_at, token_at
+from seer_core_sim import engine_output, expected_len, expected_reason, logprob_at, reserved_kv, token_at
 
 from seer_verl.core import (
     POLICY_NAMES,
@@ -63,9 +63,9 @@ def run_with_faults(buffer, engines, config, seed, failures):
     error: NoEngineError | None = None
 
     def check_kv() -> None:
-        tokens = {e.engine_id: 0 for e in ctl.placement.engines}
-        for d in ctl.inflight():
-            tokens[d.engine_id] += kv_footprint(d.context_len + d.max_tokens, ctl.placement.engine(d.engine_id).block_size)
+        tokens = {e.engine_id: reserved_kv([d for d in ctl.inflight() if d.engine_id == e.engine_id], buffer, e,
+                                           config.share_prompt_kv)
+                  for e in ctl.placement.engines}
         for e in ctl.placement.engines:
             assert e.reserved_tokens == (tokens[e.engine_id] if e.alive else 0)
             if config.continuation == "policy":

@@ -17,6 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from seer_core_sim import reserved_kv
+
 from seer_verl.core import POLICY_NAMES, EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
 from seer_verl.core import kv_footprint
 
@@ -82,7 +84,7 @@ def _drive(groups, max_tokens, lens, tool, prompt, late, engines, config, seed, 
         for e in ctl.placement.engines:  # KV reservations equal the chunks in flight
             mine = [d for d in inflight.values() if d.engine_id == e.engine_id]
             assert e.inflight == len(mine)
-            assert e.reserved_tokens == sum(kv_footprint(d.context_len + d.max_tokens, e.block_size) for d in mine)
+            assert e.reserved_tokens == reserved_kv(mine, ctl.buffer, e)
         if fail and not failed and inflight and rng.random() < 0.05:
             victim = rng.choice([e.engine_id for e in ctl.placement.engines if e.engine_id != 0])
             try:
