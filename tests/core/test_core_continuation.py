@@ -67,7 +67,8 @@ def test_start_rank_is_kept_by_every_chunk_and_follows_first_dispatch_order():
 def test_kv_reserve_scales_the_growth_counted_against_the_engine(share, admitted):
     # prompts of 2 tokens, chunk 10, capacity 30: full growth admits 2 (12 each); half of it 4 (8 + 20); the
     # context alone would admit 15, the in-flight cap of 5 stops it
-    c = ctrl([(g, 2) for g in range(6)], 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve=share, max_inflight_per_engine=5)
+    c = ctrl([(g, 2) for g in range(6)], 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve=share,
+             max_inflight_per_engine=5)
     assert len(c.next_dispatches()) == admitted
 
 

@@ -275,6 +275,35 @@ def test_engine_priority_admits_by_priority_and_preempts_the_largest(priority, v
     assert seqs[victim].preemptions == 1 and sum(s.preemptions for s in seqs) == 1
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_siblings_hold_their_prompt_blocks_once(shared):
+    """vLLM's prefix cache shares a group's prompt blocks among its running requests: four siblings of a 40-token
+    prompt (2 full blocks of 16) generating 8 tokens need 3 + 1 + 1 + 1 blocks together, 12 without sharing."""
+    import numpy as np
+
+    from seer_verl.sim.engine import SimEngine, SimSeq
+
+    e = SimEngine(0, 6 * 16, 16, 64, 4096, STEP, np.random.default_rng(0))
+    seqs = [SimSeq(i, 7, 40, 8, shared_prompt=40 if shared else 0) for i in range(4)]
+    e.add(seqs[0], 0.0)
+    t = e.plan(0.0)
+    assert e.finish_step(t) == [] and seqs[0].computed == 40  # the first sibling's prefill
+    for s in seqs[1:]:
+        e.add(s, t)
+    done = []
+    most = 0
+    step = e.plan(t)
+    while step is not None:
+        most = max(most, len(e.running))
+        done += e.finish_step(step)
+        step = e.plan(step)
+    assert sorted(s.req_id for s in done) == [0, 1, 2, 3] and e.stats.preemptions == 0
+    if shared:  # all four at once; the prompt's full blocks came from the running sibling
+        assert most == 4 and [s.prefill_tokens for s in seqs[1:]] == [8, 8, 8]
+    else:  # 3 blocks each: two at a time, every prompt prefilled in full
+        assert most == 2 and [s.prefill_tokens for s in seqs[1:]] == [40, 40, 40]
+
+
 def test_kv_sweep_writes_every_point_and_rejects_bad_ratios(tmp_path):
     import importlib.util
 
