@@ -302,6 +302,8 @@ class Placement:
         cap = self.max_inflight_per_engine
         if cap is not None and e.inflight >= cap:
             raise PlacementError(f"cannot reserve on engine {engine_id}: {e.inflight} chunks in flight, cap {cap}")
+        if group is not None and group not in self._prompts:
+            raise PlacementError(f"cannot reserve for group {group}: its prompt was not declared (share_prompt)")
         if tokens < self._shared_kv(e, group) or growth < 0 or (
                 not force and self.need(e, tokens, growth, group) > e.capacity_tokens):
             raise PlacementError(

@@ -15,11 +15,12 @@ Per step (``schedule()`` then one forward pass), as vLLM v1's scheduler does it:
 
 **Prefix cache.** Blocks of finished or preempted requests stay cached (full blocks only) until evicted in LRU
 order to make room. A (re-)admitted request reuses its own cached prefix, capped at ``context - 1`` tokens like
-vLLM, and prefills the rest. Siblings share their prompt (``SimSeq.shared_prompt``): the full blocks of a group's
-prompt are held once while several of its requests run, and a request admitted beside a running sibling takes
-them from it (as vLLM's prefix cache shares the blocks of running requests): a chunk continuing on the engine that ran the previous chunk costs a short
-prefill, one moved to another engine re-prefills its whole context (unless the workload has a global KV pool,
-``kv_pool``: the paper's Mooncake pool, where the driver hands the prefix over with the request).
+vLLM, and prefills the rest: a chunk continuing on the engine that ran the previous chunk costs a short prefill,
+one moved to another engine re-prefills its whole context (unless the workload has a global KV pool, ``kv_pool``:
+the paper's Mooncake pool, where the driver hands the prefix over with the request). Siblings share their prompt
+(``SimSeq.shared_prompt``): the full blocks of a group's prompt are held once while several of its requests run,
+and a request admitted beside a running sibling takes them from it, as vLLM's prefix cache shares the blocks of
+running requests.
 
 **Macro-steps.** Consecutive pure-decode steps of an unchanged batch are simulated at once: the batch runs ``k``
 steps until its first request completes, or until its KV would overflow (the step that preempts), with the

@@ -57,6 +57,8 @@ def test_a_request_with_a_shorter_prompt_than_its_group_shares_nothing_and_a_lat
     assert [p.sharing_group(r) for r in buf] == [0, None, 0]
     with pytest.raises(PlacementError):  # a sharing chunk's context cannot be shorter than the shared prompt
         p.reserve(0, 8, 2, group=0)
+    with pytest.raises(PlacementError, match="group 3"):
+        p.reserve(0, 20, 2, group=3)
 
 
 def test_a_dead_engine_forgets_its_groups():
