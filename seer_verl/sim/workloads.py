@@ -269,12 +269,8 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             w.draft_budget = str(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt", "draft_min_gain"):
             setattr(w, k, float(v))
-        elif k == "engine_priority":
-            w.engine_priority = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
-        elif k == "kv_pool":
-            w.kv_pool = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
-        elif k == "share_prompt_kv":
-            w.share_prompt_kv = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+        elif k in ("engine_priority", "kv_pool", "share_prompt_kv"):
+            setattr(w, k, v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"))
         elif k == "stock_placement":
             if v not in ("group", "request", "recorded"):
                 raise ValueError(f"stock_placement must be group, request or recorded; got {v!r}")
