@@ -30,6 +30,13 @@ def test_recipe_config_composes_and_validates(recipe):
     assert ("seer" in recipe) == (manager is not None and "Seer" in manager), manager
     if manager is not None:
         validate_rollout_config(cfg)
+    # fp32 everywhere on CPU: verl's bf16 autocast default runs PyTorch's reference gemm on CPUs without native bf16
+    # (an AVX2-only host: a 2-step GRPO test's update_actor 616 s in bf16, 78 s in fp32), and the engines are fp32
+    assert cfg.actor_rollout_ref.rollout.dtype == "float32"
+    for name, fsdp in (("actor", cfg.actor_rollout_ref.actor.fsdp_config), ("ref", cfg.actor_rollout_ref.ref.fsdp_config),
+                       ("critic", cfg.critic.fsdp)):
+        assert fsdp.model_dtype == "fp32", name
+        assert dict(fsdp.mixed_precision) == dict(param_dtype="fp32", reduce_dtype="fp32", buffer_dtype="fp32"), name
 
 
 def test_longtail_recipes_have_the_bench_shape_on_verls_default_trainer():
