@@ -17,7 +17,8 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
 
     t = Table(title=f"seer-verl bench — {report['workload_desc']}")
     for col in ("policy", "rep", "identical", "wall s", "tail s", "tail %", "1st req s", "tok/s", "requests", "tokens",
-                "preempt", "lower bd s", "wall/LB", "SD acc/draft", "SD tok/step bulk|tail", "speed-up vs stock"):
+                "preempt", "CPU out %", "lower bd s", "wall/LB", "SD acc/draft", "SD tok/step bulk|tail",
+                "speed-up vs stock"):
         t.add_column(col, justify="right")
     for r in report["runs"]:
         vs = r.get("vs_stock", {}).get("wall_speedup")
@@ -31,6 +32,7 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
             r["policy"], str(r.get("repeat", 0) + 1), f"{100 * ident['share']:.0f}%" if ident else "-",
             f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}", f"{100 * r['tail_s'] / r['wall_s']:.0f}",
             f"{r['first_request_s']:.1f}" if "first_request_s" in r else "-", f"{r['throughput_tok_s']:.1f}", str(r["num_requests"]), str(r["total_tokens"]), str(r["num_preemptions"]),
+            f"{100 * r['cpu']['outside_engines_share']:.0f}" if "cpu" in r else "-",
             f"{r['lower_bound_s']:.1f}" if r.get("lower_bound_s") else "-",
             f"{r['wall_over_lower_bound']:.2f}" if r.get("wall_over_lower_bound") else "-",
             acc, tps, f"{vs:.2f}x" if vs else "-",

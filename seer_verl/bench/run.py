@@ -204,6 +204,7 @@ def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg:
     import ray
     from rich.live import Live
 
+    from seer_verl.bench import cpu_usage
     from seer_verl.bench.console import RolloutProgress
     from seer_verl.bench.metrics import summarize
     from seer_verl.bench.policies import POLICIES
@@ -221,6 +222,7 @@ def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg:
         progress = RolloutProgress(f"{policy}{label}", len(batch), mon, finished_samples(manager, lb))
         with Live(progress, console=console, refresh_per_second=2, transient=True) if console is not None \
                 else contextlib.nullcontext():
+            cpu0 = cpu_usage.sample()
             t0 = time.time()
             true_lens = getattr(manager, "bench_true_lens", None)
             if true_lens is not None:
@@ -228,6 +230,7 @@ def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg:
             else:
                 out = manager.generate_sequences(copy.deepcopy(batch))
             wall = time.time() - t0
+            cpu = cpu_usage.usage(cpu0, cpu_usage.sample(), wall)
     if len(out) != len(batch):
         raise RuntimeError(f"{policy}: asked for {len(batch)} samples, got {len(out)}")
     by_row = records_fn(manager, out, lb, addr_to_eng, t0)
@@ -247,6 +250,7 @@ def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg:
     # agent-loop preprocessing (tokenization, worker dispatch) before any request reaches an engine
     summary["first_request_s"] = min(q["start_s"] for q in requests)
     summary["num_preemptions"] = mon.preemptions()
+    summary["cpu"] = cpu.as_dict()  # CPU seconds by role: what the rest of the system took from the engines' cores
     spec1 = spec_counters(addresses)
     summary["spec_decode"] = {k: spec1[k] - spec0[k] for k in spec1}  # as vLLM counts it, for every policy
     summary["requests"] = requests
@@ -473,7 +477,8 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
     set_lower_bound(r, lower_bound_s(r["total_tokens"], r["max_length"], session.cal))
     r["engine_profile"] = arm.profile
     session.console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} "
-                          f"tokens {r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']}")
+                          f"tokens {r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']} "
+                          f"CPU outside the engines {100 * r['cpu']['outside_engines_share']:.0f}%")
     return r
 
 

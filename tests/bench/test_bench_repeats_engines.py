@@ -46,4 +46,9 @@ def test_bench_repeats_replay_identical_tokens(cpu_environment, tiny_model, arit
     assert lo <= s["wall_over_lower_bound"]["median"] <= hi
     assert "_tokens" not in runs[0]  # token lists stay out of the report
     assert all(0 < r["first_request_s"] < r["wall_s"] for r in runs)  # agent-loop time before the first request
+    # CPU by role: the engines' processes were found and generated, and the rest of the system cost something too
+    for r in runs:
+        cpu = r["cpu"]
+        assert cpu["engine_s"] > 0 and cpu["server_s"] > 0 and cpu["control_s"] > 0, cpu
+        assert cpu["engine_s"] + cpu["server_s"] + cpu["control_s"] <= cpu["cores"] * cpu["wall_s"] * 1.05, cpu
     assert "2 repeats" in (tmp_path / "report_table.txt").read_text()

@@ -1,0 +1,47 @@
+"""The bench's CPU accounting by role: which process is an engine, a front end or the rest, and the per-role
+difference of two samples (real processes: this test's own and a busy child)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from seer_verl.bench.cpu_usage import role_of, sample, usage
+
+
+def test_roles_from_process_names():
+    assert role_of("VLLM::EngineCore", "VLLM::EngineCore") == "engine"
+    assert role_of("VLLM::Worker", "") == "engine"
+    assert role_of("python", "python -m vllm.v1.engine.core EngineCore_DP0") == "engine"
+    assert role_of("ray::CPUvLLMHttp", "ray::CPUvLLMHttpServer.launch_server") == "server"
+    assert role_of("ray::vLLMHttpServ", "ray::vLLMHttpServer.generate") == "server"
+    for name, cmd in (("python", "python -m seer_verl.cli bench"), ("raylet", "raylet --x"),
+                      ("ray::AgentLoopWor", "ray::AgentLoopWorker")):
+        assert role_of(name, cmd) == "control", name
+
+
+def test_usage_counts_a_busy_child_and_ignores_time_before_the_first_sample():
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                              "while time.process_time() - t < 0.6: pass\ntime.sleep(30)"])
+    try:
+        time.sleep(0.05)
+        before = sample()
+        assert child.pid in before and before[child.pid][0] == "control"
+        t0 = time.time()
+        while time.time() - t0 < 1.5 and sample()[child.pid][1] < 0.6:
+            time.sleep(0.05)
+        after = sample()
+        u = usage(before, after, wall_s=time.time() - t0, cores=2)
+        spent = after[child.pid][1] - before[child.pid][1]
+        assert 0.3 < spent <= 0.7
+        assert u.engine_s == 0 and u.server_s == 0 and u.control_s >= spent
+        assert 0 < u.outside_engines_share <= 1
+        # a process that appears between the samples counts from zero; an engine's seconds go to its role
+        late = {**after, 999_999: ("engine", 2.0)}
+        assert usage(after, late, wall_s=1.0, cores=2).engine_s == 2.0
+        # a reused pid with another role does not subtract the old process's seconds
+        reused = {**after, child.pid: ("server", 0.25)}
+        assert usage(after, reused, wall_s=1.0, cores=2).server_s == 0.25
+    finally:
+        child.kill()
