@@ -3,8 +3,8 @@
     PYTHONPATH=. .venv/bin/python scripts/bench_summary.py runs/bench_replay_r3/report.json results/bench_replay.json \
         --command "seer-verl bench policies=[stock,seer,oracle] repeats=3" --commit abc1234
 
-Keeps per run: policy, repeat, wall, tail, tokens, tok/s, preemptions, wall / lower bound, identity with the first
-run (share, divergent rows), speculation counts where it ran; and the per-policy summary (paired ratios against stock, or against the first policy
+Keeps per run: policy, repeat, wall, tail, tokens, tok/s, preemptions, CPU seconds by role, wall / lower bound,
+identity with the first run (share, divergent rows), speculation counts where it ran; and the per-policy summary (paired ratios against stock, or against the first policy
 when stock did not run; medians, bootstrap intervals).
 
 ``--for-sim``: instead, the first repeat of every policy with what ``seer-verl simulate workload=cpu_bench
@@ -33,6 +33,9 @@ def compact(report: dict, command: str, commit: str) -> dict:
             "preemptions": r["num_preemptions"], "wall_over_lower_bound": round(r["wall_over_lower_bound"], 3),
             "identical_share": ident.get("share"), "divergences": ident.get("divergences", []),
         })
+        if "cpu" in r:  # CPU seconds by role (reports from before the bench measured it have none)
+            runs[-1]["cpu_s"] = {k: round(r["cpu"][f"{k}_s"], 1) for k in ("engine", "server", "control")}
+            runs[-1]["cpu_outside_engines_share"] = r["cpu"]["outside_engines_share"]
         sd = r.get("spec_decode") or {}
         if sd.get("draft_tokens"):  # speculation as vLLM counts it, plus Seer's own drafter metrics when it ran
             timing = r.get("verl_timing") or {}
