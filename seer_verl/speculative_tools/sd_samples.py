@@ -20,7 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["sample", "main"]
+__all__ = ["sample", "sample_many", "main"]
+
+
+#: what one draw may set (the engine, the prompts, ``n`` and ``max_tokens`` are the process's)
+DRAW_KEYS = ("temperature", "replay_seed", "split_at", "reverse")
 
 
 def sample(model: str, prompts: list[list[int]], n: int, max_tokens: int, temperature: float, sd: bool,
@@ -30,11 +34,21 @@ def sample(model: str, prompts: list[list[int]], n: int, max_tokens: int, temper
     ``split_at``: generate the first ``split_at`` tokens, then resume each unfinished sample as a new request whose
     prompt is prompt + those tokens (as Seer's divided rollout does). ``reverse``: submit the requests in reverse
     order (another batch composition)."""
-    from vllm import LLM, SamplingParams
-    from vllm.inputs import TokensPrompt
+    draw = dict(temperature=temperature, replay_seed=replay_seed, split_at=split_at, reverse=reverse)
+    return sample_many(model, prompts, n, max_tokens, sd, {"draw": draw}, mode, gamma, kv_gib, ignore_eos)["draw"]
 
-    from seer_verl.replay.keys import EXTRA_ARG, sample_key
-    from seer_verl.speculative.request_tag import format_request_id
+
+def sample_many(model: str, prompts: list[list[int]], n: int, max_tokens: int, sd: bool,
+                draws: dict[str, dict[str, Any]], mode: str = "fixed", gamma: int = 8, kv_gib: float = 0.5,
+                ignore_eos: bool = False) -> dict[str, dict[str, Any]]:
+    """Several draws (name -> settings of :data:`DRAW_KEYS`, as :func:`sample` takes them) from one engine, each as
+    if from a freshly started one: the prefix cache is emptied and the grouped drafter reset (no trees, no
+    statistics) before each. One engine start instead of one per draw."""
+    for name, d in draws.items():
+        bad = set(d) - set(DRAW_KEYS)
+        if bad:
+            raise ValueError(f"draw {name!r}: unknown keys {sorted(bad)}; allowed: {list(DRAW_KEYS)}")
+    from vllm import LLM
 
     kw: dict[str, Any] = dict(model=model, dtype="float32", enforce_eager=True, max_model_len=2048,
                               max_num_seqs=max(8, len(prompts) * n), kv_cache_memory_bytes=int(kv_gib * 2**30),
@@ -46,13 +60,32 @@ def sample(model: str, prompts: list[list[int]], n: int, max_tokens: int, temper
                   speculative_config={"method": "suffix", "num_speculative_tokens": gamma,
                                       "suffix_decoding_max_tree_depth": 64})
     llm = LLM(**kw)
-    if sd:
-        from seer_verl.speculative.config import SpecConfig
-        from seer_verl.speculative.settings import DrafterSettings
+    out = {}
+    for name, d in draws.items():
+        llm.reset_prefix_cache()
+        if sd:
+            from seer_verl.speculative.config import SpecConfig
+            from seer_verl.speculative.settings import DrafterSettings
 
-        settings = DrafterSettings(mode=mode, gamma_max=gamma, fixed_gamma=gamma,
-                                   step_time=SpecConfig(enabled=True).step_time_model() if mode == "adaptive" else None)
-        llm.collective_rpc("seer_sd_configure", args=(settings.as_dict(),))
+            settings = DrafterSettings(mode=mode, gamma_max=gamma, fixed_gamma=gamma,
+                                       step_time=SpecConfig(enabled=True).step_time_model() if mode == "adaptive"
+                                       else None)
+            llm.collective_rpc("seer_sd_reset")
+            llm.collective_rpc("seer_sd_configure", args=(settings.as_dict(),))
+        out[name] = _draw(llm, prompts, n, max_tokens, sd, ignore_eos, temperature=float(d.get("temperature", 1.0)),
+                          replay_seed=d.get("replay_seed"), split_at=d.get("split_at"),
+                          reverse=bool(d.get("reverse", False)))
+    return out
+
+
+def _draw(llm: Any, prompts: list[list[int]], n: int, max_tokens: int, sd: bool, ignore_eos: bool,
+          temperature: float, replay_seed: int | None, split_at: int | None, reverse: bool) -> dict[str, Any]:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from seer_verl.replay.keys import EXTRA_ARG, sample_key
+    from seer_verl.speculative.request_tag import format_request_id
+
     engine = llm.llm_engine
     reqs = [(g, s_, p) for g, p in enumerate(prompts) for s_ in range(n)]
     if reverse:
@@ -116,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay-seed", type=int, default=None)
     ap.add_argument("--split-at", type=int, default=None)
     ap.add_argument("--reverse", action="store_true")
+    ap.add_argument("--draws", default=None,
+                    help="JSON: {name: {temperature, replay_seed, split_at, reverse}} drawn from one engine; --out "
+                         "then holds {name: result} (the single-draw flags above are ignored)")
     ap.add_argument("--accept-bias", type=float, default=0.0,
                     help="tests only: a verifier biased to accept mismatching draft tokens (replay only)")
     a = ap.parse_args(argv)
@@ -123,8 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SEER_REPLAY_TEST_ACCEPT_BIAS"] = str(a.accept_bias)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     prompts = json.loads(Path(a.prompts).read_text())
-    res = sample(a.model, prompts, a.n, a.max_tokens, a.temperature, a.sd, a.mode, a.gamma,
-                 ignore_eos=a.ignore_eos, replay_seed=a.replay_seed, split_at=a.split_at, reverse=a.reverse)
+    if a.draws:
+        res = sample_many(a.model, prompts, a.n, a.max_tokens, a.sd, json.loads(a.draws), a.mode, a.gamma,
+                          ignore_eos=a.ignore_eos)
+    else:
+        res = sample(a.model, prompts, a.n, a.max_tokens, a.temperature, a.sd, a.mode, a.gamma,
+                     ignore_eos=a.ignore_eos, replay_seed=a.replay_seed, split_at=a.split_at, reverse=a.reverse)
     Path(a.out).write_text(json.dumps(res))
     return 0
 

