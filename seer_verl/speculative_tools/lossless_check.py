@@ -199,13 +199,15 @@ def _identity_report(model: str, num_prompts: int, n: int, max_tokens: int, temp
 def run_quick_checks(model: str = "smollm2", num_prompts: int = 4, n: int = 16, max_tokens: int = 48,
                      temperature: float = 1.0, power_temperature: float = 0.8, replay_seed: int = 0,
                      accept_bias: float = 0.1, flip_rate: float = 0.05, alpha: float = 0.01, seed: int = 0,
-                     out_dir: str | Path | None = None, timeout_s: float = 900) -> dict[str, dict[str, Any]]:
-    """:func:`run_check` (free sampling, statistical) and :func:`run_identity_check` (replayed, without the
-    split/reversed draw) on the same prompts from three engine starts instead of five: SD off draws free, at the
-    power temperature and replayed; SD on draws free and replayed; the biased verifier draws replayed. Returns
-    ``{"statistical": ..., "identity": ...}`` (CI's quick size of both)."""
+                     identity_prompts: int = 2, out_dir: str | Path | None = None,
+                     timeout_s: float = 900) -> dict[str, dict[str, Any]]:
+    """:func:`run_check` (free sampling, statistical; ``num_prompts``) and :func:`run_identity_check` (replayed, the
+    first ``identity_prompts``, without the split/reversed draw) from three engine starts instead of five: SD off
+    draws free, at the power temperature and replayed; SD on draws free and replayed; the biased verifier draws
+    replayed. Returns ``{"statistical": ..., "identity": ...}`` (CI's quick size of both)."""
     model_dir, work, pf = _setup(model, num_prompts, seed, out_dir)
-    free, key = {"temperature": temperature}, {"temperature": temperature, "replay_seed": replay_seed}
+    free = {"temperature": temperature}
+    key = {"temperature": temperature, "replay_seed": replay_seed, "num_prompts": min(identity_prompts, num_prompts)}
     off = _draw_set(model_dir, pf, work / "off.json", n, max_tokens, False,
                     {"off": free, "power": {"temperature": power_temperature}, "off_replay": key}, timeout_s)
     on = _draw_set(model_dir, pf, work / "on.json", n, max_tokens, True, {"on": free, "on_replay": key}, timeout_s)
@@ -214,7 +216,7 @@ def run_quick_checks(model: str = "smollm2", num_prompts: int = 4, n: int = 16, 
     out = {
         "statistical": _statistical_report(model, num_prompts, n, max_tokens, temperature, alpha, off["off"],
                                            on["on"], off["power"], power_temperature),
-        "identity": _identity_report(model, num_prompts, n, max_tokens, temperature, replay_seed, accept_bias,
+        "identity": _identity_report(model, key["num_prompts"], n, max_tokens, temperature, replay_seed, accept_bias,
                                      flip_rate, alpha, {"off": off["off_replay"], "on": on["on_replay"], **biased}),
     }
     (work / "lossless_quick.json").write_text(json.dumps(out, indent=1))

@@ -23,8 +23,9 @@ from typing import Any
 __all__ = ["sample", "sample_many", "main"]
 
 
-#: what one draw may set (the engine, the prompts, ``n`` and ``max_tokens`` are the process's)
-DRAW_KEYS = ("temperature", "replay_seed", "split_at", "reverse")
+#: what one draw may set (the engine, the prompts, ``n`` and ``max_tokens`` are the process's; ``num_prompts``: only
+#: the first ones)
+DRAW_KEYS = ("temperature", "replay_seed", "split_at", "reverse", "num_prompts")
 
 
 def sample(model: str, prompts: list[list[int]], n: int, max_tokens: int, temperature: float, sd: bool,
@@ -72,9 +73,9 @@ def sample_many(model: str, prompts: list[list[int]], n: int, max_tokens: int, s
                                        else None)
             llm.collective_rpc("seer_sd_reset")
             llm.collective_rpc("seer_sd_configure", args=(settings.as_dict(),))
-        out[name] = _draw(llm, prompts, n, max_tokens, sd, ignore_eos, temperature=float(d.get("temperature", 1.0)),
-                          replay_seed=d.get("replay_seed"), split_at=d.get("split_at"),
-                          reverse=bool(d.get("reverse", False)))
+        out[name] = _draw(llm, prompts[:d.get("num_prompts") or len(prompts)], n, max_tokens, sd, ignore_eos,
+                          temperature=float(d.get("temperature", 1.0)), replay_seed=d.get("replay_seed"),
+                          split_at=d.get("split_at"), reverse=bool(d.get("reverse", False)))
     return out
 
 
