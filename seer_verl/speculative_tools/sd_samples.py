@@ -61,16 +61,16 @@ def sample_many(model: str, prompts: list[list[int]], n: int, max_tokens: int, s
                   speculative_config={"method": "suffix", "num_speculative_tokens": gamma,
                                       "suffix_decoding_max_tree_depth": 64})
     llm = LLM(**kw)
+    if sd:  # the same drafter settings for every draw, applied after each reset
+        from seer_verl.speculative.config import SpecConfig
+        from seer_verl.speculative.settings import DrafterSettings
+
+        settings = DrafterSettings(mode=mode, gamma_max=gamma, fixed_gamma=gamma,
+                                   step_time=SpecConfig(enabled=True).step_time_model() if mode == "adaptive" else None)
     out = {}
     for name, d in draws.items():
         llm.reset_prefix_cache()
         if sd:
-            from seer_verl.speculative.config import SpecConfig
-            from seer_verl.speculative.settings import DrafterSettings
-
-            settings = DrafterSettings(mode=mode, gamma_max=gamma, fixed_gamma=gamma,
-                                       step_time=SpecConfig(enabled=True).step_time_model() if mode == "adaptive"
-                                       else None)
             llm.collective_rpc("seer_sd_reset")
             llm.collective_rpc("seer_sd_configure", args=(settings.as_dict(),))
         out[name] = _draw(llm, prompts[:d.get("num_prompts") or len(prompts)], n, max_tokens, sd, ignore_eos,
