@@ -20,9 +20,29 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 ROLES = ("engine", "server", "control")
+
+#: processes outside the engines that a usage names, most CPU first
+TOP_OUTSIDE = 6
+
+
+class ProcCpu(NamedTuple):
+    """One process at one sample: its role, its CPU seconds so far and a label naming what it is."""
+
+    role: str
+    secs: float
+    label: str = ""
+
+
+def label_of(name: str, cmdline: str) -> str:
+    """A short name for a process: a Ray worker's class (``ray::SeerRolloutService.generate`` ->
+    ``SeerRolloutService``), else the executable's name."""
+    head = cmdline.split(" ", 1)[0] if cmdline else name
+    if head.startswith("ray::"):
+        return head[len("ray::"):].split(".", 1)[0] or "ray worker"
+    return os.path.basename(head) or name
 
 
 def role_of(name: str, cmdline: str) -> str:
@@ -35,18 +55,20 @@ def role_of(name: str, cmdline: str) -> str:
     return "control"
 
 
-def sample(root_pid: int | None = None) -> dict[int, tuple[str, float]]:
-    """``pid -> (role, user + system CPU seconds so far)`` of ``root_pid`` (default: this process) and every process
-    under it."""
+def sample(root_pid: int | None = None) -> dict[int, ProcCpu]:
+    """``pid -> ProcCpu(role, user + system CPU seconds so far, label)`` of ``root_pid`` (default: this process, labelled
+    ``driver``) and every process under it."""
     import psutil
 
     root = psutil.Process(root_pid or os.getpid())
-    out: dict[int, tuple[str, float]] = {}
+    out: dict[int, ProcCpu] = {}
     for p in [root, *root.children(recursive=True)]:
         try:
             with p.oneshot():
                 t = p.cpu_times()
-                out[p.pid] = (role_of(p.name(), " ".join(p.cmdline()[:3])), t.user + t.system)
+                name, cmd = p.name(), " ".join(p.cmdline()[:3])
+                label = "driver" if p.pid == root.pid else label_of(name, cmd)
+                out[p.pid] = ProcCpu(role_of(name, cmd), t.user + t.system, label)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return out
@@ -61,6 +83,7 @@ class CpuUsage:
     control_s: float
     wall_s: float
     cores: int
+    top_outside: tuple[tuple[str, float], ...] = ()  # (label, CPU s) of the busiest processes outside the engines
 
     @property
     def outside_engines_share(self) -> float:
@@ -68,16 +91,26 @@ class CpuUsage:
         return (self.server_s + self.control_s) / (self.cores * self.wall_s) if self.wall_s > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "outside_engines_share": round(self.outside_engines_share, 4)}
+        d = asdict(self)
+        d["top_outside"] = {label: round(secs, 2) for label, secs in self.top_outside}
+        return {**d, "outside_engines_share": round(self.outside_engines_share, 4)}
 
 
-def usage(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall_s: float,
+def usage(before: dict[int, ProcCpu], after: dict[int, ProcCpu], wall_s: float,
           cores: int | None = None) -> CpuUsage:
     """CPU seconds per role from ``before`` to ``after`` (:func:`sample`); a process first seen in ``after`` counts
-    from zero."""
+    from zero. The processes outside the engines are also summed per label (several agent-loop workers are one
+    line) and the busiest :data:`TOP_OUTSIDE` labels kept."""
     per = dict.fromkeys(ROLES, 0.0)
-    for pid, (role, secs) in after.items():
+    by_label: dict[str, float] = {}
+    for pid, now in after.items():
+        now = ProcCpu(*now)
         prev = before.get(pid)
-        per[role] += max(0.0, secs - (prev[1] if prev is not None and prev[0] == role else 0.0))
+        spent = max(0.0, now.secs - (prev[1] if prev is not None and prev[0] == now.role else 0.0))
+        per[now.role] += spent
+        if now.role != "engine":
+            label = now.label or now.role
+            by_label[label] = by_label.get(label, 0.0) + spent
+    top = tuple(sorted(by_label.items(), key=lambda kv: -kv[1])[:TOP_OUTSIDE])
     return CpuUsage(engine_s=per["engine"], server_s=per["server"], control_s=per["control"], wall_s=wall_s,
-                    cores=cores or os.cpu_count() or 1)
+                    cores=cores or os.cpu_count() or 1, top_outside=top)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from seer_verl.bench.cpu_usage import role_of, sample, usage
+from seer_verl.bench.cpu_usage import ProcCpu, label_of, role_of, sample, usage
 
 
 def test_roles_from_process_names():
@@ -19,6 +19,13 @@ def test_roles_from_process_names():
     for name, cmd in (("python", "python -m seer_verl.cli bench"), ("raylet", "raylet --x"),
                       ("ray::AgentLoopWor", "ray::AgentLoopWorker")):
         assert role_of(name, cmd) == "control", name
+
+
+def test_labels_name_the_ray_class_or_the_program():
+    assert label_of("ray::SeerRollou", "ray::SeerRolloutService.generate") == "SeerRolloutService"
+    assert label_of("ray::IDLE", "ray::IDLE") == "IDLE"
+    assert label_of("raylet", "/x/site-packages/ray/core/src/ray/raylet/raylet --a=b") == "raylet"
+    assert label_of("gcs_server", "") == "gcs_server"
 
 
 def test_usage_counts_a_busy_child_and_ignores_time_before_the_first_sample():
@@ -37,11 +44,17 @@ def test_usage_counts_a_busy_child_and_ignores_time_before_the_first_sample():
         assert 0.3 < spent <= 0.7
         assert u.engine_s == 0 and u.server_s == 0 and u.control_s >= spent
         assert 0 < u.outside_engines_share <= 1
+        # the busy child is named among the busiest processes outside the engines, with its own seconds
+        assert before[child.pid].label == label_of("", sys.executable)
+        top = dict(u.top_outside)
+        assert top[before[child.pid].label] >= spent and sample()[next(iter(sample()))].label == "driver"
+        assert u.as_dict()["top_outside"][before[child.pid].label] >= round(spent, 2) - 0.01
         # a process that appears between the samples counts from zero; an engine's seconds go to its role
-        late = {**after, 999_999: ("engine", 2.0)}
+        late = {**after, 999_999: ProcCpu("engine", 2.0, "EngineCore")}
         assert usage(after, late, wall_s=1.0, cores=2).engine_s == 2.0
+        assert "EngineCore" not in dict(usage(after, late, wall_s=1.0, cores=2).top_outside)
         # a reused pid with another role does not subtract the old process's seconds
-        reused = {**after, child.pid: ("server", 0.25)}
+        reused = {**after, child.pid: ProcCpu("server", 0.25, "vLLMHttpServer")}
         assert usage(after, reused, wall_s=1.0, cores=2).server_s == 0.25
     finally:
         child.kill()
