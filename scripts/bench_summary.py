@@ -36,6 +36,8 @@ def compact(report: dict, command: str, commit: str) -> dict:
         if "cpu" in r:  # CPU seconds by role (reports from before the bench measured it have none)
             runs[-1]["cpu_s"] = {k: round(r["cpu"][f"{k}_s"], 1) for k in ("engine", "server", "control")}
             runs[-1]["cpu_outside_engines_share"] = r["cpu"]["outside_engines_share"]
+            if r["cpu"].get("top_outside"):  # the busiest processes outside the engines (6d8afc5 on)
+                runs[-1]["cpu_top_outside_s"] = r["cpu"]["top_outside"]
         sd = r.get("spec_decode") or {}
         if sd.get("draft_tokens"):  # speculation as vLLM counts it, plus Seer's own drafter metrics when it ran
             timing = r.get("verl_timing") or {}
