@@ -33,7 +33,7 @@ class ProcCpu(NamedTuple):
 
     role: str
     secs: float
-    label: str = ""
+    label: str
 
 
 def label_of(name: str, cmdline: str) -> str:
@@ -104,13 +104,11 @@ def usage(before: dict[int, ProcCpu], after: dict[int, ProcCpu], wall_s: float,
     per = dict.fromkeys(ROLES, 0.0)
     by_label: dict[str, float] = {}
     for pid, now in after.items():
-        now = ProcCpu(*now)
         prev = before.get(pid)
-        spent = max(0.0, now.secs - (prev[1] if prev is not None and prev[0] == now.role else 0.0))
+        spent = max(0.0, now.secs - (prev.secs if prev is not None and prev.role == now.role else 0.0))
         per[now.role] += spent
         if now.role != "engine":
-            label = now.label or now.role
-            by_label[label] = by_label.get(label, 0.0) + spent
+            by_label[now.label] = by_label.get(now.label, 0.0) + spent
     top = tuple(sorted(by_label.items(), key=lambda kv: -kv[1])[:TOP_OUTSIDE])
     return CpuUsage(engine_s=per["engine"], server_s=per["server"], control_s=per["control"], wall_s=wall_s,
                     cores=cores or os.cpu_count() or 1, top_outside=top)
