@@ -87,3 +87,18 @@ def test_continuation_expected_fit_counts_the_shared_prompt_once():
 def test_bad_value_names_the_key():
     with pytest.raises(ValueError, match="seer.share_prompt_kv"):
         SeerConfig(share_prompt_kv="yes").validate()
+
+
+@pytest.mark.parametrize("policy", ["seer", "divided"])
+def test_siblings_spread_over_engines_with_equal_load(policy):
+    # 4 groups of 4, room for all: seer dispatches the probes first, so without the sibling tie-break each group's
+    # remaining members alternate behind its probe and a group lands 3:1 on one engine (its lengths correlate)
+    rows = [(g, 10) for g in range(4) for _ in range(4)]
+    buf = RequestBuffer.from_rows(rows, 30)
+    c = RolloutController(buf, [EngineState(0, 10_000, 1), EngineState(1, 10_000, 1)],
+                          SeerConfig(policy=policy, chunk_align=0, chunk_size=10))
+    ds = c.next_dispatches()
+    assert len(ds) == 16
+    per = {(d.engine_id, buf[d.req_id].group_id) for d in ds}
+    counts = {(e, g): sum(1 for d in ds if d.engine_id == e and buf[d.req_id].group_id == g) for e, g in per}
+    assert all(counts.get((e, g), 0) == 2 for e in (0, 1) for g in range(4)), counts
