@@ -170,7 +170,7 @@ class Placement:
     def _discount(self, e: EngineState, group: int | None) -> int:
         """KV a new chunk of ``group`` need not count on ``e``: the prompt's full blocks if a sibling's chunk in
         flight there holds them."""
-        if group is None or self._group_chunks.get((e.engine_id, group), 0) == 0:
+        if group is None or self._siblings(e, group) == 0:
             return 0
         return self._shared_kv(e, group)
 

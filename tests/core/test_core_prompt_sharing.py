@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from seer_verl.core import EngineState, Placement, PlacementError, RequestBuffer, RolloutController, SeerConfig
@@ -99,6 +101,5 @@ def test_siblings_spread_over_engines_with_equal_load(policy):
                           SeerConfig(policy=policy, chunk_align=0, chunk_size=10))
     ds = c.next_dispatches()
     assert len(ds) == 16
-    per = {(d.engine_id, buf[d.req_id].group_id) for d in ds}
-    counts = {(e, g): sum(1 for d in ds if d.engine_id == e and buf[d.req_id].group_id == g) for e, g in per}
-    assert all(counts.get((e, g), 0) == 2 for e in (0, 1) for g in range(4)), counts
+    counts = Counter((d.engine_id, buf[d.req_id].group_id) for d in ds)
+    assert all(counts[(e, g)] == 2 for e in (0, 1) for g in range(4)), counts
