@@ -4,7 +4,10 @@
   recompute preemption) runs them. Placement (``Workload.stock_placement``): ``group`` = the paper's veRL
   baseline (a whole group of G samples goes to the instance with the fewest requests, i.e. group-level
   round-robin when all arrive at once); ``request`` = verl 0.9.1's load balancer (each request to the least
-  in-flight instance); ``recorded`` = the engine each row really ran on in a recorded bench run.
+  in-flight instance, in arrival order; the rows' async agent loops arrive in row order up to a shuffle within
+  each run of ``num_engines`` rows, drawn from the run's seed: in 8 recorded 2-engine CPU runs, 212 of 216 row
+  pairs went one to each engine, the first of the pair to engine 0 in 105 of them, so which engine gets the
+  long responses is a lottery); ``recorded`` = the engine each row really ran on in a recorded bench run.
 * ``divided`` / ``seer`` / ``oracle`` / ``seer_sd``: the **real** :class:`seer_verl.core.RolloutController`
   (RequestBuffer, divided rollout, placement, policies ``divided`` / ``seer`` / ``oracle``) makes every
   decision: the driver only turns each :class:`~seer_verl.core.Dispatch` into an engine submission of
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from seer_verl.core import EngineState, RequestBuffer, RolloutController, SeerConfig
 from seer_verl.core.draft_budget import acceptance_curve, mba_allocate, select_drafts
@@ -96,13 +101,29 @@ class _Base:
 
 
 class StockDriver(_Base):
+    def __init__(self, w: Workload, rng: np.random.Generator | None = None) -> None:
+        super().__init__(w)
+        self._rng = rng if rng is not None else np.random.default_rng(0)
+
+    def arrival_order(self) -> list[int]:
+        """The order the rows reach verl's load balancer: row order, each run of ``num_engines`` rows shuffled
+        for ``request`` placement (the agent loops' async jitter); row order otherwise."""
+        order = list(range(self.w.num_requests))
+        if self.w.stock_placement != "request":
+            return order
+        n = self.w.num_engines
+        for k in range(0, len(order), n):
+            block = order[k:k + n]
+            order[k:k + n] = [block[j] for j in self._rng.permutation(len(block))]
+        return order
+
     def start(self, loop: EventLoop) -> None:
         w = self.w
         n_eng = w.num_engines
         load = [0] * n_eng
         placement = w.stock_placement
         engine_of_group: dict[int, int] = {}
-        for i in range(w.num_requests):
+        for i in self.arrival_order():
             if placement == "recorded":
                 assert w.recorded_engines is not None
                 e = w.recorded_engines[i] % n_eng

@@ -38,7 +38,8 @@ def simulate(w: Workload, policy: str, seed: int = 0, progress=None, keep_reques
     ss = np.random.SeedSequence([seed, _stream_id(policy)])
     rngs = [np.random.default_rng(s) for s in ss.spawn(w.num_engines)]
     if policy == "stock":
-        driver: StockDriver | SeerDriver = StockDriver(w)
+        # its own stream, so the engines' draws are the same as before the placement drew from it
+        driver: StockDriver | SeerDriver = StockDriver(w, np.random.default_rng([seed, _stream_id("placement")]))
         spec = None
     else:
         driver = SeerDriver(w, "seer" if policy == "seer_sd" else policy)

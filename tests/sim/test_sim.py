@@ -76,6 +76,25 @@ def test_seed_changes_speculative_draws_only():
     assert a["wall_s"] != b["wall_s"]
 
 
+@pytest.mark.parametrize("engines", [2, 3])
+def test_request_placement_spreads_each_arrival_run_over_the_engines_in_a_seeded_order(engines):
+    # verl's load balancer in the rows' jittered arrival order: each run of `engines` rows goes one to each engine
+    # (as in every recorded 2-engine CPU run), the order within it drawn from the seed, not always row order
+    w = tiny(engines=engines, stock_placement="request")
+    placed = {}
+    for seed in range(4):
+        r = simulate(w, "stock", seed=seed)
+        rows = [q["engines"] for q in r["requests"]]
+        assert all(len(e) == 1 for e in rows)  # stock never moves a request
+        eng = [e[0] for e in rows]
+        n = w.num_requests - w.num_requests % engines
+        assert all(sorted(eng[k:k + engines]) == list(range(engines)) for k in range(0, n, engines))
+        placed[seed] = eng
+        assert simulate(w, "stock", seed=seed)["wall_s"] == r["wall_s"]  # deterministic under the seed
+    assert len({tuple(e) for e in placed.values()}) > 1
+    assert any(e != [i % engines for i in range(w.num_requests)] for e in placed.values())
+
+
 def test_workload_generator_is_seeded_and_hits_the_mean():
     a = group_lengths(200, 8, 4096, 900, 1.0, 0.3, seed=5)
     assert a == group_lengths(200, 8, 4096, 900, 1.0, 0.3, seed=5)
