@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python scripts/bench_summary.py runs/bench_replay_r3/report.json results/bench_replay.json \
         --command "seer-verl bench policies=[stock,seer,oracle] repeats=3" --commit abc1234
 
-Keeps per run: policy, repeat, wall, tail, tokens, tok/s, preemptions, CPU seconds by role, wall / lower bound,
+Keeps per run: policy, repeat, wall, tail, tokens, tok/s, preemptions, host speed probes, CPU seconds by role, wall / lower bound,
 identity with the first run (share, divergent rows), speculation counts where it ran; and the per-policy summary (paired ratios against stock, or against the first policy
 when stock did not run; medians, bootstrap intervals).
 
@@ -33,6 +33,8 @@ def compact(report: dict, command: str, commit: str) -> dict:
             "preemptions": r["num_preemptions"], "wall_over_lower_bound": round(r["wall_over_lower_bound"], 3),
             "identical_share": ident.get("share"), "divergences": ident.get("divergences", []),
         })
+        if r.get("host_speed"):  # the host's probed speed before / after the run (aggregate tok/s)
+            runs[-1]["host_speed_tok_s"] = [round(r["host_speed"][k], 1) for k in ("before_tok_s", "after_tok_s")]
         if "cpu" in r:  # CPU seconds by role (reports from before the bench measured it have none)
             runs[-1]["cpu_s"] = {k: round(r["cpu"][f"{k}_s"], 1) for k in ("engine", "server", "control")}
             runs[-1]["cpu_outside_engines_share"] = r["cpu"]["outside_engines_share"]

@@ -12,6 +12,10 @@ with ``ignore_eos`` so every request produces exactly the tokens asked for:
 
 The bound ignores prefill and the growth of attention cost with context, so it is optimistic (a true lower bound
 up to those effects).
+
+:func:`probe_speed` is the same aggregate burst, shorter, run before and after every timed run: this host's speed
+drifts (by up to 20% within one bench), and a run's wall time is only comparable with a run at another time
+together with the host speed it ran at.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ import time
 from typing import Any
 
 
-def _burst(handles: list[Any], per_engine: int, prompt_len: int, tokens: int) -> float:
-    """Tokens per second of ``per_engine`` concurrent requests on every engine (all engines at once)."""
+def _burst(handles: list[Any], per_engine: int, prompt_len: int, tokens: int, salt: int = 0) -> float:
+    """Tokens per second of ``per_engine`` concurrent requests on every engine (all engines at once). ``salt``
+    changes the prompts (a new salt: nothing in the prefix cache)."""
     import ray
 
     refs = []
     for e, h in enumerate(handles):
         for i in range(per_engine):
-            prompt = [(7919 * (e * per_engine + i) + 13 * j) % 20000 + 100 for j in range(prompt_len)]
+            prompt = [(7919 * (e * per_engine + i) + 13 * j + 104729 * salt) % 20000 + 100 for j in range(prompt_len)]
             refs.append(h.generate.remote(
                 prompt_ids=prompt,
                 sampling_params={"max_tokens": tokens, "temperature": 1.0, "ignore_eos": True},
@@ -48,6 +53,12 @@ def calibrate(handles: list[Any], prompt_len: int, batch: int, tokens: int = 96)
         "calibration_batch_per_engine": batch,
         "calibration_tokens": tokens,
     }
+
+
+def probe_speed(handles: list[Any], per_engine: int, prompt_len: int, tokens: int, salt: int) -> float:
+    """The host's speed now: aggregate tokens per second of ``per_engine`` requests of ``tokens`` tokens on every
+    engine at once, from prompts no earlier probe or run left in the prefix cache (``salt``: a new one per probe)."""
+    return _burst(handles, per_engine, prompt_len, tokens, salt=1 + salt)
 
 
 def lower_bound_s(total_tokens: int, longest: int, cal: dict[str, float]) -> float:

@@ -47,6 +47,9 @@ def validate(cfg: DictConfig, available: tuple[str, ...]) -> None:
          "workload.replay_seed", w.replay_seed, "null (free sampling) or an integer >= 0")
     _req(isinstance(cfg.repeats, int) and not isinstance(cfg.repeats, bool) and 1 <= cfg.repeats <= 50,
          "repeats", cfg.repeats, "an integer in [1, 50]")
+    _req(isinstance(cfg.speed_probe_tokens, int) and not isinstance(cfg.speed_probe_tokens, bool)
+         and 0 <= cfg.speed_probe_tokens <= 1024, "speed_probe_tokens", cfg.speed_probe_tokens,
+         "an integer in [0, 1024] (0 = no probe)")
     _req(isinstance(e.count, int) and 1 <= e.count <= 64, "engines.count", e.count, "an integer in [1, 64]")
     _req(isinstance(e.kv_cache_gb, (int, float)) and e.kv_cache_gb > 0, "engines.kv_cache_gb", e.kv_cache_gb,
          "a positive number of GiB")

@@ -195,6 +195,18 @@ class BenchSession:
     seer_cfg: dict[str, Any]
     cal: dict[str, float] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    probe_batch: int = 1  # requests per engine of a speed probe (the calibration's batch)
+    prompt_len: int = 1
+    probes: int = 0  # speed probes so far (each draws new prompts)
+
+    def probe(self, handles: list[Any]) -> float | None:
+        """The host's speed now (:func:`seer_verl.bench.calibrate.probe_speed`), or None with the probe off."""
+        from seer_verl.bench.calibrate import probe_speed
+
+        if not self.cfg.speed_probe_tokens:
+            return None
+        self.probes += 1
+        return probe_speed(handles, self.probe_batch, self.prompt_len, int(self.cfg.speed_probe_tokens), self.probes)
 
 
 def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg: Any, console: Any = None,
@@ -376,6 +388,7 @@ def _bench(cfg: Any, env: dict[str, str], console: Any) -> int:
             if profile == "plain" and not session.cal:
                 cal_batch = max(1, min(cfg.engines.max_num_seqs, math.ceil(n_req / cfg.engines.count),
                                        int(kv_tokens // (mean_prompt + cfg.workload.max_tokens / 2))))
+                session.probe_batch, session.prompt_len = cal_batch, max(1, int(mean_prompt))
                 with console.status(f"calibrating engine speed (batch 1 and batch {cal_batch} per engine)"):
                     cal = session.cal = calibrate(engines.handles, int(mean_prompt), cal_batch)
                 notes.update({k: round(v, 2) for k, v in cal.items()})
@@ -467,6 +480,7 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
         engine_rpc_sync(engines.handles, "seer_sd_reset")
     if arm.profile == "suffix":  # vLLM's suffix cache starts cold too (it would hold this batch's own responses)
         engine_rpc_sync(engines.handles, "seer_suffix_cache_reset")
+    before = session.probe(engines.handles)
     manager = arm.make(verl_cfg, engines.servers, session.seer_cfg, true_lens)
     # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
     ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
@@ -474,11 +488,15 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
     for actor in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)]:
         if actor is not None:  # free the policy's workers (memory) before the next policy starts
             ray.kill(actor)
+    after = session.probe(engines.handles)
+    if before is not None and after is not None:
+        r["host_speed"] = {"before_tok_s": before, "after_tok_s": after, "tok_s": (before + after) / 2}
     set_lower_bound(r, lower_bound_s(r["total_tokens"], r["max_length"], session.cal))
     r["engine_profile"] = arm.profile
     session.console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} "
                           f"tokens {r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']} "
-                          f"CPU outside the engines {100 * r['cpu']['outside_engines_share']:.0f}%")
+                          f"CPU outside the engines {100 * r['cpu']['outside_engines_share']:.0f}%"
+                          + (f"; host speed {before:.0f} -> {after:.0f} tok/s" if "host_speed" in r else ""))
     return r
 
 

@@ -1,5 +1,11 @@
 """Repeated bench runs: per-repeat ratios against ``stock`` (paired by repeat), their median and a bootstrap 95%
-interval (percentile method on the median, seeded, so a report is reproducible from its runs)."""
+interval (percentile method on the median, seeded, so a report is reproducible from its runs).
+
+Beside the measured ratios, ``wall_speedup_speed_adjusted``: the wall speed-up with each run's wall time scaled by
+the host speed probed around it (``host_speed``, :func:`seer_verl.bench.calibrate.probe_speed`), i.e. what the
+ratio would have been had both runs met the same host speed. It is a model (wall time inversely proportional to
+the probed decode speed), reported next to the measured ratio, never instead of it; only between runs on engines
+without speculation (a probe on speculative engines measures their drafting, not the host)."""
 
 from __future__ import annotations
 
@@ -24,12 +30,27 @@ def bootstrap_median(xs: Sequence[float], level: float = 0.95, resamples: int = 
     return statistics.median(xs), lo, hi
 
 
+#: engine profiles whose speed probes measure the host alone (no speculation on the probe's requests)
+SPEED_COMPARABLE_PROFILES = frozenset({"plain", "priority"})
+
+ADJUSTED = "wall_speedup_speed_adjusted"
+
+
+def speed_adjusted_speedup(run: dict[str, Any], base: dict[str, Any]) -> float | None:
+    """``base`` wall x its host speed over ``run`` wall x its host speed; None without comparable probes."""
+    hr, hb = run.get("host_speed"), base.get("host_speed")
+    if not hr or not hb or not {run.get("engine_profile"), base.get("engine_profile")} <= SPEED_COMPARABLE_PROFILES:
+        return None
+    return base["wall_s"] * hb["tok_s"] / (run["wall_s"] * hr["tok_s"])
+
+
 def paired_ratios(runs: list[dict[str, Any]], policy: str, base: str = "stock") -> dict[str, list[float]]:
     """Per-repeat ratios of ``policy`` against ``base`` (runs carry ``repeat``; a repeat without both is skipped)."""
     by = {(r["policy"], r.get("repeat", 0)): r for r in runs}
     reps = sorted({r.get("repeat", 0) for r in runs})
     out: dict[str, list[float]] = {k: [] for k in RATIOS}
     out["wall_over_lower_bound"] = []
+    out[ADJUSTED] = []
     for k in reps:
         p, b = by.get((policy, k)), by.get((base, k))
         if p is None:
@@ -41,6 +62,9 @@ def paired_ratios(runs: list[dict[str, Any]], policy: str, base: str = "stock") 
         for name, x in ratios(p, b).items():
             if x is not None:
                 out[name].append(x)
+        adjusted = speed_adjusted_speedup(p, b)
+        if adjusted is not None:
+            out[ADJUSTED].append(adjusted)
     return out
 
 
@@ -57,7 +81,7 @@ def summarize_repeats(runs: list[dict[str, Any]], base: str = "stock") -> dict[s
         if shares:
             entry["identical_share"] = shares
         for name, xs in paired_ratios(runs, policy, base).items():
-            if xs and not (policy == base and name in RATIOS):
+            if xs and not (policy == base and (name in RATIOS or name == ADJUSTED)):
                 med, lo, hi = bootstrap_median(xs)
                 entry[name] = {"values": [round(x, 4) for x in xs], "median": med, "ci95": [lo, hi]}
         summary[policy] = entry

@@ -51,4 +51,12 @@ def test_bench_repeats_replay_identical_tokens(cpu_environment, tiny_model, arit
         cpu = r["cpu"]
         assert cpu["engine_s"] > 0 and cpu["server_s"] > 0 and cpu["control_s"] > 0, cpu
         assert cpu["engine_s"] + cpu["server_s"] + cpu["control_s"] <= cpu["cores"] * cpu["wall_s"] * 1.05, cpu
-    assert "2 repeats" in (tmp_path / "report_table.txt").read_text()
+    # the host's speed was probed before and after every run, on the run's engines
+    for r in runs:
+        hs = r["host_speed"]
+        assert hs["before_tok_s"] > 0 and hs["after_tok_s"] > 0
+        assert hs["tok_s"] == (hs["before_tok_s"] + hs["after_tok_s"]) / 2
+    adjusted = rep["summary"]["seer"]["wall_speedup_speed_adjusted"]["values"]
+    assert len(adjusted) == 2 and all(x > 0 for x in adjusted)
+    table = (tmp_path / "report_table.txt").read_text()
+    assert "2 repeats" in table and "host-speed adjusted" in table

@@ -20,6 +20,26 @@ def test_ratios_are_paired_by_repeat():
     assert r["tail_ratio"] == [1.0, 1.0]
 
 
+def test_speed_adjusted_speedup_scales_each_wall_by_its_host_speed():
+    def probed(policy, repeat, wall, speed, profile):
+        return _run(policy, repeat, wall) | {"host_speed": {"tok_s": speed}, "engine_profile": profile}
+
+    # repeat 0: the host was 20% slower during the seer run; repeat 1: equal speeds
+    runs = [probed("stock", 0, 100, 50.0, "plain"), probed("seer", 0, 110, 40.0, "priority"),
+            probed("stock", 1, 100, 50.0, "plain"), probed("seer", 1, 90, 50.0, "priority"),
+            probed("seer_sd", 0, 80, 40.0, "seer_sd"), probed("seer_sd", 1, 80, 50.0, "seer_sd")]
+    r = paired_ratios(runs, "seer")
+    assert r["wall_speedup"] == [100 / 110, 100 / 90]  # the measured ratios are untouched
+    assert r["wall_speedup_speed_adjusted"] == pytest.approx([100 * 50 / (110 * 40), 100 / 90])
+    # speculative engines' probes measure their drafting: no adjusted ratio against them
+    assert paired_ratios(runs, "seer_sd")["wall_speedup_speed_adjusted"] == []
+    s = summarize_repeats(runs)
+    assert s["seer"]["wall_speedup_speed_adjusted"]["median"] == pytest.approx((100 * 50 / (110 * 40) + 100 / 90) / 2)
+    assert "wall_speedup_speed_adjusted" not in s["stock"] and "wall_speedup_speed_adjusted" not in s["seer_sd"]
+    # runs without probes (speed_probe_tokens=0, older reports, the simulator): no adjusted ratio
+    assert paired_ratios([_run("stock", 0, 100), _run("seer", 0, 90)], "seer")["wall_speedup_speed_adjusted"] == []
+
+
 def test_bootstrap_interval_contains_the_median_and_shrinks_with_agreement():
     med, lo, hi = bootstrap_median([1.0, 1.1, 1.2, 1.3, 1.4])
     assert lo <= med == 1.2 <= hi and lo >= 1.0 and hi <= 1.4 and hi > lo
