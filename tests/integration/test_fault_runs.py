@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.engines, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.engines, pytest.mark.full, pytest.mark.timeout(900)]
 
 
 def test_every_sample_once_in_order_and_identical_under_random_faults(cpu_environment, tiny_model, arith_dataset):

@@ -25,7 +25,7 @@ import time
 import pytest
 import torch
 
-pytestmark = [pytest.mark.engines, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.engines, pytest.mark.full, pytest.mark.timeout(300)]
 
 N_ENGINES = 2
 CHUNK = 8

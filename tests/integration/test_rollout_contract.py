@@ -55,13 +55,23 @@ def _run(policy: str, rollout_env, true_lens=None, temperature=None, **seer):
     return manager, out
 
 
+_STOCK: dict[str, object] = {}
+
+
+def _stock(rollout_env):
+    """Stock verl's output on the module's batch with the default sampling (run once, read by several tests)."""
+    if "out" not in _STOCK:
+        _STOCK["out"] = _run("stock", rollout_env)[1]
+    return _STOCK["out"]
+
+
 def _lengths(out) -> list[int]:
     return out.batch["response_mask"].sum(-1).tolist()
 
 
 def test_seer_keeps_verls_dataproto_contract(rollout_env):
     _, _, _, _, batch = rollout_env
-    _, stock = _run("stock", rollout_env)
+    stock = _stock(rollout_env)
     manager, seer = _run("seer", rollout_env)
     n = len(batch)
     assert len(stock) == len(seer) == n
@@ -134,7 +144,7 @@ def test_other_policies_return_every_sample(rollout_env, policy):
     assert len(out) == len(batch)
     # row order: every row's whole (left-padded) prompt is the one stock verl returns for that row; the batch's
     # prompts differ from each other, so a permutation of groups would fail here
-    stock = _run("stock", rollout_env)[1]
+    stock = _stock(rollout_env)
     assert len({tuple(p.tolist()) for p in stock.batch["prompts"]}) > 1
     assert torch.equal(out.batch["prompts"], stock.batch["prompts"])
     assert list(out.non_tensor_batch["uid"]) == list(batch.non_tensor_batch["uid"])

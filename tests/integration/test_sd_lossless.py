@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.engines, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.engines, pytest.mark.full, pytest.mark.timeout(1200)]
 
 
 def test_greedy_identical_with_grouped_sd(cpu_environment, tiny_model, arith_dataset, tmp_path):
