@@ -55,8 +55,8 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
 
         for pol, e in summary.items():
             ids = e.get("identical_share")
-            st.add_row(pol, cell(e, "wall_speedup"), cell(e, "wall_speedup_speed_adjusted"), cell(e, "throughput_ratio"), cell(e, "tail_ratio"),
-                       cell(e, "wall_over_lower_bound"), "/".join(str(x) for x in e["tokens"]),
+            st.add_row(pol, cell(e, "wall_speedup"), cell(e, "wall_speedup_speed_adjusted"), cell(e, "throughput_ratio"),
+                       cell(e, "tail_ratio"), cell(e, "wall_over_lower_bound"), "/".join(str(x) for x in e["tokens"]),
                        f"{100 * min(ids):.0f}%" if ids else "-")
         shown.append(st)
     shown += [f"  {k}: {v}" for k, v in report.get("notes", {}).items()]
