@@ -55,23 +55,19 @@ def _run(policy: str, rollout_env, true_lens=None, temperature=None, **seer):
     return manager, out
 
 
-_STOCK: dict[str, object] = {}
-
-
-def _stock(rollout_env):
+@pytest.fixture(scope="module")
+def stock_out(rollout_env):
     """Stock verl's output on the module's batch with the default sampling (run once, read by several tests)."""
-    if "out" not in _STOCK:
-        _STOCK["out"] = _run("stock", rollout_env)[1]
-    return _STOCK["out"]
+    return _run("stock", rollout_env)[1]
 
 
 def _lengths(out) -> list[int]:
     return out.batch["response_mask"].sum(-1).tolist()
 
 
-def test_seer_keeps_verls_dataproto_contract(rollout_env):
+def test_seer_keeps_verls_dataproto_contract(rollout_env, stock_out):
     _, _, _, _, batch = rollout_env
-    stock = _stock(rollout_env)
+    stock = stock_out
     manager, seer = _run("seer", rollout_env)
     n = len(batch)
     assert len(stock) == len(seer) == n
@@ -137,14 +133,14 @@ def test_chunks_respect_budget_and_stitch_exactly(rollout_env):
 
 
 @pytest.mark.parametrize("policy", ["divided", "oracle"])
-def test_other_policies_return_every_sample(rollout_env, policy):
+def test_other_policies_return_every_sample(rollout_env, stock_out, policy):
     _, _, _, _, batch = rollout_env
     true_lens = [MAX_TOKENS - (i % 7) for i in range(len(batch))] if policy == "oracle" else None
     manager, out = _run(policy, rollout_env, true_lens)
     assert len(out) == len(batch)
     # row order: every row's whole (left-padded) prompt is the one stock verl returns for that row; the batch's
     # prompts differ from each other, so a permutation of groups would fail here
-    stock = _stock(rollout_env)
+    stock = stock_out
     assert len({tuple(p.tolist()) for p in stock.batch["prompts"]}) > 1
     assert torch.equal(out.batch["prompts"], stock.batch["prompts"])
     assert list(out.non_tensor_batch["uid"]) == list(batch.non_tensor_batch["uid"])
