@@ -50,6 +50,8 @@ def validate(cfg: DictConfig, available: tuple[str, ...]) -> None:
     _req(isinstance(cfg.speed_probe_tokens, int) and not isinstance(cfg.speed_probe_tokens, bool)
          and 0 <= cfg.speed_probe_tokens <= 1024, "speed_probe_tokens", cfg.speed_probe_tokens,
          "an integer in [0, 1024] (0 = no probe)")
+    _req(isinstance(cfg.settle_max_s, (int, float)) and not isinstance(cfg.settle_max_s, bool)
+         and 0 <= cfg.settle_max_s <= 600, "settle_max_s", cfg.settle_max_s, "seconds in [0, 600] (0 = no wait)")
     _req(isinstance(e.count, int) and 1 <= e.count <= 64, "engines.count", e.count, "an integer in [1, 64]")
     _req(isinstance(e.kv_cache_gb, (int, float)) and e.kv_cache_gb > 0, "engines.kv_cache_gb", e.kv_cache_gb,
          "a positive number of GiB")

@@ -112,3 +112,30 @@ def usage(before: dict[int, ProcCpu], after: dict[int, ProcCpu], wall_s: float,
     top = tuple(sorted(by_label.items(), key=lambda kv: -kv[1])[:TOP_OUTSIDE])
     return CpuUsage(engine_s=per["engine"], server_s=per["server"], control_s=per["control"], wall_s=wall_s,
                     cores=cores or os.cpu_count() or 1, top_outside=top)
+
+
+def settle(max_wait_s: float = 30.0, window_s: float = 1.0, idle_cores: float = 0.25,
+           sampler: Any = None, sleep: Any = None) -> float:
+    """Wait until the bench's processes are quiet: one ``window_s`` in which all of them together used less than
+    ``idle_cores`` cores, or ``max_wait_s`` seconds. Returns the seconds waited.
+
+    Between runs the engines are idle, but Ray is not always: when the bench kills a policy's workers, or leases
+    actors for the next one, the raylet starts replacement worker processes (a few CPU seconds each: interpreter
+    start-up and imports). A host-speed probe or a run that starts during such a burst shares the cores with it.
+    ``sampler`` (default :func:`sample`) and ``sleep`` (default :func:`time.sleep`) are for tests.
+    """
+    import time
+
+    sampler = sampler or sample
+    sleep = sleep or time.sleep
+    waited = 0.0
+    prev = sampler()
+    while waited < max_wait_s:
+        sleep(window_s)
+        waited += window_s
+        now = sampler()
+        spent = sum(max(0.0, p.secs - prev[pid].secs) if pid in prev else p.secs for pid, p in now.items())
+        if spent < idle_cores * window_s:
+            break
+        prev = now
+    return waited

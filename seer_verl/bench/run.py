@@ -199,6 +199,12 @@ class BenchSession:
     prompt_len: int = 1
     probes: int = 0  # speed probes so far (each draws new prompts)
 
+    def settle(self) -> float:
+        """Wait until the bench's processes are quiet (:func:`seer_verl.bench.cpu_usage.settle`); seconds waited."""
+        from seer_verl.bench.cpu_usage import settle
+
+        return settle(float(self.cfg.settle_max_s)) if self.cfg.settle_max_s else 0.0
+
     def probe(self, handles: list[Any]) -> float | None:
         """The host's speed now (:func:`seer_verl.bench.calibrate.probe_speed`), or None with the probe off."""
         from seer_verl.bench.calibrate import probe_speed
@@ -406,6 +412,7 @@ def _bench(cfg: Any, env: dict[str, str], console: Any) -> int:
         ray.shutdown()
     addresses = [a for _, e in alive.values() for a in e.addresses] if alive else engines.addresses
     _add_identity(runs, notes, cfg.workload.replay_seed)
+    _add_length_correlation(runs, notes)
     report = {
         "workload": {**dict(cfg.workload), "num_requests": n_req, "prompt_tokens_mean": mean_prompt},
         "workload_desc": f"{cfg.workload.num_prompts}x{cfg.workload.group_size} requests, max {cfg.workload.max_tokens} tok, "
@@ -462,6 +469,21 @@ def _add_identity(runs: list[dict[str, Any]], notes: dict[str, Any], replay_seed
         notes["oracle"] = "true oracle: longest-first on this workload's own replayed lengths"
 
 
+def _add_length_correlation(runs: list[dict[str, Any]], notes: dict[str, Any]) -> None:
+    """How much the first run's siblings share their lengths (the signal Seer's group estimates learn from)."""
+    from seer_verl.core.length_correlation import group_length_correlation
+
+    if not runs:
+        return
+    by_group: dict[Any, list[int]] = {}
+    for q in runs[0].get("requests", []):
+        by_group.setdefault(q["group"], []).append(q["length"])
+    c = group_length_correlation(by_group)
+    if c is not None:
+        notes["group_length_icc"] = round(c.icc, 3)
+        notes["group_length_icc_p"] = round(c.p_value, 3) if c.p_value is not None else None
+
+
 def _wait_dead(actors: list[Any], timeout_s: float = 30.0) -> None:
     """Wait (bounded) until killed actors are gone, so their teardown takes no CPU from the next probe or run."""
     import ray
@@ -492,13 +514,17 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
         engine_rpc_sync(engines.handles, "seer_sd_reset")
     if arm.profile == "suffix":  # vLLM's suffix cache starts cold too (it would hold this batch's own responses)
         engine_rpc_sync(engines.handles, "seer_suffix_cache_reset")
+    settled = {"before_probe_s": session.settle()}
     before = session.probe(engines.handles)
     manager = arm.make(verl_cfg, engines.servers, session.seer_cfg, true_lens)
-    # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing
+    # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing, and for
+    # the replacement workers Ray starts meanwhile
     ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
+    settled["before_run_s"] = session.settle()
     r = run_one(policy, manager, session.batch, engines, session.cfg, session.console, label)
     # the host's speed right after the run, while the policy's workers sit idle (the teardown of killed workers
     # takes CPU: probed after the kill, the demo's speed read 23-26 tok/s against 31-34 before the runs)
+    settled["after_run_s"] = session.settle()
     after = session.probe(engines.handles)
     actors = [a for a in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)] if a is not None]
     for actor in actors:  # free the policy's workers (memory) before the next policy starts
@@ -508,6 +534,7 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
         r["host_speed"] = {"before_tok_s": before, "after_tok_s": after, "tok_s": (before + after) / 2}
     set_lower_bound(r, lower_bound_s(r["total_tokens"], r["max_length"], session.cal))
     r["engine_profile"] = arm.profile
+    r["settle_s"] = settled  # seconds waited for a quiet machine before the probes and the run (bench.settle_max_s)
     session.console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} "
                           f"tokens {r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']} "
                           f"CPU outside the engines {100 * r['cpu']['outside_engines_share']:.0f}%"

@@ -7,6 +7,8 @@ Pure, synchronous and deterministic; imports only the standard library. One conc
 * :mod:`.divided`: chunk budgets and chunk accounting (divided rollout, paper §3.2).
 * :mod:`.placement`: :class:`EngineState`, :class:`Placement` (KV headroom, prefix affinity).
 * :mod:`.context`: :class:`GroupLengthEstimator` (online group length estimates, paper §3.3).
+* :mod:`.length_correlation`: :func:`group_length_correlation`, how much siblings' lengths have in common (the
+  signal the group estimates learn from).
 * :mod:`.policies`: ``divided`` (FCFS), ``seer`` (context-aware), ``oracle`` (true-length LFS).
 * :mod:`.scheduler`: :class:`Scheduler`, the waiting set with the anti-starvation safeguard.
 * :mod:`.controller`: :class:`RolloutController`, :class:`Dispatch` (Algorithm 2's loop).
@@ -25,6 +27,7 @@ from .context import GroupLengthEstimator
 from .controller import Dispatch, RolloutController
 from .divided import apply_chunk, chunk_budget, validate_chunk
 from .errors import ChunkError, NoEngineError, PlacementError, SeerCoreError, StaleDispatchError
+from .length_correlation import GroupLengthCorrelation, group_length_correlation
 from .placement import EngineState, Placement, PlacementDecision, kv_footprint
 from .policies import FcfsPolicy, OraclePolicy, SchedulingPolicy, SeerPolicy, make_policy
 from .request import FINISH_REASONS, RequestGroup, RolloutRequest
@@ -48,6 +51,7 @@ __all__ = [
     "Dispatch",
     "EngineState",
     "FcfsPolicy",
+    "GroupLengthCorrelation",
     "GroupLengthEstimator",
     "NoEngineError",
     "OraclePolicy",
@@ -67,6 +71,7 @@ __all__ = [
     "StaleDispatchError",
     "apply_chunk",
     "chunk_budget",
+    "group_length_correlation",
     "kv_footprint",
     "make_policy",
     "run_dispatch_microbench",

@@ -13,6 +13,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from seer_verl.aio import bounded
 from seer_verl.backends import VLLM, EngineBackend, backend_of
+from seer_verl.core.length_correlation import group_length_correlation
 from seer_verl.core.stats import RolloutStats
 from seer_verl.integration.client import SeerLLMServerClient
 from seer_verl.integration.engines import kv_capacity, servers_of
@@ -142,5 +143,8 @@ def seer_timing(last: dict[str, Any]) -> dict[str, float]:
             t[f"seer/{k}"] = float(last[k])
     if "engines_alive" in last:
         t["seer/engines_alive"] = float(last["engines_alive"])
+    corr = group_length_correlation(last.get("group_lengths") or {}, permutations=0)
+    if corr is not None:  # the signal the group length estimates learn from (0 = siblings' lengths say nothing)
+        t["seer/group_length_icc"] = corr.icc
     t.update({k: float(v) for k, v in (last.get("sd_metrics") or {}).items()})
     return t

@@ -130,6 +130,14 @@ class _ChunkFailed:
 LIVENESS_PROBE_S = 2.0
 
 
+def _group_lengths(ctl: RolloutController) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for r in (ctl.results() if ctl.done else []):
+        if r.finished:
+            out.setdefault(r.group_id, []).append(len(r.token_ids))
+    return out
+
+
 def _is_actor_death(exc: BaseException) -> bool:
     """True if ``exc`` says the engine's server actor is gone (killed, crashed, its node lost)."""
     from ray.exceptions import RayActorError
@@ -589,6 +597,8 @@ class SeerRolloutService:
             "engines_alive": len(self._engines) - len(self._dead),
             "policy": self._config.policy,
             "chunk_size": self._config.chunk_size,
+            # finished lengths per group: how much siblings share their lengths (timing_s/seer/group_length_icc)
+            "group_lengths": _group_lengths(ctl),
         }
 
     # -- one chunk on one engine ----------------------------------------------------------------------------------

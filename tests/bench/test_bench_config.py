@@ -44,6 +44,7 @@ def test_spec_friendly_preset_changes_only_temperature_and_policies():
     ("repeats=two", r"repeats='two' is not allowed"),
     ("speed_probe_tokens=-1", r"speed_probe_tokens=-1 is not allowed: an integer in \[0, 1024\] \(0 = no probe\)"),
     ("speed_probe_tokens=true", r"speed_probe_tokens=True is not allowed"),
+    ("settle_max_s=-1", r"settle_max_s=-1 is not allowed: seconds in \[0, 600\] \(0 = no wait\)"),
     ("engines.keep_profiles=0", r"engines\.keep_profiles=0 is not allowed: an integer in \[1, 4\]"),
 ])
 def test_bad_values_name_key_value_and_allowed(override, message):

@@ -56,6 +56,13 @@ def test_bench_repeats_replay_identical_tokens(cpu_environment, tiny_model, arit
         hs = r["host_speed"]
         assert hs["before_tok_s"] > 0 and hs["after_tok_s"] > 0
         assert hs["tok_s"] == (hs["before_tok_s"] + hs["after_tok_s"]) / 2
+    # before each probe and the run, the bench waited for a quiet machine (bounded by settle_max_s, default 30)
+    for r in runs:
+        assert set(r["settle_s"]) == {"before_probe_s", "before_run_s", "after_run_s"}
+        assert all(0 < w <= 30 for w in r["settle_s"].values()), r["settle_s"]
+    # siblings' length correlation of the first run's lengths (a number in [-1, 1], or absent if all were equal)
+    lens = {q["length"] for q in runs[0]["requests"]}
+    assert (len(lens) == 1) != ("group_length_icc" in rep["notes"])
     adjusted = rep["summary"]["seer"]["wall_speedup_speed_adjusted"]["values"]
     assert len(adjusted) == 2 and all(x > 0 for x in adjusted)
     table = (tmp_path / "report_table.txt").read_text()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from seer_verl.bench.cpu_usage import ProcCpu, label_of, role_of, sample, usage
+from seer_verl.bench.cpu_usage import ProcCpu, label_of, role_of, sample, settle, usage
 
 
 def test_roles_from_process_names():
@@ -59,3 +59,29 @@ def test_usage_counts_a_busy_child_and_ignores_time_before_the_first_sample():
         assert usage(after, reused, wall_s=1.0, cores=2).server_s == 0.25
     finally:
         child.kill()
+
+
+def _fake(samples):
+    it = iter(samples)
+    return lambda: next(it)
+
+
+def test_settle_waits_while_processes_burn_cpu_and_stops_at_the_first_quiet_window():
+    a = {1: ProcCpu("engine", 10.0, "VLLM::Worker"), 2: ProcCpu("control", 5.0, "IDLE")}
+    busy = {1: ProcCpu("engine", 10.0, "VLLM::Worker"), 2: ProcCpu("control", 5.9, "IDLE")}
+    newcomer = {**busy, 3: ProcCpu("control", 0.8, "IDLE")}  # a worker started in the window: all its CPU counts
+    quiet = {**newcomer, 2: ProcCpu("control", 5.95, "IDLE"), 3: ProcCpu("control", 0.85, "IDLE")}
+    slept = []
+    waited = settle(max_wait_s=10, window_s=1.0, idle_cores=0.25, sampler=_fake([a, busy, newcomer, quiet]),
+                    sleep=slept.append)
+    assert waited == 3.0 and slept == [1.0, 1.0, 1.0]
+
+
+def test_settle_gives_up_after_max_wait():
+    t = [0.0]
+
+    def burning():
+        t[0] += 1.0
+        return {1: ProcCpu("control", t[0], "IDLE")}  # one core busy, always
+
+    assert settle(max_wait_s=4, window_s=1.0, sampler=burning, sleep=lambda s: None) == 4.0

@@ -23,6 +23,8 @@ import pytest
 import torch
 from engine_setup import verl_engines
 
+from seer_verl.core import group_length_correlation
+
 pytestmark = [pytest.mark.engines, pytest.mark.timeout(900)]
 
 CHUNK = 16
@@ -95,6 +97,15 @@ def test_seer_keeps_verls_dataproto_contract(rollout_env, stock_out):
     timing = seer.meta_info["timing"]
     assert timing["seer/dispatches"] >= n and timing["seer/chunks_completed"] == timing["seer/dispatches"]
     assert "agent_loop/generate_sequences/max" in timing
+    # the batch's within-group length correlation, over the rows' own lengths grouped by uid
+    by_uid: dict = {}
+    for uid, n_tok in zip(seer.non_tensor_batch["uid"], lens):
+        by_uid.setdefault(uid, []).append(n_tok)
+    expected = group_length_correlation(by_uid, permutations=0)
+    if expected is None:
+        assert "seer/group_length_icc" not in timing
+    else:
+        assert timing["seer/group_length_icc"] == pytest.approx(expected.icc)
 
 
 def test_rollout_log_probs_match_stock_across_chunk_boundaries(rollout_env):
