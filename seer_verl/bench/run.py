@@ -484,6 +484,30 @@ def _add_length_correlation(runs: list[dict[str, Any]], notes: dict[str, Any]) -
         notes["group_length_icc_p"] = round(c.p_value, 3) if c.p_value is not None else None
 
 
+def _touch_handles(actor_self: Any, handles: list[Any]) -> int:
+    """Runs inside a policy's actor: receiving ``handles`` makes Ray load their actor classes there."""
+    return len(handles)
+
+
+def _warm(manager: Any, server_handles: list[Any]) -> None:
+    """Start-up a policy's actors pay once, outside the timed run, as in training where they live across iterations.
+
+    The first time a Ray worker process receives an actor handle, Ray loads that actor's class in it: for verl's
+    vLLM server that imports vLLM, ~5-8 CPU seconds on the 2-core host (py-spy: ``FunctionActorManager.
+    load_actor_class``). Each stock agent-loop worker paid it at its first request, and Seer's service and workers
+    at theirs, inside the timed run: requests started ~8 s late while the engines shared the cores with the imports.
+    """
+    import ray
+
+    service = getattr(manager, "seer_service", None)
+    workers = list(manager.agent_loop_workers)
+    ray.get([a.__ray_ready__.remote() for a in workers + ([service] if service is not None else [])])
+    handles = list(server_handles) + ([service] if service is not None else [])
+    ray.get([w.__ray_call__.remote(_touch_handles, handles) for w in workers], timeout=300)
+    if service is not None:
+        ray.get(service.__ray_call__.remote(_touch_handles, list(server_handles)), timeout=300)
+
+
 def _wait_dead(actors: list[Any], timeout_s: float = 30.0) -> None:
     """Wait (bounded) until killed actors are gone, so their teardown takes no CPU from the next probe or run."""
     import ray
@@ -517,9 +541,9 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
     settled = {"before_probe_s": session.settle()}
     before = session.probe(engines.handles)
     manager = arm.make(verl_cfg, engines.servers, session.seer_cfg, true_lens)
-    # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing, and for
+    # agent-loop workers are Ray actors: wait for their start-up (imports, tokenizer) outside the timing, then for
     # the replacement workers Ray starts meanwhile
-    ray.get([w.__ray_ready__.remote() for w in manager.agent_loop_workers])
+    _warm(manager, engines.handles)
     settled["before_run_s"] = session.settle()
     r = run_one(policy, manager, session.batch, engines, session.cfg, session.console, label)
     # the host's speed right after the run, while the policy's workers sit idle (the teardown of killed workers
