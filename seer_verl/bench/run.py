@@ -478,15 +478,20 @@ def _add_length_correlation(runs: list[dict[str, Any]], notes: dict[str, Any]) -
     by_group: dict[Any, list[int]] = {}
     for q in runs[0].get("requests", []):
         by_group.setdefault(q["group"], []).append(q["length"])
-    c = group_length_correlation(by_group)
+    c = group_length_correlation(by_group)  # with its permutation test: p_value is set
     if c is not None:
         notes["group_length_icc"] = round(c.icc, 3)
-        notes["group_length_icc_p"] = round(c.p_value, 3) if c.p_value is not None else None
+        notes["group_length_icc_p"] = round(c.p_value, 3)
 
 
 def _touch_handles(actor_self: Any, handles: list[Any]) -> int:
     """Runs inside a policy's actor: receiving ``handles`` makes Ray load their actor classes there."""
     return len(handles)
+
+
+def _policy_actors(manager: Any) -> tuple[list[Any], Any]:
+    """A policy's agent-loop workers, and Seer's rollout service (None for stock verl's manager)."""
+    return list(manager.agent_loop_workers), getattr(manager, "seer_service", None)
 
 
 def _warm(manager: Any, server_handles: list[Any]) -> None:
@@ -499,10 +504,10 @@ def _warm(manager: Any, server_handles: list[Any]) -> None:
     """
     import ray
 
-    service = getattr(manager, "seer_service", None)
-    workers = list(manager.agent_loop_workers)
-    ray.get([a.__ray_ready__.remote() for a in workers + ([service] if service is not None else [])])
-    handles = list(server_handles) + ([service] if service is not None else [])
+    workers, service = _policy_actors(manager)
+    services = [service] if service is not None else []
+    ray.get([a.__ray_ready__.remote() for a in workers + services])
+    handles = list(server_handles) + services
     ray.get([w.__ray_call__.remote(_touch_handles, handles) for w in workers], timeout=300)
     if service is not None:
         ray.get(service.__ray_call__.remote(_touch_handles, list(server_handles)), timeout=300)
@@ -550,7 +555,8 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
     # takes CPU: probed after the kill, the demo's speed read 23-26 tok/s against 31-34 before the runs)
     settled["after_run_s"] = session.settle()
     after = session.probe(engines.handles)
-    actors = [a for a in list(manager.agent_loop_workers) + [getattr(manager, "seer_service", None)] if a is not None]
+    workers, service = _policy_actors(manager)
+    actors = workers + ([service] if service is not None else [])
     for actor in actors:  # free the policy's workers (memory) before the next policy starts
         ray.kill(actor)
     _wait_dead(actors)

@@ -37,9 +37,6 @@ class GroupLengthCorrelation:
     groups: int
     samples: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"icc": self.icc, "p_value": self.p_value, "groups": self.groups, "samples": self.samples}
-
 
 def _icc(values: list[float], sizes: list[int]) -> float:
     """ICC(1) from the one-way ANOVA of ``values`` split into consecutive groups of ``sizes`` (unequal sizes allowed)."""

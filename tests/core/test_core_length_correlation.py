@@ -33,7 +33,7 @@ def test_icc_matches_the_one_way_anova_formula_by_hand():
 
 
 def test_unequal_group_sizes_use_the_adjusted_mean_size():
-    # log1p values: [0, 0, 0] and [3]... a singleton is left out, so add a third group
+    # log1p values per group, sizes 3, 2, 2: the ICC uses the size-adjusted mean group size n0
     xs = [[0.0, 0.0, 0.0], [3.0, 3.0], [1.0, 2.0]]
     groups = {i: [math.expm1(x) for x in g] for i, g in enumerate(xs)}
     vals = [x for g in xs for x in g]
