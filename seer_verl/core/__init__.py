@@ -25,7 +25,7 @@ from .buffer import RequestBuffer
 from .config import POLICY_NAMES, SeerConfig
 from .context import GroupLengthEstimator
 from .controller import Dispatch, RolloutController
-from .divided import apply_chunk, chunk_budget, validate_chunk
+from .divided import apply_chunk, auto_chunk_size, chunk_budget, validate_chunk
 from .errors import ChunkError, NoEngineError, PlacementError, SeerCoreError, StaleDispatchError
 from .length_correlation import GroupLengthCorrelation, group_length_correlation
 from .placement import EngineState, Placement, PlacementDecision, kv_footprint
@@ -70,6 +70,7 @@ __all__ = [
     "SeerPolicy",
     "StaleDispatchError",
     "apply_chunk",
+    "auto_chunk_size",
     "chunk_budget",
     "group_length_correlation",
     "kv_footprint",

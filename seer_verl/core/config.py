@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .divided import auto_chunk_size
 from .placement import kv_footprint
 from .policies import POLICY_NAMES, check_policy_name
 
@@ -43,7 +44,9 @@ class SeerConfig:
             (divided rollout with FCFS order, the paper's No-Context variant) or ``"oracle"``
             (longest-first on true lengths; simulation only).
         chunk_size: tokens per generation chunk (paper §3.2; the value is not given in the paper,
-            secondary sources say 8K). Each chunk's ``max_tokens`` is ``min(chunk_size, remaining)``.
+            secondary sources say 8K). Each chunk's ``max_tokens`` is ``min(chunk_size, remaining)``. ``None`` =
+            auto, from the smallest engine's KV and the response length (:func:`~seer_verl.core.divided.auto_chunk_size`;
+            :meth:`resolved_chunk_size`).
         affinity_threshold: in-flight imbalance (chunks) above which a chunk leaves the engine that
             holds its prefix KV for the least-loaded one (32 in the paper's OSDI experiments).
         starvation_bound: dispatch decisions a waiting request may be passed over before it is
@@ -84,7 +87,7 @@ class SeerConfig:
     """
 
     policy: str = "seer"
-    chunk_size: int = 8192
+    chunk_size: int | None = 8192
     affinity_threshold: int = 32
     starvation_bound: int | None = None
     max_inflight_per_engine: int | None = None
@@ -100,8 +103,9 @@ class SeerConfig:
     def validate(self) -> SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
         check_policy_name(self.policy)
-        if not _is_int(self.chunk_size) or self.chunk_size < 1:
-            raise ValueError(f"seer.chunk_size must be an integer >= 1 (tokens per chunk); got {self.chunk_size!r}")
+        if self.chunk_size is not None and (not _is_int(self.chunk_size) or self.chunk_size < 1):
+            raise ValueError(f"seer.chunk_size must be null (auto: ~1/45 of an engine's KV tokens, at most 1/8 of "
+                             f"the response length) or an integer >= 1 (tokens per chunk); got {self.chunk_size!r}")
         if not _is_int(self.affinity_threshold) or self.affinity_threshold < 0:
             raise ValueError(
                 f"seer.affinity_threshold must be an integer >= 0 (in-flight chunks); got {self.affinity_threshold!r}"
@@ -148,11 +152,24 @@ class SeerConfig:
             )
         return self
 
-    def effective_chunk_timeout_s(self) -> float:
-        """``chunk_timeout_s``, or its automatic value ``120 + 2 * chunk_size`` seconds when it is None."""
+    def resolved_chunk_size(self, kv_capacity_tokens: int, response_length: int) -> int:
+        """``chunk_size``, or when it is None (auto) :func:`~seer_verl.core.divided.auto_chunk_size` of the smallest
+        engine's KV capacity (tokens) and the longest response (tokens)."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return auto_chunk_size(kv_capacity_tokens, response_length)
+
+    def effective_chunk_timeout_s(self, chunk_size: int | None = None) -> float:
+        """``chunk_timeout_s``, or its automatic value ``120 + 2 * chunk_size`` seconds when it is None.
+
+        ``chunk_size``: the rollout's chunk size when the config's is auto (see :meth:`resolved_chunk_size`).
+        Raises ValueError when both are None (the automatic timeout needs a chunk size)."""
         if self.chunk_timeout_s is not None:
             return float(self.chunk_timeout_s)
-        return AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * self.chunk_size
+        size = chunk_size if chunk_size is not None else self.chunk_size
+        if size is None:
+            raise ValueError("effective_chunk_timeout_s: seer.chunk_size is null (auto); pass the resolved size")
+        return AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * size
 
     def check_rollout(
         self,
@@ -212,7 +229,7 @@ class SeerConfig:
                     f"it would queue inside the engine; allowed: null (= {max_num_seqs}) or 1..{max_num_seqs}"
                 )
         warnings: list[str] = []
-        if self.chunk_size >= response_length:
+        if self.chunk_size is not None and self.chunk_size >= response_length:
             warnings.append(
                 f"seer.chunk_size={self.chunk_size} >= {k['response_length']}={response_length}: every request "
                 "runs in a single chunk (divided rollout is off)"

@@ -128,7 +128,9 @@ class RolloutController:
                                    float(self.config.kv_reserve))
         self.policy = make_policy(self.config.policy, buffer.requests)
         self.scheduler = Scheduler(self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer)))
-        self._chunk_size = self.config.chunk_size
+        alive = [e.capacity_tokens for e in engines if e.alive]
+        self._chunk_size = self.config.resolved_chunk_size(
+            min(alive, default=1), max((r.max_tokens for r in buffer.requests), default=1))
         self._align = self.config.chunk_align or 0
         self._lookahead = self.config.lookahead
         self._decisions = 0
@@ -160,6 +162,12 @@ class RolloutController:
     def done(self) -> bool:
         """True when every request has finished."""
         return self._unfinished == 0
+
+    @property
+    def chunk_size(self) -> int:
+        """Tokens per chunk: ``config.chunk_size``, or its automatic value when that is None
+        (:meth:`SeerConfig.resolved_chunk_size` of the smallest alive engine and the longest ``max_tokens``)."""
+        return self._chunk_size
 
     @property
     def decisions(self) -> int:

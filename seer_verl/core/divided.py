@@ -12,16 +12,52 @@ re-dispatched, possibly to another engine.
 
 :func:`apply_chunk` is the only place where a request's tokens grow; it checks the engine's result
 against the budget that was dispatched before touching the request.
+
+:func:`auto_chunk_size` picks ``chunk_size`` when the config leaves it ``null``: about 1/45 of an engine's KV
+tokens, at most an eighth of the response length.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from .errors import ChunkError
 from .request import RolloutRequest
 
-__all__ = ["chunk_budget", "validate_chunk", "apply_chunk"]
+__all__ = ["chunk_budget", "validate_chunk", "apply_chunk", "auto_chunk_size",
+           "AUTO_CHUNK_KV_SHARE", "AUTO_CHUNK_MIN_CHUNKS", "AUTO_CHUNK_MIN_TOKENS"]
+
+#: ``auto_chunk_size``: a chunk of about 1/45 of the smallest engine's KV tokens. Every running chunk reserves its
+#: growth on top of its context, so the chunk size prices concurrency against chunk boundaries (a round trip and a
+#: one-token prefill each). Simulated CPU bench shapes (1.4K-11K KV tokens per engine, responses up to 512-1024,
+#: 10 seeds each; docs/kv_pressure.md "Chunk size from the KV per engine") put the best size at 32-64 tokens for
+#: 1.4K, 64 for 2.9K, 128 for 5.6K and 128-256 for 11K tokens per engine: ~1/45 of the KV in each case.
+AUTO_CHUNK_KV_SHARE = 45
+#: ... and at most 1/8 of the response length, so a full-length response takes at least 8 chunks. With GPU-sized KV
+#: (~1.2M tokens per engine) the KV share alone would give 32K-token chunks; the simulated paper workloads are
+#: best at 1/8 of their response length (Moonlight, 65,536: 8,192-token chunks; 16,384 lost 4%).
+AUTO_CHUNK_MIN_CHUNKS = 8
+#: ... and at least this many tokens.
+AUTO_CHUNK_MIN_TOKENS = 16
+
+
+def auto_chunk_size(kv_capacity_tokens: int, response_length: int) -> int:
+    """The chunk size for ``seer.chunk_size: null``: a power of two near ``kv_capacity_tokens / 45``, at most
+    ``response_length / 8`` (rounded down to a power of two) and at least 16 tokens.
+
+    Args:
+        kv_capacity_tokens: the KV capacity of the smallest engine, in tokens.
+        response_length: the longest response of the rollout (verl's ``response_length``), in tokens.
+
+    Raises ValueError for a capacity or response length below 1.
+    """
+    if kv_capacity_tokens < 1 or response_length < 1:
+        raise ValueError(f"auto_chunk_size needs kv_capacity_tokens >= 1 and response_length >= 1; "
+                         f"got {kv_capacity_tokens!r}, {response_length!r}")
+    size = 2 ** round(math.log2(max(kv_capacity_tokens / AUTO_CHUNK_KV_SHARE, 1.0)))
+    cap = 2 ** int(math.log2(max(response_length // AUTO_CHUNK_MIN_CHUNKS, 1)))
+    return max(AUTO_CHUNK_MIN_TOKENS, min(size, cap))
 
 
 def chunk_budget(req: RolloutRequest, chunk_size: int, align: int = 0) -> int:

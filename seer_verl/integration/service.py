@@ -37,6 +37,7 @@ healthy engine is the sample's own error (e.g. vLLM rejects the prompt): the bat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -47,6 +48,7 @@ from seer_verl.aio import bounded
 from seer_verl.backends import backend_of
 from seer_verl.integration.engines import lost_reason
 from seer_verl.core import Dispatch, EngineState, NoEngineError, RequestBuffer, RolloutController, SeerConfig
+from seer_verl.core.config import AUTO_CHUNK_TIMEOUT_BASE_S
 from seer_verl.speculative.config import SpecConfig
 from seer_verl.speculative.coordinator import GroupedSpeculation
 
@@ -187,7 +189,9 @@ class SeerRolloutService:
         self._config = SeerConfig.from_mapping(cfg)
         # adaptive grouped speculative decoding (seer.spec.enabled): request tags, draft server, draft clients
         self._sd = GroupedSpeculation(self._spec, self._handles, self._backend) if self._spec.enabled else None
-        self._chunk_timeout_s = self._config.effective_chunk_timeout_s()
+        # seer.chunk_size null (auto) is resolved per batch from the alive engines' KV and the response length
+        self._chunk_timeout_s = (self._config.effective_chunk_timeout_s()
+                                 if self._config.chunk_size is not None else AUTO_CHUNK_TIMEOUT_BASE_S)
         self._health_timeout_s = float(self._config.health_timeout_s)
         self._eos = set(int(t) for t in eos_token_ids)
         # engines lost so far (index -> reason); persists across batches: a lost engine is never used again
@@ -480,8 +484,11 @@ class SeerRolloutService:
             buffer = RequestBuffer.from_rows(rows, budgets, true_lens)
             states = [EngineState(i, e.capacity_tokens, e.block_size)
                       for i, e in enumerate(self._engines) if i not in self._dead]
+            size = self._config.resolved_chunk_size(min(e.capacity_tokens for e in states), b.response_length)
+            config = dataclasses.replace(self._config, chunk_size=size)
+            self._chunk_timeout_s = config.effective_chunk_timeout_s()
             try:
-                return RolloutController(buffer, states, self._config)
+                return RolloutController(buffer, states, config)
             except NoEngineError as exc:
                 if self._dead:
                     raise EngineLossError(self._loss_message(str(exc))) from exc
@@ -596,7 +603,7 @@ class SeerRolloutService:
             "engine_failures": list(self._failures),
             "engines_alive": len(self._engines) - len(self._dead),
             "policy": self._config.policy,
-            "chunk_size": self._config.chunk_size,
+            "chunk_size": ctl.chunk_size,
             # finished lengths per group: how much siblings share their lengths (timing_s/seer/group_length_icc)
             "group_lengths": _group_lengths(ctl),
         }

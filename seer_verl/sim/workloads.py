@@ -72,7 +72,7 @@ class Workload:
     max_batched_tokens: int
     step_model: StepTimeModel
     acceptance: AcceptanceModel
-    chunk_size: int
+    chunk_size: int | None  # seer.chunk_size (None = auto: core.divided.auto_chunk_size)
     affinity_threshold: int = 32
     starvation_bound: int | None = None  # seer.starvation_bound (None = the core's default, 4 x requests)
     kv_reserve: float = 1.0  # seer.kv_reserve (multiple of a chunk's growth reserved in KV; 1 = the paper)
@@ -256,7 +256,7 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             w.acceptance = ACCEPTANCE_CURVES[str(v)]
         elif k in ("num_engines", "kv_capacity_tokens", "block_size", "max_num_seqs", "max_batched_tokens",
                    "chunk_size", "affinity_threshold", "gamma_max"):
-            setattr(w, k, int(v))
+            setattr(w, k, None if v is None and k == "chunk_size" else int(v))
         elif k == "starvation_bound":
             w.starvation_bound = None if v is None else int(v)
         elif k == "continuation":
@@ -323,7 +323,7 @@ def cpu_bench_workload(seed: int = 0, report: str | Path | None = None, lengths_
         max_batched_tokens=8192,
         step_model=load_step_model(step_name),
         acceptance=ACCEPTANCE_CURVES["smollm2_t10" if float(rep["workload"]["temperature"]) >= 0.8 else "smollm2_t06"],
-        chunk_size=128,
+        chunk_size=None,  # auto, as configs/seer.yaml ships
         stock_placement="recorded" if stock_src else "request",
         recorded_engines=[int(q["engines"][0]) for q in stock_src] if stock_src else None,
         kv_pool=False,
@@ -392,7 +392,7 @@ def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
         max_batched_tokens=8192,
         step_model=load_step_model(step_name),
         acceptance=ACCEPTANCE_CURVES["smollm2_t10"],
-        chunk_size=128,
+        chunk_size=None,  # auto, as configs/seer.yaml ships
         stock_placement="request",
         kv_pool=False,
         timeline_dt=0.5,
@@ -420,7 +420,8 @@ def _is_num(v: Any) -> bool:
 _OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
     **{k: (lambda v: _is_int(v) and v >= 1, "an integer >= 1") for k in (
         "num_groups", "group_size", "num_engines", "kv_capacity_tokens", "block_size", "max_num_seqs",
-        "max_batched_tokens", "chunk_size", "max_tokens")},
+        "max_batched_tokens", "max_tokens")},
+    "chunk_size": (lambda v: v is None or (_is_int(v) and v >= 1), "null (auto) or an integer >= 1"),
     "affinity_threshold": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "gamma_max": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "starvation_bound": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),

@@ -102,7 +102,7 @@ def drive(
     rng = random.Random(seed)
     ctrl = RolloutController(buffer, engines, config)
     rep = DriveReport(ctrl)
-    cs = config.chunk_size
+    cs = ctrl.chunk_size
     bound = config.effective_starvation_bound(len(buffer))
     n = len(buffer)
     true_len = {r.req_id: r.true_len for r in buffer}

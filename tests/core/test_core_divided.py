@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seer_verl.core import ChunkError, RolloutRequest, apply_chunk, chunk_budget
+from seer_verl.core import ChunkError, RolloutRequest, apply_chunk, auto_chunk_size, chunk_budget
 
 
 def make(max_tokens=10, generated=0):
@@ -116,3 +116,39 @@ def test_aligned_budget_never_exceeds_the_plain_budget() -> None:
 def test_last_chunk_is_not_shortened() -> None:
     r = _at(125, 900, 1000)  # 100 tokens left < chunk: finish the request in this chunk
     assert chunk_budget(r, 128, align=128) == 100
+
+
+@pytest.mark.parametrize(
+    "kv, response, expect",
+    [
+        # the simulated CPU shapes' best sizes (docs/kv_pressure.md): ~1/45 of an engine's KV tokens
+        (1408, 1024, 32), (2912, 1024, 64), (5632, 1024, 128), (11264, 4096, 256),
+        # at most 1/8 of the response length (a power of two): 512 -> 64, 40,960 -> 4,096
+        (5632, 512, 64), (1_157_407, 65536, 8192), (1_214_599, 40960, 4096), (11_270_491, 98304, 8192),
+        # at least 16 tokens
+        (100, 1024, 16), (5632, 20, 16), (1, 1, 16),
+        # the KV share rounds to the nearest power of two: 4,073 tokens / 45 = 90.5 is the 64/128 boundary
+        (4050, 1024, 64), (4100, 1024, 128),
+    ],
+)
+def test_auto_chunk_size(kv, response, expect):
+    assert auto_chunk_size(kv, response) == expect
+
+
+def test_auto_chunk_size_is_a_power_of_two_monotone_in_kv_and_response():
+    kvs = [2**k + d for k in range(4, 24) for d in (-1, 0, 1)]
+    for response in (1, 16, 100, 512, 1000, 8192, 65536):
+        sizes = [auto_chunk_size(kv, response) for kv in kvs]
+        assert all(s & (s - 1) == 0 and s >= 16 for s in sizes)
+        assert all(s <= max(16, response // 8) for s in sizes)
+        assert sizes == sorted(sizes)
+    for kv in (1000, 5632, 10**6):
+        sizes = [auto_chunk_size(kv, r) for r in range(1, 20000, 37)]
+        assert sizes == sorted(sizes)
+
+
+def test_auto_chunk_size_rejects_empty_engines_and_responses():
+    with pytest.raises(ValueError, match="kv_capacity_tokens >= 1 and response_length >= 1; got 0, 512"):
+        auto_chunk_size(0, 512)
+    with pytest.raises(ValueError, match="got 5632, 0"):
+        auto_chunk_size(5632, 0)

@@ -70,7 +70,7 @@ def test_default_config_is_valid_and_auto_starvation_bound_scales_with_requests(
     "field, value, message",
     [
         ("policy", "fifo", r"seer\.policy must be one of 'divided', 'seer', 'oracle'; got 'fifo'"),
-        ("chunk_size", 0, r"seer\.chunk_size must be an integer >= 1 .*got 0"),
+        ("chunk_size", 0, r"seer\.chunk_size must be null \(auto.*or an integer >= 1 .*got 0"),
         ("chunk_size", 2.5, r"seer\.chunk_size .*got 2\.5"),
         ("chunk_size", True, r"seer\.chunk_size .*got True"),
         ("affinity_threshold", -1, r"seer\.affinity_threshold must be an integer >= 0 .*got -1"),
