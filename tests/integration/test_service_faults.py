@@ -66,6 +66,7 @@ class FakeEngine:
         self.calls = 0
         self.running = 0
         self.completed = 0
+        self.budgets: list[int] = []  # max_tokens of every call
         self.engine = SimpleNamespace(errored=False)
         self.generate = _Remote(self._generate)
         self.__ray_call__ = _Remote(self._ray_call)
@@ -83,6 +84,7 @@ class FakeEngine:
 
     async def _generate(self, prompt_ids, sampling_params, request_id, priority=0):
         self.calls += 1
+        self.budgets.append(sampling_params["max_tokens"])
         self.running += 1
         try:
             self._check()
@@ -153,6 +155,16 @@ def assert_exact(results, prompts, max_tokens=40):
         assert not isinstance(res, BaseException), f"row {i}: {res!r}"
         assert res["token_ids"] == greedy(p, max_tokens), f"row {i}: tokens differ from an uninterrupted run"
         assert len(res["log_probs"]) == len(res["token_ids"])
+
+
+def test_null_chunk_size_is_an_eighth_of_the_batch_response_length():
+    svc, engines = make_service(n_engines=2, chunk_size=None)
+    prompts = prompts_for(8, seed=3)
+    results, last, _ = asyncio.run(run_batch(svc, prompts, [i // 4 for i in range(8)], max_tokens=256))
+    assert_exact(results, prompts, max_tokens=256)
+    budgets = [b for e in engines for b in e.budgets]
+    assert max(budgets) == 32 and not isinstance(last, BaseException)  # auto_chunk_size(256) = 32
+    assert last["chunk_size"] == 32 and svc._chunk_timeout_s == 120 + 2 * 32
 
 
 def kill_when(engine: FakeEngine, cond, how="actor_dead"):
