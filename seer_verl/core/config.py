@@ -45,7 +45,7 @@ class SeerConfig:
             (longest-first on true lengths; simulation only).
         chunk_size: tokens per generation chunk (paper §3.2; the value is not given in the paper,
             secondary sources say 8K). Each chunk's ``max_tokens`` is ``min(chunk_size, remaining)``. ``None`` =
-            auto, 1/8 of the response length as a power of two (:func:`~seer_verl.core.divided.auto_chunk_size`;
+            auto, from the smallest engine's KV and the response length (:func:`~seer_verl.core.divided.auto_chunk_size`;
             :meth:`resolved_chunk_size`).
         affinity_threshold: in-flight imbalance (chunks) above which a chunk leaves the engine that
             holds its prefix KV for the least-loaded one (32 in the paper's OSDI experiments).
@@ -104,8 +104,8 @@ class SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
         check_policy_name(self.policy)
         if self.chunk_size is not None and (not _is_int(self.chunk_size) or self.chunk_size < 1):
-            raise ValueError(f"seer.chunk_size must be null (auto: 1/8 of the response length, a power of two) or an "
-                             f"integer >= 1 (tokens per chunk); got {self.chunk_size!r}")
+            raise ValueError(f"seer.chunk_size must be null (auto: ~1/45 of an engine's KV tokens, at most 1/8 of "
+                             f"the response length) or an integer >= 1 (tokens per chunk); got {self.chunk_size!r}")
         if not _is_int(self.affinity_threshold) or self.affinity_threshold < 0:
             raise ValueError(
                 f"seer.affinity_threshold must be an integer >= 0 (in-flight chunks); got {self.affinity_threshold!r}"
@@ -152,12 +152,12 @@ class SeerConfig:
             )
         return self
 
-    def resolved_chunk_size(self, response_length: int) -> int:
-        """``chunk_size``, or when it is None (auto) :func:`~seer_verl.core.divided.auto_chunk_size` of the longest
-        response (tokens)."""
+    def resolved_chunk_size(self, kv_capacity_tokens: int, response_length: int) -> int:
+        """``chunk_size``, or when it is None (auto) :func:`~seer_verl.core.divided.auto_chunk_size` of the smallest
+        engine's KV capacity (tokens) and the longest response (tokens)."""
         if self.chunk_size is not None:
             return self.chunk_size
-        return auto_chunk_size(response_length)
+        return auto_chunk_size(kv_capacity_tokens, response_length)
 
     def effective_chunk_timeout_s(self, chunk_size: int | None = None) -> float:
         """``chunk_timeout_s``, or its automatic value ``120 + 2 * chunk_size`` seconds when it is None.

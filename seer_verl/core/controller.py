@@ -128,7 +128,9 @@ class RolloutController:
                                    float(self.config.kv_reserve))
         self.policy = make_policy(self.config.policy, buffer.requests)
         self.scheduler = Scheduler(self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer)))
-        self._chunk_size = self.config.resolved_chunk_size(max((r.max_tokens for r in buffer.requests), default=1))
+        alive = [e.capacity_tokens for e in engines if e.alive]
+        self._chunk_size = self.config.resolved_chunk_size(
+            min(alive, default=1), max((r.max_tokens for r in buffer.requests), default=1))
         self._align = self.config.chunk_align or 0
         self._lookahead = self.config.lookahead
         self._decisions = 0
@@ -164,7 +166,7 @@ class RolloutController:
     @property
     def chunk_size(self) -> int:
         """Tokens per chunk: ``config.chunk_size``, or its automatic value when that is None
-        (:meth:`SeerConfig.resolved_chunk_size` of the longest ``max_tokens``)."""
+        (:meth:`SeerConfig.resolved_chunk_size` of the smallest alive engine and the longest ``max_tokens``)."""
         return self._chunk_size
 
     @property

@@ -13,8 +13,8 @@ re-dispatched, possibly to another engine.
 :func:`apply_chunk` is the only place where a request's tokens grow; it checks the engine's result
 against the budget that was dispatched before touching the request.
 
-:func:`auto_chunk_size` picks ``chunk_size`` when the config leaves it ``null``: an eighth of the response
-length, as a power of two.
+:func:`auto_chunk_size` picks ``chunk_size`` when the config leaves it ``null``: about 1/45 of the smallest
+engine's KV tokens, at most an eighth of the response length.
 """
 
 from __future__ import annotations
@@ -25,34 +25,40 @@ from collections.abc import Sequence
 from .errors import ChunkError
 from .request import RolloutRequest
 
-__all__ = ["chunk_budget", "validate_chunk", "apply_chunk", "auto_chunk_size", "AUTO_CHUNKS_PER_RESPONSE",
-           "AUTO_CHUNK_MIN_TOKENS"]
+__all__ = ["chunk_budget", "validate_chunk", "apply_chunk", "auto_chunk_size",
+           "AUTO_CHUNK_KV_SHARE", "AUTO_CHUNK_MIN_CHUNKS", "AUTO_CHUNK_MIN_TOKENS"]
 
-#: ``auto_chunk_size``: a full-length response is divided into this many chunks. Every running chunk reserves its
-#: growth in KV on top of its context, so the chunk size trades concurrency (and how finely the tail is re-balanced)
-#: against chunk boundaries (a round trip and a one-token prefill each). One-eighth of the response was the best or
-#: within 2% of the best chunk size on 14 of the 15 simulated shapes tried (CPU engines of 1.4K-11K KV tokens with
-#: 512- and 1,024-token responses, and the paper's Moonlight workload: 8,192-token chunks for 65,536-token responses,
-#: the paper's scale); the exception: 512-token responses on 5.6K-token engines, where 128-token chunks beat 64 by 5%
-#: (docs/kv_pressure.md, "Automatic chunk size").
-AUTO_CHUNKS_PER_RESPONSE = 8
-#: ... and a chunk has at least this many tokens.
+#: ``auto_chunk_size``: a chunk of about 1/45 of the smallest engine's KV tokens. Every running chunk reserves its
+#: growth in KV on top of its context, so the chunk size trades concurrency against chunk boundaries (a round trip
+#: and a one-token prefill each) and against how finely the tail is re-balanced. In the simulator the best size
+#: follows the KV per engine: 64 tokens on CPU engines of 2.9K KV tokens, 128 at 5.6K, and 2,048 on the paper's
+#: Moonlight engines at ``gpu_memory_utilization`` 0.5 without a global KV pool (128.6K tokens, verl's regime: 8,192
+#: lost 14% there). docs/kv_pressure.md, "Automatic chunk size", has the 16 shapes tried.
+AUTO_CHUNK_KV_SHARE = 45
+#: ... and at most 1/8 of the response length, so a full-length response takes at least 8 chunks (the paper's long
+#: requests take 5-12). With a global KV pool and ~1.2M KV tokens per engine the KV share alone would give 32K-token
+#: chunks; simulated Moonlight is best at 8,192 = 1/8 of its 65,536-token responses there (16,384 lost 7%).
+AUTO_CHUNK_MIN_CHUNKS = 8
+#: ... and at least this many tokens.
 AUTO_CHUNK_MIN_TOKENS = 16
 
 
-def auto_chunk_size(response_length: int) -> int:
-    """The chunk size for ``seer.chunk_size: null``: ``response_length / 8`` rounded down to a power of two, at least
-    16 tokens (512 -> 64, 1,024 -> 128, 40,960 -> 4,096, 65,536 -> 8,192).
+def auto_chunk_size(kv_capacity_tokens: int, response_length: int) -> int:
+    """The chunk size for ``seer.chunk_size: null``: a power of two near ``kv_capacity_tokens / 45``, at most
+    ``response_length / 8`` (rounded down to a power of two) and at least 16 tokens.
 
     Args:
+        kv_capacity_tokens: the KV capacity of the smallest engine, in tokens.
         response_length: the longest response of the rollout (verl's ``response_length``), in tokens.
 
-    Raises ValueError for a response length below 1.
+    Raises ValueError for a capacity or response length below 1.
     """
-    if not isinstance(response_length, int) or isinstance(response_length, bool) or response_length < 1:
-        raise ValueError(f"auto_chunk_size: response_length must be an integer >= 1 (tokens); got {response_length!r}")
-    size = 2 ** int(math.log2(max(response_length // AUTO_CHUNKS_PER_RESPONSE, 1)))
-    return max(AUTO_CHUNK_MIN_TOKENS, size)
+    if kv_capacity_tokens < 1 or response_length < 1:
+        raise ValueError(f"auto_chunk_size needs kv_capacity_tokens >= 1 and response_length >= 1; "
+                         f"got {kv_capacity_tokens!r}, {response_length!r}")
+    size = 2 ** round(math.log2(max(kv_capacity_tokens / AUTO_CHUNK_KV_SHARE, 1.0)))
+    cap = 2 ** int(math.log2(max(response_length // AUTO_CHUNK_MIN_CHUNKS, 1)))
+    return max(AUTO_CHUNK_MIN_TOKENS, min(size, cap))
 
 
 def chunk_budget(req: RolloutRequest, chunk_size: int, align: int = 0) -> int:

@@ -189,7 +189,7 @@ class SeerRolloutService:
         self._config = SeerConfig.from_mapping(cfg)
         # adaptive grouped speculative decoding (seer.spec.enabled): request tags, draft server, draft clients
         self._sd = GroupedSpeculation(self._spec, self._handles, self._backend) if self._spec.enabled else None
-        # seer.chunk_size null (auto) is resolved per batch from the response length
+        # seer.chunk_size null (auto) is resolved per batch from the alive engines' KV and the response length
         self._chunk_timeout_s = (self._config.effective_chunk_timeout_s()
                                  if self._config.chunk_size is not None else AUTO_CHUNK_TIMEOUT_BASE_S)
         self._health_timeout_s = float(self._config.health_timeout_s)
@@ -484,7 +484,7 @@ class SeerRolloutService:
             buffer = RequestBuffer.from_rows(rows, budgets, true_lens)
             states = [EngineState(i, e.capacity_tokens, e.block_size)
                       for i, e in enumerate(self._engines) if i not in self._dead]
-            size = self._config.resolved_chunk_size(b.response_length)
+            size = self._config.resolved_chunk_size(min(e.capacity_tokens for e in states), b.response_length)
             config = dataclasses.replace(self._config, chunk_size=size)
             self._chunk_timeout_s = config.effective_chunk_timeout_s()
             try:

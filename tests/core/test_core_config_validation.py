@@ -26,8 +26,8 @@ from seer_verl.core import SeerConfig
         ("starvation_bound", 2.0, r"seer\.starvation_bound .*got 2\.0"),
         ("max_inflight_per_engine", True, r"seer\.max_inflight_per_engine .*got True"),
         ("policy", None, r"seer\.policy must be one of 'divided', 'seer', 'oracle'; got None"),
-        ("chunk_size", 0, r"seer\.chunk_size must be null \(auto: 1/8 of the response length, a power of two\) or an "
-                          r"integer >= 1 \(tokens per chunk\); got 0"),
+        ("chunk_size", 0, r"seer\.chunk_size must be null \(auto: ~1/45 of an engine's KV tokens, at most 1/8 of the "
+                          r"response length\) or an integer >= 1 \(tokens per chunk\); got 0"),
         ("chunk_size", "auto", r"seer\.chunk_size .*got 'auto'"),
     ],
 )
@@ -45,8 +45,8 @@ def test_chunk_timeout_auto_scales_with_chunk_size_and_explicit_value_wins():
 
 def test_null_chunk_size_is_auto_and_its_timeout_needs_the_resolved_size():
     auto = SeerConfig(chunk_size=None).validate()
-    assert auto.resolved_chunk_size(1024) == 128 and auto.resolved_chunk_size(512) == 64
-    assert SeerConfig(chunk_size=300).resolved_chunk_size(1024) == 300
+    assert auto.resolved_chunk_size(5632, 1024) == 128 and auto.resolved_chunk_size(5632, 512) == 64
+    assert SeerConfig(chunk_size=300).resolved_chunk_size(5632, 1024) == 300
     assert auto.effective_chunk_timeout_s(128) == 120 + 2 * 128
     with pytest.raises(ValueError, match="seer.chunk_size is null"):
         auto.effective_chunk_timeout_s()

@@ -54,13 +54,14 @@ def test_chunked_request_round_trip_with_affinity_and_results_in_row_order():
     assert c.placement.engine(0).reserved_tokens == 0 and c.placement.engine(1).inflight == 0
 
 
-def test_null_chunk_size_is_resolved_from_the_longest_budget():
+def test_null_chunk_size_is_resolved_from_the_smallest_alive_engine_and_the_longest_budget():
     from seer_verl.core import auto_chunk_size
 
-    engines = [EngineState(0, 11264, 128), EngineState(1, 5632, 128)]
+    engines = [EngineState(0, 11264, 128), EngineState(1, 5632, 128), EngineState(2, 1408, 128, alive=False)]
     c = ctrl([(0, 100)] * 4, [300, 1024, 200, 50], engines, chunk_size=None)
-    assert c.chunk_size == auto_chunk_size(1024) == 128
-    assert sorted(d.max_tokens for d in c.next_dispatches()) == [50, 128, 128, 128]
+    assert c.chunk_size == auto_chunk_size(5632, 1024) == 128
+    budgets = sorted(d.max_tokens for d in c.next_dispatches())
+    assert budgets == [50, 128, 128, 128]
     fresh = [EngineState(0, 5632, 128)]
     assert ctrl([(0, 100)], 1024, fresh, chunk_size=300).chunk_size == 300  # an explicit size is kept
 

@@ -119,22 +119,38 @@ def test_last_chunk_is_not_shortened() -> None:
 
 
 @pytest.mark.parametrize(
-    "response, expect",
-    [(512, 64), (1024, 128), (1000, 64), (40960, 4096), (65536, 8192), (98304, 8192), (256, 32), (128, 16),
-     (100, 16), (1, 16)],
+    "kv, response, expect",
+    [
+        # the simulated CPU shapes' best sizes (docs/kv_pressure.md): ~1/45 of an engine's KV tokens
+        (1408, 1024, 32), (2912, 1024, 64), (5632, 1024, 128), (11264, 4096, 256),
+        # at most 1/8 of the response length (a power of two): 512 -> 64, 40,960 -> 4,096
+        (5632, 512, 64), (1_157_407, 65536, 8192), (1_214_599, 40960, 4096), (11_270_491, 98304, 8192),
+        # simulated Moonlight engines at gpu_memory_utilization 0.5 (verl's regime without a KV pool): the KV binds
+        (128_600, 65536, 2048),
+        # at least 16 tokens
+        (100, 1024, 16), (5632, 20, 16), (1, 1, 16),
+        # the KV share rounds to the nearest power of two: 4,073 tokens / 45 = 90.5 is the 64/128 boundary
+        (4050, 1024, 64), (4100, 1024, 128),
+    ],
 )
-def test_auto_chunk_size_is_an_eighth_of_the_response_as_a_power_of_two(response, expect):
-    assert auto_chunk_size(response) == expect
+def test_auto_chunk_size(kv, response, expect):
+    assert auto_chunk_size(kv, response) == expect
 
 
-def test_auto_chunk_size_is_a_power_of_two_monotone_in_the_response():
-    sizes = [auto_chunk_size(r) for r in range(1, 70000, 13)]
-    assert all(s & (s - 1) == 0 and s >= 16 for s in sizes)
-    assert all(s <= max(16, r // 8) for s, r in zip(sizes, range(1, 70000, 13)))
-    assert sizes == sorted(sizes)
+def test_auto_chunk_size_is_a_power_of_two_monotone_in_kv_and_response():
+    kvs = [2**k + d for k in range(4, 24) for d in (-1, 0, 1)]
+    for response in (1, 16, 100, 512, 1000, 8192, 65536):
+        sizes = [auto_chunk_size(kv, response) for kv in kvs]
+        assert all(s & (s - 1) == 0 and s >= 16 for s in sizes)
+        assert all(s <= max(16, response // 8) for s in sizes)
+        assert sizes == sorted(sizes)
+    for kv in (1000, 5632, 10**6):
+        sizes = [auto_chunk_size(kv, r) for r in range(1, 20000, 37)]
+        assert sizes == sorted(sizes)
 
 
-@pytest.mark.parametrize("bad", [0, -5, 2.5, True, None])
-def test_auto_chunk_size_rejects_bad_response_lengths(bad):
-    with pytest.raises(ValueError, match=f"response_length must be an integer >= 1 \\(tokens\\); got {bad!r}"):
-        auto_chunk_size(bad)
+def test_auto_chunk_size_rejects_empty_engines_and_responses():
+    with pytest.raises(ValueError, match="kv_capacity_tokens >= 1 and response_length >= 1; got 0, 512"):
+        auto_chunk_size(0, 512)
+    with pytest.raises(ValueError, match="got 5632, 0"):
+        auto_chunk_size(5632, 0)
