@@ -33,7 +33,7 @@ __all__ = ["chunk_budget", "validate_chunk", "apply_chunk", "auto_chunk_size",
 #: and a one-token prefill each) and against how finely the tail is re-balanced. In the simulator the best size
 #: follows the KV per engine: 64 tokens on CPU engines of 2.9K KV tokens, 128 at 5.6K, and 2,048 on the paper's
 #: Moonlight engines at ``gpu_memory_utilization`` 0.5 without a global KV pool (128.6K tokens, verl's regime: 8,192
-#: lost 14% there). docs/kv_pressure.md, "Automatic chunk size", has the 16 shapes tried.
+#: lost 14% there). docs/kv_pressure.md, "Automatic chunk size", has the 20 shapes tried.
 AUTO_CHUNK_KV_SHARE = 45
 #: ... and at most 1/8 of the response length, so a full-length response takes at least 8 chunks (the paper's long
 #: requests take 5-12). With a global KV pool and ~1.2M KV tokens per engine the KV share alone would give 32K-token
