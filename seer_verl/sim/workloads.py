@@ -35,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from seer_verl.core.divided import auto_chunk_size
 from seer_verl.core.draft_budget import DEFAULT_MIN_GAIN
 from seer_verl.core.step_time import StepTimeModel
 
@@ -117,7 +118,10 @@ class Workload:
             "prompt_mean": sum(self.prompt_lens) / len(self.prompt_lens),
             "engines": self.num_engines, "dp": self.dp, "kv_capacity_tokens": self.kv_capacity_tokens, "block_size": self.block_size,
             "max_num_seqs": self.max_num_seqs, "max_batched_tokens": self.max_batched_tokens,
-            "chunk_size": self.chunk_size, "stock_placement": self.stock_placement, "kv_pool": self.kv_pool,
+            # the size Seer's controller runs (auto: from the engines' KV and max_tokens, as in a real rollout)
+            "chunk_size": (self.chunk_size if self.chunk_size is not None
+                           else auto_chunk_size(self.kv_capacity_tokens, self.max_tokens)),
+            "chunk_size_auto": self.chunk_size is None, "stock_placement": self.stock_placement, "kv_pool": self.kv_pool,
             "step_model": self.step_model.to_dict() | {"meta": {k: v for k, v in self.step_model.meta.items()
                                                               if k not in ("rows", "rel_residuals")}},
             "acceptance": self.acceptance.name, "gamma_max": self.gamma_max, "lam": self.lam,

@@ -226,6 +226,15 @@ def test_cpu_bench_workload_from_the_recorded_run():
     assert r["num_preemptions"] > 0
 
 
+def test_summary_reports_the_chunk_size_seer_runs():
+    w = make_workload("cpu_synth", seed=0)  # auto: 5,632-token engines, 1,024-token responses
+    assert w.chunk_size is None and (w.summary()["chunk_size"], w.summary()["chunk_size_auto"]) == (128, True)
+    small = make_workload("cpu_synth", seed=0, kv_capacity_tokens=2912, max_tokens=512)
+    assert small.summary()["chunk_size"] == 64
+    fixed = make_workload("cpu_synth", seed=0, chunk_size=200)
+    assert (fixed.summary()["chunk_size"], fixed.summary()["chunk_size_auto"]) == (200, False)
+
+
 def test_cpu_validation_against_the_recorded_bench():
     """Simulated vs measured, each policy with its own recorded lengths, on a real run the simulator was not fitted
     to: stock's preemptions within 20% and wall time within 40% (a guard against gross drift). Measured on this
