@@ -259,8 +259,10 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
         if k == "acceptance":
             w.acceptance = ACCEPTANCE_CURVES[str(v)]
         elif k in ("num_engines", "kv_capacity_tokens", "block_size", "max_num_seqs", "max_batched_tokens",
-                   "chunk_size", "affinity_threshold", "gamma_max"):
-            setattr(w, k, None if v is None and k == "chunk_size" else int(v))
+                   "affinity_threshold", "gamma_max"):
+            setattr(w, k, int(v))
+        elif k == "chunk_size":
+            w.chunk_size = None if v is None else int(v)
         elif k == "starvation_bound":
             w.starvation_bound = None if v is None else int(v)
         elif k == "continuation":
