@@ -69,7 +69,11 @@ class SeerConfig:
             placed, on top of its context. ``1.0`` is the paper's guarantee (the whole chunk is reserved: the
             engine never preempts for it); ``0.0`` reserves the context only, as vLLM admits a request, and lets
             the engine preempt when the running chunks outgrow its KV; above 1 keeps headroom for later chunks.
-            An ablation knob: on the simulated CPU bench shapes 1.0 was best or tied (docs/kv_pressure.md).
+            ``"auto"`` (the default): the whole growth (1.0) while the requests that have not started yet need more
+            KV than the alive engines hold beyond their running contexts, and none (0.0) once they do not: the
+            reserve keeps newcomers from taking the KV a running request needs at its next chunk, so it pays only
+            while newcomers compete for the KV; otherwise it leaves KV idle that more running requests would use
+            (docs/kv_pressure.md "KV reserve").
         continuation: ``"first"``: a request whose chunk just completed gets its next chunk before any waiting
             request, on the engine that holds its KV, as long as its *expected* KV fits there (contexts plus half
             of the in-flight growth), even if its full reservation over-commits the engine (a chunk boundary
@@ -95,7 +99,7 @@ class SeerConfig:
     chunk_align: int | None = None
     chunk_timeout_s: float | None = None
     health_timeout_s: float = 10.0
-    kv_reserve: float = 1.0
+    kv_reserve: float | str = "auto"
     continuation: str = "first"
     share_prompt_kv: bool = True
     admission_wait_s: float = 2.0
@@ -145,10 +149,12 @@ class SeerConfig:
         if not isinstance(self.share_prompt_kv, bool):
             raise ValueError(f"seer.share_prompt_kv must be true or false; got {self.share_prompt_kv!r}")
         r = self.kv_reserve
-        if not (isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and 0.0 <= r <= 8.0):
+        if r != "auto" and not (isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r)
+                                and 0.0 <= r <= 8.0):
             raise ValueError(
-                f"seer.kv_reserve must be a number in [0, 8] (multiple of a chunk's growth reserved in KV: "
-                f"1 = the paper, never preempt; 0 = context only, as vLLM); got {r!r}"
+                f"seer.kv_reserve must be 'auto' or a number in [0, 8] (multiple of a chunk's growth reserved in KV: "
+                f"1 = the paper, never preempt; 0 = context only, as vLLM; auto = 1 while requests that have not "
+                f"started compete for the KV, else 0); got {r!r}"
             )
         return self
 

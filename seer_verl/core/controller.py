@@ -19,8 +19,9 @@ request whose chunk fits on no engine stays waiting ("no available instance for 
 call then tries the next requests (up to ``lookahead`` skips), so one large request does not block
 smaller ones. A *starved* request that does not fit blocks the call instead, so that freed KV goes
 to it first and its wait stays bounded. Contexts are never over-committed; how much of the chunks' growth is
-held back is ``config.kv_reserve`` (all of it by default: engines never preempt, except when a continuing
-request outgrows a full engine; see :meth:`RolloutController._continue_warm`).
+held back is ``config.kv_reserve`` (by default all of it while requests that have not started compete for the KV,
+none after: :meth:`RolloutController.growth_share_now`; a continuing request may outgrow a full engine, see
+:meth:`RolloutController._continue_warm`).
 
 :meth:`~RolloutController.fail_engine` handles an engine failure: its in-flight chunks are
 discarded and their requests re-queued from their last completed chunk.
@@ -40,7 +41,7 @@ from .buffer import RequestBuffer
 from .config import SeerConfig
 from .divided import apply_chunk, chunk_budget, validate_chunk
 from .errors import NoEngineError, StaleDispatchError
-from .placement import EngineState, Placement, PlacementDecision
+from .placement import EngineState, Placement, PlacementDecision, kv_footprint
 from .policies import make_policy
 from .request import RolloutRequest
 from .scheduler import Scheduler
@@ -124,8 +125,12 @@ class RolloutController:
                     f"(reserved_tokens={e.reserved_tokens}, inflight={e.inflight})"
                 )
         self.buffer = buffer
+        self._auto_reserve = self.config.kv_reserve == "auto"
         self.placement = Placement(engines, self.config.affinity_threshold, self.config.max_inflight_per_engine,
-                                   float(self.config.kv_reserve))
+                                   1.0 if self._auto_reserve else float(self.config.kv_reserve))
+        # kv_reserve="auto": block-rounded contexts of the unfinished requests that have not started (newcomers)
+        self._block = min((e.block_size for e in engines), default=1)
+        self._unstarted_kv = 0
         self.policy = make_policy(self.config.policy, buffer.requests)
         self.scheduler = Scheduler(self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer)))
         alive = [e.capacity_tokens for e in engines if e.alive]
@@ -154,6 +159,7 @@ class RolloutController:
                 self.placement.share_prompt(req.group_id, req.prompt_len)
             if not req.finished:
                 self._unfinished += 1
+                self._unstarted_kv += kv_footprint(req.prompt_len + req.generated, self._block)
                 self.scheduler.enqueue(req, 0)
 
     # -- state -------------------------------------------------------------------------------------
@@ -250,10 +256,25 @@ class RolloutController:
             req.engine = engine
         self.policy.on_added(req)
         self._unfinished += 1
+        self._unstarted_kv += kv_footprint(req.prompt_len + req.generated, self._block)
         self.scheduler.enqueue(req, self._clock)
         return req
 
     # -- dispatch ----------------------------------------------------------------------------------
+
+    def growth_share_now(self) -> float:
+        """The share of the chunks' growth ``kv_reserve="auto"`` reserves now: 1.0 (the paper's guarantee) while the
+        requests that have not started need more KV (block-rounded contexts) than the alive engines hold beyond
+        their running contexts, else 0.0.
+
+        The reserve keeps a running request's next chunk from finding its engine full of newcomers (it would wait,
+        and its cached KV be reused by others, so it re-prefills later); when the newcomers fit beside the running
+        contexts there is nobody to keep out, and the reserve would only leave KV idle that more running requests
+        use. A fixed ``kv_reserve`` returns that number."""
+        if not self._auto_reserve:
+            return float(self.config.kv_reserve)
+        free = sum(e.capacity_tokens - e.context_tokens for e in self.placement.engines if e.alive)
+        return 1.0 if self._unstarted_kv > free else 0.0
 
     def next_dispatches(self, max_dispatches: int | None = None) -> list[Dispatch]:
         """Every chunk that can start now (at most ``max_dispatches``), with KV reserved.
@@ -266,6 +287,8 @@ class RolloutController:
         if self._unfinished == 0:
             return out
         placement, sched, cs = self.placement, self.scheduler, self._chunk_size
+        if self._auto_reserve:
+            placement.set_growth_share(self.growth_share_now())
         if self.config.continuation != "policy":
             self._continue_warm(out, max_dispatches)
         stash: list[RolloutRequest] = []
@@ -360,12 +383,17 @@ class RolloutController:
         base, growth = self.placement.split(engine, context_len, budget)
         group = self.placement.sharing_group(req)
         self.placement.reserve(eid, base, growth, force, group)
+        if self.placement.growth_share >= 1.0:
+            self.stats.growth_reserved += 1
         tokens = base + growth
         passed = self.scheduler.dispatched(req, self._clock)
         self._decisions += 1
         if not continuation:
             self._clock += 1
-        rank = self._start_rank.setdefault(req.req_id, len(self._start_rank))
+        if req.req_id not in self._start_rank:
+            self._start_rank[req.req_id] = len(self._start_rank)
+            self._unstarted_kv -= kv_footprint(context_len, self._block)
+        rank = self._start_rank[req.req_id]
         d = Dispatch(
             dispatch_id=self._next_id,
             req_id=req.req_id,

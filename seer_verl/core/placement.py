@@ -147,6 +147,20 @@ class Placement:
         self._prompts: dict[int, int] = {}  # group id -> prompt tokens its requests share (share_prompt)
         self._group_chunks: dict[tuple[int, int], int] = {}  # (engine id, group id) -> its sharing chunks in flight
 
+    def set_growth_share(self, share: float) -> None:
+        """Change the share of the in-flight chunks' growth counted against the KV (``seer.kv_reserve="auto"``
+        switches it between 1 and 0 during a rollout). Every engine's ``reserved_tokens`` is recounted as its
+        contexts plus the new share of its growth, so a later :meth:`release` returns exactly what it counts; an
+        engine may then count more than its capacity (it takes no new chunk until it drains)."""
+        if not 0.0 <= share <= 8.0:
+            raise ValueError(f"growth_share must be in [0, 8], got {share!r}")
+        if share == self.growth_share:
+            return
+        self.growth_share = share
+        for e in self._engines:
+            if e.alive:
+                e.reserved_tokens = e.context_tokens + self._growth(e.growth_sum)
+
     # -- prompt sharing --------------------------------------------------------------------------------
 
     def share_prompt(self, group_id: int, prompt_len: int) -> None:

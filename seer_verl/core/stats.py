@@ -31,6 +31,7 @@ class RolloutStats:
     first_placements: int = 0              # first chunks (no prefix engine yet)
     max_passed_over: int = 0               # most dispatch decisions one request waited through
     continuations: int = 0                 # chunks that continued their request at once on the engine holding its KV
+    growth_reserved: int = 0               # chunks placed while the whole growth was reserved (kv_reserve 1, or auto on)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -76,7 +76,7 @@ class Workload:
     chunk_size: int | None  # seer.chunk_size (None = auto: core.divided.auto_chunk_size)
     affinity_threshold: int = 32
     starvation_bound: int | None = None  # seer.starvation_bound (None = the core's default, 4 x requests)
-    kv_reserve: float = 1.0  # seer.kv_reserve (multiple of a chunk's growth reserved in KV; 1 = the paper)
+    kv_reserve: float | str = "auto"  # seer.kv_reserve (growth reserved in KV: 1 = the paper; auto as seer.yaml ships)
     continuation: str = "first"  # seer.continuation (first | policy)
     share_prompt_kv: bool = True  # seer.share_prompt_kv (a group's prompt KV counted once per engine)
     engine_priority: bool = True  # Seer's engines run vLLM's scheduling_policy=priority (configs/seer.yaml); stock fcfs
@@ -270,7 +270,7 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
                 raise ValueError(f"continuation must be first, fit or policy; got {v!r}")
             w.continuation = str(v)
         elif k == "kv_reserve":
-            w.kv_reserve = float(v)
+            w.kv_reserve = "auto" if v == "auto" else float(v)
         elif k == "draft_budget":
             w.draft_budget = str(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt", "draft_min_gain"):
@@ -438,7 +438,7 @@ _OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
     "prompt_mean": (lambda v: _is_num(v) and v > 0, "a number > 0"),
     "p_cap": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     "kv_over_peak": (lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
-    "kv_reserve": (lambda v: _is_num(v) and 0 <= v <= 8, "a number in [0, 8]"),
+    "kv_reserve": (lambda v: v == "auto" or (_is_num(v) and 0 <= v <= 8), "auto or a number in [0, 8]"),
     "lam": (lambda v: _is_num(v) and v > 0, "a number > 0"),
     "draft_s_per_token": (lambda v: _is_num(v) and v >= 0, "seconds >= 0"),
     "timeline_dt": (lambda v: _is_num(v) and v > 0, "seconds > 0"),

@@ -13,6 +13,8 @@ computes itself (its own count of generated tokens, its own waiting set, its own
 
 from __future__ import annotations
 
+import math
+
 import random
 from dataclasses import dataclass, field
 
@@ -27,22 +29,26 @@ from seer_verl.core import (
 )
 
 
-def reserved_kv(chunks, buffer, engine, share: bool = True) -> int:
+def reserved_kv(chunks, buffer, engine, share: bool = True, growth_share: float = 1.0) -> int:
     """KV an engine must count for ``chunks`` (its in-flight dispatches), computed independently of placement: each
-    chunk's block-rounded end footprint, less, per group, the full blocks of the group's prompt (the prompt of its
+    chunk's block-rounded context plus ``growth_share`` of its block-rounded growth to its end (1: the whole end
+    footprint), less, per group, the full blocks of the group's prompt (the prompt of its
     first request in ``buffer``) for every chunk of the group on the engine but one (siblings whose prompt is at
     least that long share it in vLLM's prefix cache)."""
     bs = engine.block_size
     group_prompt: dict[int, int] = {}
     for r in buffer.requests:
         group_prompt.setdefault(r.group_id, r.prompt_len)
-    total = 0
+    total = growth = 0
     sharing: dict[int, int] = {}
     for d in chunks:
-        total += kv_footprint(d.context_len + d.max_tokens, bs)
+        base = kv_footprint(d.context_len, bs)
+        total += base
+        growth += kv_footprint(d.context_len + d.max_tokens, bs) - base
         req = buffer[d.req_id]
         if share and req.prompt_len >= group_prompt[req.group_id]:
             sharing[req.group_id] = sharing.get(req.group_id, 0) + 1
+    total += growth if growth_share == 1.0 else math.ceil(growth_share * growth)
     return total - sum((n - 1) * (group_prompt[g] // bs) * bs for g, n in sharing.items())
 
 
@@ -131,12 +137,22 @@ def drive(
         count = dict.fromkeys(blocks, 0)
         for d in inflight.values():
             count[d.engine_id] += 1
+        share = ctrl.placement.growth_share
+        if config.kv_reserve == "auto":
+            assert share in (0.0, 1.0)
+        else:
+            assert share == config.kv_reserve
         tokens = {e.engine_id: reserved_kv([d for d in inflight.values() if d.engine_id == e.engine_id], buffer, e,
-                                           config.share_prompt_kv)
+                                           config.share_prompt_kv, share)
                   for e in ctrl.placement.engines}
         for e in ctrl.placement.engines:
-            if not warm_first or (cold is not None and e.engine_id in cold):
-                assert e.reserved_tokens <= e.capacity_tokens, (e, "over-committed")
+            if cold is not None and e.engine_id in cold:
+                assert e.reserved_tokens <= e.capacity_tokens, (e, "over-committed by a new chunk")
+            elif not warm_first:
+                # kv_reserve="auto" switching its reserve on may count more growth than the KV holds (no chunk lands
+                # there until it drains); the contexts themselves are never over-committed
+                used = e.context_tokens if config.kv_reserve == "auto" else e.reserved_tokens
+                assert used <= e.capacity_tokens, (e, "over-committed")
             if not e.alive:
                 assert count[e.engine_id] == 0 and e.reserved_tokens == 0 and e.inflight == 0
                 continue

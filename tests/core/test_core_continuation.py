@@ -9,7 +9,7 @@ from seer_verl.core import EngineState, Placement, RequestBuffer, RolloutControl
 
 def ctrl(rows, max_tokens, engines, true_lens=None, **cfg):
     buf = RequestBuffer.from_rows(rows, max_tokens, true_lens)
-    return RolloutController(buf, engines, SeerConfig(policy="divided", chunk_align=0, **cfg))
+    return RolloutController(buf, engines, SeerConfig(**{"policy": "divided", "chunk_align": 0, "kv_reserve": 1.0, **cfg}))
 
 
 def test_a_finished_chunk_continues_at_once_on_its_engine_before_older_waiting_requests():
@@ -84,7 +84,7 @@ def test_release_returns_exactly_what_a_fractional_growth_reserve_took():
     assert (es[0].reserved_tokens, es[0].context_tokens, es[0].growth_sum, es[0].inflight) == (0, 0, 0, 0)
 
 
-@pytest.mark.parametrize("key, value", [("kv_reserve", -0.1), ("kv_reserve", 9), ("kv_reserve", "auto"),
+@pytest.mark.parametrize("key, value", [("kv_reserve", -0.1), ("kv_reserve", 9), ("kv_reserve", "sometimes"),
                                         ("kv_reserve", True), ("continuation", "always")])
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(ValueError, match=f"seer.{key}"):
@@ -108,3 +108,45 @@ def test_fit_continues_only_when_the_full_reservation_fits():
         c.complete(a, list(range(10)), [0.0] * 10, False)
         (d,) = c.next_dispatches()
         assert (d.req_id, d.continuation) == expected, mode
+
+
+def test_auto_reserve_admits_on_contexts_when_the_newcomers_fit_beside_them():
+    # 3 prompts of 2 tokens, chunk 10, capacity 30: the requests not yet started need 6 <= 30 tokens, so "auto"
+    # reserves no growth and all three run; the paper's full reserve (12 each) admits two
+    auto = ctrl([(g, 2) for g in range(3)], 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve="auto")
+    assert auto.growth_share_now() == 0.0
+    assert len(auto.next_dispatches()) == 3 and auto.metrics["growth_reserved"] == 0
+    full = ctrl([(g, 2) for g in range(3)], 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve=1.0)
+    assert len(full.next_dispatches()) == 2 and full.metrics["growth_reserved"] == 2
+
+
+def test_auto_reserve_keeps_the_growth_while_newcomers_compete_and_drops_it_after():
+    # 4 prompts of 10 tokens, chunk 10, capacity 30: not-started contexts 40 > 30 free, so the growth is reserved
+    # (20 per chunk) and one request runs
+    c = ctrl([(g, 10) for g in range(4)], 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve="auto")
+    (a,) = c.next_dispatches()
+    e = c.placement.engine(0)
+    assert (e.reserved_tokens, c.placement.growth_share, c.metrics["growth_reserved"]) == (20, 1.0, 1)
+    assert c.growth_share_now() == 1.0  # 30 not started > 20 free beside the running context
+    c.complete(a, list(range(10)), [0.0] * 10, False)
+    # now 30 not started <= 30 free: no growth reserved; request 0 continues (context 20) and request 1 joins (10)
+    ds = c.next_dispatches()
+    assert [d.req_id for d in ds] == [0, 1] and c.placement.growth_share == 0.0
+    assert (e.reserved_tokens, e.context_tokens) == (30, 30)
+
+
+def test_switching_the_growth_share_recounts_every_engine_and_releases_stay_exact():
+    es = [EngineState(0, 100, 1), EngineState(1, 100, 1)]
+    p = Placement(es, growth_share=0.0)
+    p.reserve(0, 10, 5)
+    p.reserve(1, 20, 7)
+    assert [e.reserved_tokens for e in es] == [10, 20]
+    p.set_growth_share(1.0)
+    assert [e.reserved_tokens for e in es] == [15, 27]
+    p.release(0, 10, 5)
+    p.set_growth_share(0.0)
+    assert [e.reserved_tokens for e in es] == [0, 20]
+    p.release(1, 20, 7)
+    assert all((e.reserved_tokens, e.context_tokens, e.growth_sum, e.inflight) == (0, 0, 0, 0) for e in es)
+    with pytest.raises(ValueError, match="growth_share"):
+        p.set_growth_share(9.0)

@@ -21,7 +21,7 @@ from seer_verl.core import (
 
 def ctrl(rows, max_tokens, engines, **cfg):
     buf = RequestBuffer.from_rows(rows, max_tokens, cfg.pop("true_lens", None))
-    return RolloutController(buf, engines, SeerConfig(**cfg))
+    return RolloutController(buf, engines, SeerConfig(**{"kv_reserve": 1.0, **cfg}))
 
 
 def test_chunked_request_round_trip_with_affinity_and_results_in_row_order():

@@ -64,12 +64,12 @@ def run_with_faults(buffer, engines, config, seed, failures):
 
     def check_kv() -> None:
         tokens = {e.engine_id: reserved_kv([d for d in ctl.inflight() if d.engine_id == e.engine_id], buffer, e,
-                                           config.share_prompt_kv)
+                                           config.share_prompt_kv, ctl.placement.growth_share)
                   for e in ctl.placement.engines}
         for e in ctl.placement.engines:
             assert e.reserved_tokens == (tokens[e.engine_id] if e.alive else 0)
-            if config.continuation == "policy":
-                assert e.reserved_tokens <= e.capacity_tokens
+            if config.continuation == "policy":  # "auto" switching its reserve on may count more growth than fits
+                assert (e.context_tokens if config.kv_reserve == "auto" else e.reserved_tokens) <= e.capacity_tokens
 
     def fail(e: int) -> None:
         nonlocal error
@@ -165,6 +165,7 @@ def fault_cases(draw, all_fail: bool = False):
         max_inflight_per_engine=draw(st.one_of(st.none(), st.integers(1, 4))),
         lookahead=draw(st.integers(1, 4)),
         chunk_align=draw(st.sampled_from((0, 4))),
+        kv_reserve=draw(st.sampled_from((1.0, "auto"))),
     )
     return buffer, engines, config, draw(st.integers(0, 2**32 - 1)), failures
 

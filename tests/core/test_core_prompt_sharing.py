@@ -11,7 +11,7 @@ from seer_verl.core import EngineState, Placement, PlacementError, RequestBuffer
 
 def ctrl(rows, max_tokens, engines, **cfg):
     buf = RequestBuffer.from_rows(rows, max_tokens)
-    return RolloutController(buf, engines, SeerConfig(policy="divided", chunk_align=0, **cfg))
+    return RolloutController(buf, engines, SeerConfig(**{"policy": "divided", "chunk_align": 0, "kv_reserve": 1.0, **cfg}))
 
 
 @pytest.mark.parametrize("share, admitted", [(True, 4), (False, 2)])

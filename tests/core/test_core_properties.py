@@ -51,6 +51,7 @@ def rollouts(draw, policies=POLICY_NAMES, failures: bool = False, bounds=None):
         starvation_bound=draw(bounds if bounds is not None else st.one_of(st.none(), st.integers(0, 12))),
         max_inflight_per_engine=draw(st.one_of(st.none(), st.integers(1, 4))),
         lookahead=draw(st.integers(1, 4)),
+        kv_reserve=draw(st.sampled_from((1.0, "auto"))),
     )
     seed = draw(st.integers(0, 2**32 - 1))
     return buffer, engines, config, seed

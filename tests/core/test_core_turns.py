@@ -46,7 +46,8 @@ def multi_turn(draw):
                         chunk_size=draw(st.integers(1, 12)), affinity_threshold=draw(st.integers(0, 3)),
                         starvation_bound=draw(st.one_of(st.none(), st.integers(0, 8))),
                         max_inflight_per_engine=draw(st.one_of(st.none(), st.integers(1, 3))),
-                        continuation=draw(st.sampled_from(["first", "fit", "policy"])))
+                        continuation=draw(st.sampled_from(["first", "fit", "policy"])),
+                        kv_reserve=draw(st.sampled_from((1.0, "auto"))))
     fail = draw(st.booleans()) and n_engines > 1
     return groups, max_tokens, lens, tool, prompt, late, engines, config, draw(st.integers(0, 2**31)), fail
 
@@ -84,7 +85,7 @@ def _drive(groups, max_tokens, lens, tool, prompt, late, engines, config, seed, 
         for e in ctl.placement.engines:  # KV reservations equal the chunks in flight
             mine = [d for d in inflight.values() if d.engine_id == e.engine_id]
             assert e.inflight == len(mine)
-            assert e.reserved_tokens == reserved_kv(mine, ctl.buffer, e)
+            assert e.reserved_tokens == reserved_kv(mine, ctl.buffer, e, growth_share=ctl.placement.growth_share)
         if fail and not failed and inflight and rng.random() < 0.05:
             victim = rng.choice([e.engine_id for e in ctl.placement.engines if e.engine_id != 0])
             try:

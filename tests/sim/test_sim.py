@@ -121,12 +121,18 @@ def test_stock_preempts_when_kv_is_short_and_seer_never_does():
     short = tiny(kv_tokens=2048)
     r = simulate(short, "stock", keep_requests=False)
     assert r["num_preemptions"] > 0 and r["recompute_tokens"] > 0
-    short.continuation = "policy"  # the paper's loop: every chunk's KV reserved, nothing ever preempted
+    short.continuation, short.kv_reserve = "policy", 1.0  # the paper's loop: every chunk's KV reserved, nothing preempted
     for p in ("divided", "seer", "oracle"):
         assert simulate(short, p, keep_requests=False)["num_preemptions"] == 0
     short.continuation = "first"  # continuing requests may outgrow a full engine, which then preempts
     for p in ("divided", "seer", "oracle"):
         assert simulate(short, p, keep_requests=False)["num_preemptions"] < r["num_preemptions"]
+    # "auto" stops reserving the growth once every request has started: 128-token chunks on 16-token blocks then
+    # outgrow the engine and it preempts, as often as stock, and the rollout is no slower for it
+    full = simulate(short, "seer", keep_requests=False)
+    short.kv_reserve = "auto"
+    auto = simulate(short, "seer", keep_requests=False)
+    assert auto["num_preemptions"] > full["num_preemptions"] and auto["wall_s"] <= 1.02 * full["wall_s"]
     roomy = tiny(kv_tokens=1 << 20)
     assert simulate(roomy, "stock", keep_requests=False)["num_preemptions"] == 0
 
