@@ -135,7 +135,8 @@ class RolloutController:
         self.scheduler = Scheduler(self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer)))
         alive = [e.capacity_tokens for e in engines if e.alive]
         self._chunk_size = self.config.resolved_chunk_size(
-            min(alive, default=1), max((r.max_tokens for r in buffer.requests), default=1))
+            min(alive, default=1), max((r.max_tokens for r in buffer.requests), default=1),
+            min((e.block_size for e in engines if e.alive), default=1))
         self._align = self.config.chunk_align or 0
         self._lookahead = self.config.lookahead
         self._decisions = 0

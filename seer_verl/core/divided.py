@@ -43,13 +43,15 @@ AUTO_CHUNK_MIN_CHUNKS = 8
 AUTO_CHUNK_MIN_TOKENS = 16
 
 
-def auto_chunk_size(kv_capacity_tokens: int, response_length: int) -> int:
+def auto_chunk_size(kv_capacity_tokens: int, response_length: int, min_tokens: int = AUTO_CHUNK_MIN_TOKENS) -> int:
     """The chunk size for ``seer.chunk_size: null``: a power of two near ``kv_capacity_tokens / 45``, at most
-    ``response_length / 8`` (rounded down to a power of two) and at least 16 tokens.
+    ``response_length / 8`` (rounded down to a power of two) and at least ``min_tokens`` (16).
 
     Args:
         kv_capacity_tokens: the KV capacity of the smallest engine, in tokens.
         response_length: the longest response of the rollout (verl's ``response_length``), in tokens.
+        min_tokens: the floor; :meth:`SeerConfig.resolved_chunk_size` passes the engines' KV block size with
+            ``kv_reserve: auto`` (a chunk shorter than a block then only adds boundaries).
 
     Raises ValueError for a capacity or response length below 1.
     """
@@ -58,7 +60,7 @@ def auto_chunk_size(kv_capacity_tokens: int, response_length: int) -> int:
                          f"got {kv_capacity_tokens!r}, {response_length!r}")
     size = 2 ** round(math.log2(max(kv_capacity_tokens / AUTO_CHUNK_KV_SHARE, 1.0)))
     cap = 2 ** int(math.log2(max(response_length // AUTO_CHUNK_MIN_CHUNKS, 1)))
-    return max(AUTO_CHUNK_MIN_TOKENS, min(size, cap))
+    return max(AUTO_CHUNK_MIN_TOKENS, min_tokens, min(size, cap))
 
 
 def chunk_budget(req: RolloutRequest, chunk_size: int, align: int = 0) -> int:

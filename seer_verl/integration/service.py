@@ -484,7 +484,8 @@ class SeerRolloutService:
             buffer = RequestBuffer.from_rows(rows, budgets, true_lens)
             states = [EngineState(i, e.capacity_tokens, e.block_size)
                       for i, e in enumerate(self._engines) if i not in self._dead]
-            size = self._config.resolved_chunk_size(min(e.capacity_tokens for e in states), b.response_length)
+            size = self._config.resolved_chunk_size(min(e.capacity_tokens for e in states), b.response_length,
+                                                    min(e.block_size for e in states))
             config = dataclasses.replace(self._config, chunk_size=size)
             self._chunk_timeout_s = config.effective_chunk_timeout_s()
             try:

@@ -120,7 +120,8 @@ class Workload:
             "max_num_seqs": self.max_num_seqs, "max_batched_tokens": self.max_batched_tokens,
             # the size Seer's controller runs (auto: from the engines' KV and max_tokens, as in a real rollout)
             "chunk_size": (self.chunk_size if self.chunk_size is not None
-                           else auto_chunk_size(self.kv_capacity_tokens, self.max_tokens)),
+                           else auto_chunk_size(self.kv_capacity_tokens, self.max_tokens,
+                                                self.block_size if self.kv_reserve == "auto" else 1)),
             "chunk_size_auto": self.chunk_size is None, "stock_placement": self.stock_placement, "kv_pool": self.kv_pool,
             "step_model": self.step_model.to_dict() | {"meta": {k: v for k, v in self.step_model.meta.items()
                                                               if k not in ("rows", "rel_residuals")}},

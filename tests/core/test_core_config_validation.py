@@ -53,6 +53,15 @@ def test_null_chunk_size_is_auto_and_its_timeout_needs_the_resolved_size():
     assert SeerConfig(chunk_size=None, chunk_timeout_s=9).effective_chunk_timeout_s() == 9
 
 
+def test_the_automatic_reserve_floors_the_automatic_chunk_size_at_one_kv_block():
+    # 2,912-token engines with 128-token blocks and 512-token responses: the KV share gives 64; with kv_reserve auto
+    # (the default) a chunk is at least one block, under the paper's fixed reserve it stays 64
+    assert SeerConfig(chunk_size=None).resolved_chunk_size(2912, 512, 128) == 128
+    assert SeerConfig(chunk_size=None, kv_reserve=1.0).resolved_chunk_size(2912, 512, 128) == 64
+    assert SeerConfig(chunk_size=None).resolved_chunk_size(2912, 512, 16) == 64  # small blocks: the KV share rule
+    assert SeerConfig(chunk_size=48).resolved_chunk_size(2912, 512, 128) == 48  # an explicit size is kept
+
+
 ROLLOUT = dict(n=4, prompt_length=256, response_length=1024, max_model_len=1280, max_num_seqs=64)
 KEYS = {"n": "rollout.n", "prompt_length": "rollout.prompt_length", "response_length": "rollout.response_length",
         "max_model_len": "rollout.max_model_len", "max_num_seqs": "rollout.max_num_seqs", "kv": "rollout.kv"}

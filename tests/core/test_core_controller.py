@@ -62,6 +62,10 @@ def test_null_chunk_size_is_resolved_from_the_smallest_alive_engine_and_the_long
     assert c.chunk_size == auto_chunk_size(5632, 1024) == 128
     budgets = sorted(d.max_tokens for d in c.next_dispatches())
     assert budgets == [50, 128, 128, 128]
+    # the smallest alive engine's block is the floor under kv_reserve auto: 1,408 tokens alone would give 32
+    small = [EngineState(0, 1408, 128), EngineState(1, 1408, 16, alive=False)]
+    assert ctrl([(0, 100)], [1024], small, chunk_size=None, kv_reserve="auto").chunk_size == 128
+    assert ctrl([(0, 100)], [1024], small, chunk_size=None).chunk_size == auto_chunk_size(1408, 1024) == 32
     fresh = [EngineState(0, 5632, 128)]
     assert ctrl([(0, 100)], 1024, fresh, chunk_size=300).chunk_size == 300  # an explicit size is kept
 

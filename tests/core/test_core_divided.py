@@ -154,3 +154,10 @@ def test_auto_chunk_size_rejects_empty_engines_and_responses():
         auto_chunk_size(0, 512)
     with pytest.raises(ValueError, match="got 5632, 0"):
         auto_chunk_size(5632, 0)
+
+
+def test_auto_chunk_size_min_tokens_is_a_floor_over_both_rules():
+    assert auto_chunk_size(2912, 512) == 64
+    assert auto_chunk_size(2912, 512, min_tokens=128) == 128  # above the KV share and the response cap
+    assert auto_chunk_size(2912, 512, min_tokens=16) == 64
+    assert auto_chunk_size(128_000, 65_536, min_tokens=16) == 2048
