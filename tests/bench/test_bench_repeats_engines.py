@@ -55,7 +55,9 @@ def test_bench_repeats_replay_identical_tokens(cpu_environment, tiny_model, arit
     for r in runs:
         cpu = r["cpu"]
         assert cpu["engine_s"] > 0 and cpu["server_s"] > 0 and cpu["control_s"] > 0, cpu
-        assert cpu["engine_s"] + cpu["server_s"] + cpu["control_s"] <= cpu["cores"] * cpu["wall_s"] * 1.05, cpu
+        # at most the machine's cores over the run, plus 0.25 CPU s of sampling resolution (/proc's 10 ms ticks of
+        # ~20 processes, samples taken just outside the timed run): a one-chunk tiny run lasts under half a second
+        assert cpu["engine_s"] + cpu["server_s"] + cpu["control_s"] <= cpu["cores"] * cpu["wall_s"] * 1.05 + 0.25, cpu
     # the host's speed was probed before and after every run, on the run's engines
     for r in runs:
         hs = r["host_speed"]

@@ -236,7 +236,9 @@ def test_summary_reports_the_chunk_size_seer_runs():
     w = make_workload("cpu_synth", seed=0)  # auto: 5,632-token engines, 1,024-token responses
     assert w.chunk_size is None and (w.summary()["chunk_size"], w.summary()["chunk_size_auto"]) == (128, True)
     small = make_workload("cpu_synth", seed=0, kv_capacity_tokens=2912, max_tokens=512)
-    assert small.summary()["chunk_size"] == 64
+    assert small.summary()["chunk_size"] == 128  # kv_reserve auto: at least one 128-token block (the KV share: 64)
+    paper = make_workload("cpu_synth", seed=0, kv_capacity_tokens=2912, max_tokens=512, kv_reserve=1.0)
+    assert paper.summary()["chunk_size"] == 64
     fixed = make_workload("cpu_synth", seed=0, chunk_size=200)
     assert (fixed.summary()["chunk_size"], fixed.summary()["chunk_size_auto"]) == (200, False)
 
