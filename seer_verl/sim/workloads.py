@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from seer_verl.core.divided import auto_chunk_size
+from seer_verl.core.config import SeerConfig
 from seer_verl.core.draft_budget import DEFAULT_MIN_GAIN
 from seer_verl.core.step_time import StepTimeModel
 
@@ -119,9 +119,8 @@ class Workload:
             "engines": self.num_engines, "dp": self.dp, "kv_capacity_tokens": self.kv_capacity_tokens, "block_size": self.block_size,
             "max_num_seqs": self.max_num_seqs, "max_batched_tokens": self.max_batched_tokens,
             # the size Seer's controller runs (auto: from the engines' KV and max_tokens, as in a real rollout)
-            "chunk_size": (self.chunk_size if self.chunk_size is not None
-                           else auto_chunk_size(self.kv_capacity_tokens, self.max_tokens,
-                                                self.block_size if self.kv_reserve == "auto" else 1)),
+            "chunk_size": SeerConfig(chunk_size=self.chunk_size, kv_reserve=self.kv_reserve).resolved_chunk_size(
+                self.kv_capacity_tokens, self.max_tokens, self.block_size),
             "chunk_size_auto": self.chunk_size is None, "stock_placement": self.stock_placement, "kv_pool": self.kv_pool,
             "step_model": self.step_model.to_dict() | {"meta": {k: v for k, v in self.step_model.meta.items()
                                                               if k not in ("rows", "rel_residuals")}},
