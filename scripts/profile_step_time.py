@@ -355,7 +355,7 @@ def profile_cpu_sd(out: Path, kv_gib: float, quick: bool) -> None:
     print(f"wrote {out}")
 
 
-def bench_fallback(report: Path, out: Path, prefill_gain: float = 2.0) -> None:
+def bench_fallback(report: Path, out: Path, prefill_gain: float = 1.0) -> None:
     """CPU model from the recorded bench run alone (no engine started): the engines' /metrics timelines.
 
     Every window of 5 consecutive samples (0.5 s apart) in which an engine's running count is constant, nothing
@@ -365,8 +365,12 @@ def bench_fallback(report: Path, out: Path, prefill_gain: float = 2.0) -> None:
     decode model under the bench's own conditions (two engines running at once on the two cores). A decode
     step's per-sequence cost ``c_B`` covers one query token plus per-sequence overhead (sampling, GEMV-shaped
     work). The timelines cannot separate the two, and no prefill was measured, so the prompt-token cost is an
-    assumption: ``c_tok = c_B / prefill_gain`` (default 2: a prompt token in a large GEMM costs half a decode
-    sequence), ``c_seq = c_B - c_tok``. ``seer-verl simulate workload=cpu_bench step_model=...`` reports the
+    taken from a separate measurement: ``c_tok = c_B / prefill_gain``, ``c_seq = c_B - c_tok``. The default 1 is
+    what ``cpu --quick`` measured on one engine alone (2026-12-06): a prompt token costs 3.4 ms (prompts of 64-1,024
+    tokens; 3.9 ms at 2,048) and a decode sequence 3.4 ms per step (the fit puts it all in ``c_tok``, ``c_seq`` 0).
+    The former assumption, 2 (a prompt token in a large GEMM costs half a decode sequence), underpriced every
+    re-prefill by half: the simulator then gave Seer's chunk boundaries that wait or move, which recompute their
+    context, too little cost and predicted seer/stock 10-12% above three real runs (within 4% with 1). ``seer-verl simulate workload=cpu_bench step_model=...`` reports the
     validation error (rerun it with another ``prefill_gain`` to see how much the assumption matters)."""
     import numpy as np
 
@@ -555,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kv-gib", type=float, default=None, help="KV per engine (default 2 GiB; sd-overhead: 0.25 as the bench)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--report", default=str(ROOT / "runs" / "bench" / "report.json"))
-    p.add_argument("--prefill-gain", type=float, default=2.0, help="bench-fallback: c_tok = per-seq decode cost / this")
+    p.add_argument("--prefill-gain", type=float, default=1.0, help="bench-fallback: c_tok = per-seq decode cost / this")
     a = p.parse_args(argv)
     if a.what == "gpu":
         for name in GPU_MODELS:
