@@ -32,6 +32,7 @@ and E engines.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,6 +150,8 @@ class RolloutController:
         # per engine: requests whose chunk just completed there (their KV is warm), in completion order
         self._warm: dict[int, deque[int]] = {e.engine_id: deque() for e in engines}
         self._start_rank: dict[int, int] = {}  # req_id -> order of its first dispatch
+        # per engine: max-heap of (-start rank, dispatch id) of its chunks in flight (stale entries popped lazily)
+        self._ranks: dict[int, list[tuple[int, int]]] = {e.engine_id: [] for e in engines}
         self._unfinished = 0
         self.stats = RolloutStats()
         self._peak_reserved: dict[int, int] = {e.engine_id: 0 for e in engines}
@@ -349,9 +352,10 @@ class RolloutController:
         engine, as long as its *expected* KV fits (the engine's contexts plus half of its chunks' growth: a
         running chunk has used half of its growth on average). An over-committed engine takes no new request
         until it drains below capacity; at worst the engine preempts (with priority scheduling, the request that
-        started last). ``"fit"``: only if the full reservation fits. Otherwise the request waits in the
-        policy's order. Past the affinity threshold it moves to the least-loaded engine with room, as any chunk
-        would."""
+        started last). While the whole growth is reserved it also continues if a chunk that started after it runs
+        there and the contexts fit (:meth:`_outranks`). ``"fit"``: only if the full reservation fits. Otherwise
+        the request waits in the policy's order. Past the affinity threshold it moves to the least-loaded engine
+        with room, as any chunk would."""
         placement, sched = self.placement, self.scheduler
         for eid, queue in self._warm.items():
             while queue and (max_dispatches is None or len(out) < max_dispatches):
@@ -366,14 +370,32 @@ class RolloutController:
                 decision = placement.decide(req, budget)
                 if decision.reason not in ("affinity", "imbalance"):  # its full reservation does not fit there
                     split = placement.split(engine, req.prompt_len + req.generated, budget)
-                    if self.config.continuation == "fit" or not placement.expected_fits(
-                            engine, *split, placement.sharing_group(req)):
+                    group = placement.sharing_group(req)
+                    if self.config.continuation == "fit":
                         continue  # it waits in the policy's order
+                    if not placement.expected_fits(engine, *split, group):
+                        if not self._outranks(req, engine, split[0], group):
+                            continue
+                        self.stats.outranked += 1
                 if decision.reason != "imbalance":
                     decision = PlacementDecision(eid, "affinity")
                 self.stats.continuations += 1
                 out.append(self._dispatch(req, budget, decision, starved=False, force=decision.engine_id == eid,
                                           continuation=True))
+
+    def _outranks(self, req: RolloutRequest, engine: EngineState, context_kv: int, group: int | None) -> bool:
+        """While the whole growth is reserved: True if a chunk that started after ``req`` runs on ``engine`` and the
+        engine's contexts hold ``req``'s too. ``req`` then continues there although its expected KV does not fit:
+        the later request yields at its own chunk boundary (or the engine, scheduling by start rank, preempts it
+        first), as vLLM preempts its newest request rather than one that has run longest. Without this, whichever
+        request reaches a boundary first on a full engine waits, its cached KV is reused and it re-prefills its
+        whole context later, so long requests take turns and recompute (docs/kv_pressure.md)."""
+        if self.placement.growth_share < 1.0 or not self.placement.contexts_fit(engine, context_kv, group):
+            return False
+        heap = self._ranks[engine.engine_id]
+        while heap and heap[0][1] not in self._inflight:
+            heapq.heappop(heap)
+        return bool(heap) and -heap[0][0] > self._start_rank[req.req_id]
 
     def _dispatch(self, req: RolloutRequest, budget: int, decision: PlacementDecision, starved: bool,
                   force: bool = False, continuation: bool = False) -> Dispatch:
@@ -413,6 +435,7 @@ class RolloutController:
         self._next_id += 1
         self._inflight[d.dispatch_id] = d
         self._inflight_by_req[req.req_id] = d.dispatch_id
+        heapq.heappush(self._ranks[eid], (-rank, d.dispatch_id))
         st = self.stats
         st.dispatches += 1
         st.probe_dispatches += req.is_probe
@@ -516,6 +539,7 @@ class RolloutController:
             self.scheduler.enqueue(req, self._clock)
             requeued.append(d.req_id)
         self._warm[engine_id].clear()
+        self._ranks[engine_id].clear()
         self.stats.chunks_discarded += len(requeued)
         self.stats.requests_redispatched += len(requeued)
         for req in self.buffer.requests:

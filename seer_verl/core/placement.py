@@ -247,6 +247,10 @@ class Placement:
         return (e.context_tokens + context_kv - self._discount(e, group) + (e.growth_sum + growth_kv) / 2
                 <= e.capacity_tokens)
 
+    def contexts_fit(self, e: EngineState, context_kv: int, group: int | None = None) -> bool:
+        """True if ``e``'s in-flight contexts plus one more context ``context_kv`` of ``group`` fit (no growth)."""
+        return e.context_tokens + context_kv - self._discount(e, group) <= e.capacity_tokens
+
     def can_ever_fit(self, context_tokens: int) -> bool:
         """True if some alive engine, when empty, could hold a chunk ending at ``context_tokens``."""
         return any(e.alive and e.footprint(context_tokens) <= e.capacity_tokens for e in self._engines)

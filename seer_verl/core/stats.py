@@ -32,6 +32,7 @@ class RolloutStats:
     max_passed_over: int = 0               # most dispatch decisions one request waited through
     continuations: int = 0                 # chunks that continued their request at once on the engine holding its KV
     growth_reserved: int = 0               # chunks placed while the whole growth was reserved (kv_reserve 1, or auto on)
+    outranked: int = 0                     # continuations on a full engine ahead of a later-started chunk there
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -146,6 +146,9 @@ def drive(
                                            config.share_prompt_kv, share)
                   for e in ctrl.placement.engines}
         for e in ctrl.placement.engines:
+            # continuation-first may over-commit the growth (a continuing request's expected KV fits, or it started
+            # before a chunk running there, which yields), never the contexts
+            assert e.context_tokens <= e.capacity_tokens, (e, "contexts over-committed")
             if cold is not None and e.engine_id in cold:
                 assert e.reserved_tokens <= e.capacity_tokens, (e, "over-committed by a new chunk")
             elif not warm_first:

@@ -54,6 +54,40 @@ def test_a_continuation_may_outgrow_its_engine_while_its_expected_kv_fits_and_bl
     assert [(d.req_id, d.continuation) for d in ds] == [(2, False)]
 
 
+def test_on_a_full_engine_the_request_that_started_first_continues_and_the_later_one_yields():
+    # capacity 24, two requests (prompt 2, chunk 10, max 22). Request 1's continuation fits its expected KV (2 + 12 +
+    # (10 + 10) / 2 = 24) and goes on. Request 0 (started first) then reaches its boundary: expected 12 + 12 + 10 =
+    # 34 > 24, but request 1, which started after it, runs there and the two contexts (24) fit: request 0 continues,
+    # as vLLM would keep its oldest request and preempt the newest. At request 1's next boundary nothing that
+    # started later runs there: it waits.
+    c = ctrl([(g, 2) for g in range(2)], 22, [EngineState(0, 24, 1)], chunk_size=10)
+    a, b = c.next_dispatches()
+    c.complete(b, list(range(10)), [0.0] * 10, False)
+    (b2,) = c.next_dispatches()
+    assert (b2.req_id, b2.continuation, c.metrics["outranked"]) == (1, True, 0)
+    c.complete(a, list(range(10)), [0.0] * 10, False)
+    (a2,) = c.next_dispatches()
+    assert (a2.req_id, a2.continuation, a2.engine_id, c.metrics["outranked"]) == (0, True, 0, 1)
+    e = c.placement.engine(0)
+    assert e.context_tokens == 24 <= e.capacity_tokens < e.reserved_tokens
+    c.complete(b2, list(range(10)), [0.0] * 10, False)
+    assert c.next_dispatches() == [] and c.metrics["outranked"] == 1
+
+
+@pytest.mark.parametrize("cfg, capacity", [({}, 23), ({"continuation": "fit"}, 24),
+                                           ({"kv_reserve": 0.0}, 24)])
+def test_a_request_does_not_go_ahead_of_a_later_one_when_contexts_overflow_or_the_growth_is_not_reserved(cfg, capacity):
+    # the scenario above with one token less capacity (the contexts 12 + 12 no longer fit), under "fit", or with no
+    # growth reserved (the contexts alone are counted: a continuation then fits or waits like any chunk)
+    c = ctrl([(g, 2) for g in range(3)], capacity - 2, [EngineState(0, capacity, 1)], chunk_size=10, **cfg)
+    ds = c.next_dispatches()
+    assert c.metrics["outranked"] == 0
+    for d in ds:
+        c.complete(d, list(range(10)), [0.0] * 10, False)
+        c.next_dispatches()
+    assert c.metrics["outranked"] == 0
+
+
 def test_start_rank_is_kept_by_every_chunk_and_follows_first_dispatch_order():
     c = ctrl([(0, 2)] * 3, 30, [EngineState(0, 1000, 1)], chunk_size=10)
     ds = c.next_dispatches()
