@@ -435,7 +435,11 @@ class RolloutController:
         self._next_id += 1
         self._inflight[d.dispatch_id] = d
         self._inflight_by_req[req.req_id] = d.dispatch_id
-        heapq.heappush(self._ranks[eid], (-rank, d.dispatch_id))
+        heap = self._ranks[eid]
+        heapq.heappush(heap, (-rank, d.dispatch_id))
+        if len(heap) > 2 * engine.inflight + 64:  # drop finished chunks' entries (amortised O(1) per dispatch)
+            heap[:] = [x for x in heap if x[1] in self._inflight]
+            heapq.heapify(heap)
         st = self.stats
         st.dispatches += 1
         st.probe_dispatches += req.is_probe
