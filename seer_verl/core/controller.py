@@ -129,9 +129,10 @@ class RolloutController:
         self._auto_reserve = self.config.kv_reserve == "auto"
         self.placement = Placement(engines, self.config.affinity_threshold, self.config.max_inflight_per_engine,
                                    1.0 if self._auto_reserve else float(self.config.kv_reserve))
-        # kv_reserve="auto": block-rounded contexts of the unfinished requests that have not started (newcomers)
+        # kv_reserve="auto": block-rounded contexts of the requests waiting for KV (not started, or started and
+        # waiting for their next chunk), kept as they enter and leave the waiting set
         self._block = min((e.block_size for e in engines), default=1)
-        self._unstarted_kv = 0
+        self._waiting_kv = 0
         self.policy = make_policy(self.config.policy, buffer.requests)
         self.scheduler = Scheduler(self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer)))
         alive = [e.capacity_tokens for e in engines if e.alive]
@@ -163,7 +164,7 @@ class RolloutController:
                 self.placement.share_prompt(req.group_id, req.prompt_len)
             if not req.finished:
                 self._unfinished += 1
-                self._unstarted_kv += kv_footprint(req.prompt_len + req.generated, self._block)
+                self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
                 self.scheduler.enqueue(req, 0)
 
     # -- state -------------------------------------------------------------------------------------
@@ -260,7 +261,7 @@ class RolloutController:
             req.engine = engine
         self.policy.on_added(req)
         self._unfinished += 1
-        self._unstarted_kv += kv_footprint(req.prompt_len + req.generated, self._block)
+        self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
         self.scheduler.enqueue(req, self._clock)
         return req
 
@@ -268,17 +269,21 @@ class RolloutController:
 
     def growth_share_now(self) -> float:
         """The share of the chunks' growth ``kv_reserve="auto"`` reserves now: 1.0 (the paper's guarantee) while the
-        requests that have not started need more KV (block-rounded contexts) than the alive engines hold beyond
-        their running contexts, else 0.0.
+        requests waiting for KV need more of it (block-rounded contexts) than the alive engines hold beyond their
+        running contexts, else 0.0. Waiting: not started yet, or started and waiting for a next chunk that did not
+        fit; a request whose chunk has just completed and that continues at once is running, not waiting.
 
-        The reserve keeps a running request's next chunk from finding its engine full of newcomers (it would wait,
-        and its cached KV be reused by others, so it re-prefills later); when the newcomers fit beside the running
+        The reserve keeps a running request's next chunk from finding its engine full of others (it would wait,
+        and its cached KV be reused, so it re-prefills later); when every waiting request fits beside the running
         contexts there is nobody to keep out, and the reserve would only leave KV idle that more running requests
         use. A fixed ``kv_reserve`` returns that number."""
         if not self._auto_reserve:
             return float(self.config.kv_reserve)
         free = sum(e.capacity_tokens - e.context_tokens for e in self.placement.engines if e.alive)
-        return 1.0 if self._unstarted_kv > free else 0.0
+        sched, buf = self.scheduler, self.buffer
+        warm = sum(kv_footprint(buf[r].prompt_len + buf[r].generated, self._block)
+                   for q in self._warm.values() for r in q if r in sched)
+        return 1.0 if self._waiting_kv - warm > free else 0.0
 
     def next_dispatches(self, max_dispatches: int | None = None) -> list[Dispatch]:
         """Every chunk that can start now (at most ``max_dispatches``), with KV reserved.
@@ -413,9 +418,9 @@ class RolloutController:
         self._decisions += 1
         if not continuation:
             self._clock += 1
+        self._waiting_kv -= kv_footprint(context_len, self._block)
         if req.req_id not in self._start_rank:
             self._start_rank[req.req_id] = len(self._start_rank)
-            self._unstarted_kv -= kv_footprint(context_len, self._block)
         rank = self._start_rank[req.req_id]
         d = Dispatch(
             dispatch_id=self._next_id,
@@ -509,6 +514,7 @@ class RolloutController:
         else:
             self.scheduler.on_progress(req)
             self.scheduler.enqueue(req, self._clock)
+            self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
             if self.config.continuation != "policy":
                 self._warm[live.engine_id].append(req.req_id)
         return req
@@ -541,6 +547,7 @@ class RolloutController:
             req = self.buffer[d.req_id]
             req.engine = None
             self.scheduler.enqueue(req, self._clock)
+            self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
             requeued.append(d.req_id)
         self._warm[engine_id].clear()
         self._ranks[engine_id].clear()

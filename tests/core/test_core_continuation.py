@@ -169,6 +169,22 @@ def test_auto_reserve_keeps_the_growth_while_newcomers_compete_and_drops_it_afte
     assert (e.reserved_tokens, e.context_tokens) == (30, 30)
 
 
+def test_auto_reserve_counts_a_started_request_that_waits_for_its_next_chunk():
+    # capacity 24, three prompts of 2 tokens (chunk 10, max 22): all fit, no growth reserved, all three run.
+    # Request 0 continues (contexts 2 + 2 + 12 = 16); request 1's continuation (12) no longer fits beside them
+    # (16 + 12 = 28 > 24) and waits. Nothing waits that has not started, but request 1 now competes for the KV
+    # (12 > 24 - 14 free): the growth is reserved again, which keeps it from being crowded out once more.
+    c = ctrl([(g, 2) for g in range(3)], 22, [EngineState(0, 24, 1)], chunk_size=10, kv_reserve="auto")
+    a, b, _ = c.next_dispatches()
+    assert c.placement.growth_share == 0.0
+    c.complete(a, list(range(10)), [0.0] * 10, False)
+    (a2,) = c.next_dispatches()
+    assert a2.req_id == 0 and c.growth_share_now() == 0.0
+    c.complete(b, list(range(10)), [0.0] * 10, False)
+    assert c.next_dispatches() == [] and 1 in c.scheduler
+    assert c.growth_share_now() == 1.0
+
+
 def test_switching_the_growth_share_recounts_every_engine_and_releases_stay_exact():
     es = [EngineState(0, 100, 1), EngineState(1, 100, 1)]
     p = Placement(es, growth_share=0.0)
