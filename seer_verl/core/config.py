@@ -69,11 +69,11 @@ class SeerConfig:
             placed, on top of its context. ``1.0`` is the paper's guarantee (the whole chunk is reserved: the
             engine never preempts for it); ``0.0`` reserves the context only, as vLLM admits a request, and lets
             the engine preempt when the running chunks outgrow its KV; above 1 keeps headroom for later chunks.
-            ``"auto"`` (the default): the whole growth (1.0) while the requests that have not started yet need more
-            KV than the alive engines hold beyond their running contexts, and none (0.0) once they do not: the
-            reserve keeps newcomers from taking the KV a running request needs at its next chunk, so it pays only
-            while newcomers compete for the KV; otherwise it leaves KV idle that more running requests would use
-            (docs/kv_pressure.md "KV reserve").
+            ``"auto"`` (the default): the whole growth (1.0) while the requests waiting for KV (not started yet, or
+            started and waiting for a next chunk that did not fit) need more KV than the alive engines hold beyond
+            their running contexts, and none (0.0) once they do not: the reserve keeps waiting requests from taking
+            the KV a running request needs at its next chunk, so it pays only while they compete for the KV;
+            otherwise it leaves KV idle that more running requests would use (docs/kv_pressure.md "KV reserve").
         continuation: ``"first"``: a request whose chunk just completed gets its next chunk before any waiting
             request, on the engine that holds its KV, as long as its *expected* KV fits there (contexts plus half
             of the in-flight growth), even if its full reservation over-commits the engine (a chunk boundary
