@@ -370,7 +370,8 @@ def bench_fallback(report: Path, out: Path, prefill_gain: float = 1.0) -> None:
     tokens; 3.9 ms at 2,048) and a decode sequence 3.4 ms per step (the fit puts it all in ``c_tok``, ``c_seq`` 0).
     The former assumption, 2 (a prompt token in a large GEMM costs half a decode sequence), underpriced every
     re-prefill by half: the simulator then gave Seer's chunk boundaries that wait or move, which recompute their
-    context, too little cost and predicted seer/stock 10-12% above three real runs (within 4% with 1). ``seer-verl simulate workload=cpu_bench step_model=...`` reports the
+    context, too little cost and predicted seer/stock 10-12% above three real runs (within 4% with 1).
+    ``seer-verl simulate workload=cpu_bench step_model=...`` reports the
     validation error (rerun it with another ``prefill_gain`` to see how much the assumption matters)."""
     import numpy as np
 

@@ -80,7 +80,8 @@ class SeerConfig:
             then costs one round trip, not a re-prefill of the whole context once other requests have reused
             its cached KV), or, while the whole growth is reserved, if it started before a chunk running there
             and the contexts fit (that later request yields at its own boundary, as vLLM preempts its newest
-            request; counter ``outranked``); ``"fit"``: only if its full reservation fits; ``"policy"``: it waits in the policy's
+            request; counter ``outranked``); ``"fit"``: only if its full reservation fits; ``"policy"``: it waits
+            in the policy's
             order like every request (the paper's loop, which assumes a global KV pool). See
             :meth:`RolloutController._continue_warm`.
         share_prompt_kv: count a group's prompt KV once per engine while several of its chunks run there (vLLM's

@@ -281,8 +281,10 @@ class RolloutController:
             return float(self.config.kv_reserve)
         free = sum(e.capacity_tokens - e.context_tokens for e in self.placement.engines if e.alive)
         sched, buf = self.scheduler, self.buffer
+        # a request can sit in two engines' warm queues (left in one for want of a slot, then placed elsewhere and
+        # completed there): count it once
         warm = sum(kv_footprint(buf[r].prompt_len + buf[r].generated, self._block)
-                   for q in self._warm.values() for r in q if r in sched)
+                   for r in {r for q in self._warm.values() for r in q if r in sched})
         return 1.0 if self._waiting_kv - warm > free else 0.0
 
     def next_dispatches(self, max_dispatches: int | None = None) -> list[Dispatch]:
