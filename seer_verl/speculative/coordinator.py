@@ -186,9 +186,10 @@ class GroupedSpeculation:
 
     def engine_step_logs(self) -> list[dict[str, Any]]:
         """Per engine of the last batch: its drafter's step log ``(time, rows, probes, drafted, accepted, g_h,
-        g_l)`` and its final calibration/cost state (for the bench report: what the budget did, step by step)."""
+        g_l, predicted saving, margin)`` and its final calibration/cost state (for the bench report: what the budget did, step by step)."""
         return [{"steps": [list(x) for x in s.get("steps", [])], "calibration": s.get("calibration"),
-                 "cost_fit": s.get("cost_fit"), "beta": s.get("beta")} for s in self._stats]
+                 "cost_fit": s.get("cost_fit"), "beta": s.get("beta"), "margin": s.get("margin")}
+                for s in self._stats]
 
     async def shutdown(self) -> None:
         for c in self.clients:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seer_verl.core.draft_acceptance import DraftAcceptance
+from seer_verl.core.draft_margin import DraftMargin, realised_saving
 from seer_verl.speculative.group_tree import GroupDraftTrees
 from seer_verl.speculative.request_tag import parse
 from seer_verl.speculative.settings import DrafterSettings
@@ -112,8 +113,10 @@ class GroupSuffixProposer(_Base):
         self.calibration = DraftAcceptance()
         self._reqs: dict[str, _Req] = {}
         self._group_seen: dict[str, float] = {}
-        self._step_log: list[tuple[float, int, int, int, int, int, int]] = []
+        self._step_log: list[tuple[float, int, int, int, int, int, int, float, float]] = []
         self._cost = None  # OnlineStepTimeFit once configured with a step-time model
+        self._margin = DraftMargin(min_gain=self.settings.min_gain)
+        self._pending: tuple[int, float] | None = None  # (rows, predicted saving) of the step drafted last
         self._prev_t0: float | None = None
         self._trees_seen = (0, 0)  # (drafts looked up, of them from the engine-wide tree) at the last take_stats
         self.suspended = False
@@ -127,6 +130,7 @@ class GroupSuffixProposer(_Base):
         s.fixed_gamma = min(int(s.fixed_gamma), s.gamma_max)
         self.settings = s
         self.trees.set_engine_seqs(s.engine_seqs)
+        self._margin = DraftMargin(min_gain=s.min_gain)
         if s.step_time:  # the prior of the engine's cost model; the fit then follows this engine's own steps
             from seer_verl.core.step_time_fit import OnlineStepTimeFit
 
@@ -176,7 +180,9 @@ class GroupSuffixProposer(_Base):
                "drafts_from_engine_tree": engine_since,
                "trees": trees, "settings": self.settings.as_dict(),
                "cost_fit": None if self._cost is None else {"c0_c_seq_c_tok": self._cost.coefficients,
-                                                            "recorded": self._cost.recorded}}
+                                                            "recorded": self._cost.recorded},
+               "margin": {"now": self._margin.margin, "optimism": self._margin.optimism,
+                          "recorded": self._margin.recorded}}
         self._step_log = []
         return out
 
@@ -237,7 +243,13 @@ class GroupSuffixProposer(_Base):
                 b_l += 1
             rows.append((i, st, n))
         if self._cost is not None and clean and self._prev_t0 is not None and b_h + b_l > 0:
-            self._cost.add(b_h + b_l, b_h + b_l + verified, t0 - self._prev_t0)
+            seconds = t0 - self._prev_t0
+            base = self._cost.predict(b_h + b_l, b_h + b_l)  # before this step moves the fit
+            if self._cost.add(b_h + b_l, b_h + b_l + verified, seconds) and self._pending is not None \
+                    and verified and self._pending[0] == b_h + b_l:  # the drafted step's outcome, same rows
+                self._margin.record(self._pending[1], realised_saving(b_h + b_l, accepted_now, seconds, base))
+        self._pending = None
+        self._margin.tick()
         self._prev_t0 = t0
         fixed = self._fixed_length()
         drafts: list[list[int]] = [[] for _ in rows]
@@ -259,12 +271,16 @@ class GroupSuffixProposer(_Base):
             if d.tokens:
                 cands.append((i, st, d.tokens[:cap], self.calibration.keys(d.probs[:cap], d.match_len)))
         if fixed is None and cands:  # adaptive: per-token marginal benefit over the whole batch
-            from seer_verl.core.draft_budget import select_drafts
+            from seer_verl.core.draft_budget import predicted_saving, select_drafts
 
-            lens = select_drafts([self.calibration.cumulative(k) for _, _, _, k in cands],
-                                 [st.probe for _, st, _, _ in cands], self._cost.predict, lam=s.lam,
+            curves = [self.calibration.cumulative(k) for _, _, _, k in cands]
+            lens = select_drafts(curves, [st.probe for _, st, _, _ in cands], self._cost.predict, lam=s.lam,
                                  spec_overhead=self._cost.spec_overhead, batch=b_h + b_l,
-                                 min_gain=s.min_gain)
+                                 min_gain=self._margin.margin if s.learn_margin else s.min_gain)
+            if any(lens):  # what the budget expects of this step, to be compared with what it realises
+                self._pending = (b_h + b_l, predicted_saving(
+                    b_h + b_l, sum(lens), sum(sum(c[:m]) for c, m in zip(curves, lens)), self._cost.predict,
+                    self._cost.spec_overhead))
         else:
             lens = [len(t) for _, _, t, _ in cands]
         for (i, st, toks, keys), m in zip(cands, lens):
@@ -295,8 +311,11 @@ class GroupSuffixProposer(_Base):
         self._totals["accepted_tokens"] += accepted_now
         self._totals["drafts"] += sum(1 for d in drafts if d)
         self._totals["propose_s"] += t1 - t0
-        # (wall time, rows, probes, draft tokens proposed now, accepted from last step's drafts, g_h, g_l)
-        self._step_log.append((time.time(), n_rows, b_h, drafted, accepted_now, g_h, g_l))
+        # (wall time, rows, probes, draft tokens proposed now, accepted from last step's drafts, g_h, g_l, the
+        # saving the budget predicts for this step's drafts, the margin it drafted against)
+        self._step_log.append((time.time(), n_rows, b_h, drafted, accepted_now, g_h, g_l,
+                               round(self._pending[1], 4) if self._pending else 0.0,
+                               round(self._margin.margin if s.learn_margin else s.min_gain, 4)))
         return drafts
 
     def _start(self, req_id: str, input_batch: Any, i: int) -> _Req:

@@ -40,6 +40,7 @@ class DrafterSettings:
     group_ttl_s: float = 900.0
     engine_seqs: int = 0
     min_gain: float = 0.0
+    learn_margin: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: DrafterSettings | None = None) -> DrafterSettings:

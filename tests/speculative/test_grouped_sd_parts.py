@@ -347,3 +347,33 @@ def test_min_gain_reaches_the_engines_and_bad_values_are_refused():
     for bad in (-0.01, 1, True, "x"):
         with pytest.raises(ValueError, match=r"seer.spec.min_gain=.*a fraction in \[0, 1\)"):
             SpecConfig.from_mapping({"min_gain": bad})
+
+
+def test_learnt_margin_stops_drafts_whose_predicted_saving_does_not_materialise(monkeypatch):
+    import seer_verl.speculative.proposer as prop
+
+    # the tree and its calibration keep promising (calibration frozen: the case where the budget's inputs are
+    # optimistic and cannot tell), the engine rejects every draft and charges for verifying it as the fit says
+    clock = [100.0]
+    monkeypatch.setattr(prop.time, "perf_counter", lambda: clock[0])
+    cost = {"c0": 0.1, "c_seq": 0.0, "c_tok": 0.01, "c_kv": 0.0}
+    sent = {}
+    for learn in (False, True):
+        p = GroupSuffixProposer(_config())
+        p.configure({"mode": "adaptive", "step_time": cost, "min_gain": 0.05, "learn_margin": learn})
+        monkeypatch.setattr(p.calibration, "record", lambda keys, accepted: None)
+        rows = [(_rid(s), PROMPT + TEXT[:2], 5) for s in range(2)]
+        for sib in (5, 6, 7):
+            p.apply_increments([("b1g0", sib, 0, TEXT)])
+        p.propose(8, FakeBatch(rows), [[TEXT[1]]] * 2)  # first sight: a prefill step
+        drafted = []
+        for _ in range(1000):
+            q = 2 + sum(st.last_draft for st in p._reqs.values())
+            clock[0] += 0.1 + 0.01 * q
+            d = p.propose(8, FakeBatch(rows), [[TEXT[1]]] * 2)  # only the bonus token: every draft rejected
+            drafted.append(sum(len(x) for x in d))
+        sent[learn] = sum(1 for x in drafted[-500:] if x)
+        margin = p.take_stats()["margin"]
+    assert sent[False] == 500  # a fixed margin drafts on, losing time every step
+    # the learnt one drafts only to test the evidence again as it fades (~2% of the steps with the defaults)
+    assert sent[True] < 25 and margin["optimism"] > 0.4 and margin["recorded"] > 0
