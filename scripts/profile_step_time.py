@@ -5,7 +5,7 @@
     .venv/bin/python scripts/profile_step_time.py bench-fallback  # CPU model from runs/bench/report.json only
                                                                   # (engine timelines; no engine started)
     .venv/bin/python scripts/profile_step_time.py cpu-sd  [--out seer_verl/sim/data/step_cpu_smollm2_sd.json]
-    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--no-replay] [--out runs/sd_overhead.json]
+    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--no-replay] [--executor uni] [--out ...]
     .venv/bin/python scripts/profile_step_time.py sd-sampler   [--out runs/sd_sampler.json]  # P10, seconds
 
 ``sd-overhead`` (~12 min, alone on the machine): what an engine started for grouped SD costs when it drafts nothing.
@@ -430,13 +430,15 @@ def _set_p10(worker: object, on: bool) -> None:
     rs.sample_recovered_tokens = rs.__seer_p10__ if on else (orig or fn)
 
 
-def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool) -> dict:
+def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str) -> dict:
     """Every engine of the overhead grid in ONE process, called in turn: ``plain``, ``plain-sync`` (no async
     scheduling) and ``sd`` (drafter off) run the same ``generate`` call one after the other, in a shuffled order
     per round, each on its own EngineCore process bound to core 0; ``sd-vllm-sampler`` is the SD engine with P10
     undone for that call. Host speed drifts by 20% between processes on this machine and slowly within one, so a
     ratio is taken per round, between calls seconds apart. With ``replay`` every request carries a replay key, as
-    the bench's requests do. Returns ``{arm: {B: [seconds per output token]}}``."""
+    the bench's requests do. ``executor="mp"`` starts each engine as verl does (``distributed_executor_backend:
+    mp``: the scheduler and the model worker in two processes, so async scheduling can overlap them); ``uni`` runs
+    the worker in the engine's own process (``LLM``'s default). Returns ``{arm: {B: [seconds per output token]}}``."""
     import random
 
     _one_core_engine_env(kv_gib)
@@ -458,7 +460,8 @@ def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool) -> dict:
     }
     engines = {k: LLM(model=str(pm.build_smollm2()), dtype="float32", enforce_eager=True, max_model_len=2048,
                       max_num_seqs=64, max_num_batched_tokens=BATCHED_TOKENS, block_size=BLOCK,
-                      kv_cache_memory_bytes=int(kv_gib * 2**30), seed=0, **x) for k, x in extra.items()}
+                      kv_cache_memory_bytes=int(kv_gib * 2**30), seed=0, distributed_executor_backend=executor, **x)
+               for k, x in extra.items()}
     rng = random.Random(0)
 
     def once(arm: str, B: int) -> float:
@@ -489,13 +492,13 @@ def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool) -> dict:
     return res
 
 
-def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool) -> None:
+def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool, executor: str) -> None:
     import subprocess
 
     from seer_verl.bench.stats import bootstrap_median
 
     r = subprocess.run([sys.executable, __file__, "_sd-overhead-paired", "--kv-gib", str(kv_gib),
-                        "--repeats", str(repeats), "--replay" if replay else "--no-replay"],
+                        "--repeats", str(repeats), "--replay" if replay else "--no-replay", "--executor", executor],
                        stdout=subprocess.PIPE, text=True, timeout=3600)
     lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
     if r.returncode != 0 or not lines:
@@ -514,7 +517,7 @@ def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool) -> None:
                           for k in ("no_async", "sd_off", "sd_off_vllm_sampler")))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "repeats": repeats, "kv_gib": kv_gib,
-                               "replay": replay,
+                               "replay": replay, "executor": executor,
                                "design": "one process, the arms in a shuffled order per round, ratio per round",
                                "raw": raw, "summary": summary}, indent=1) + "\n")
     print(f"wrote {out}")
@@ -571,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
                    help="sd-overhead: key every request for replayable sampling, as the bench does")
+    p.add_argument("--executor", choices=["mp", "uni"], default="mp",
+                   help="sd-overhead: vLLM's executor (mp: as verl starts its engines; uni: LLM's default)")
     p.add_argument("--report", default=str(ROOT / "runs" / "bench" / "report.json"))
     p.add_argument("--prefill-gain", type=float, default=1.0, help="bench-fallback: c_tok = per-seq decode cost / this")
     a = p.parse_args(argv)
@@ -585,11 +590,12 @@ def main(argv: list[str] | None = None) -> int:
     elif a.what == "cpu":
         profile_cpu(Path(a.out or DATA / "step_cpu_smollm2.json"), a.kv_gib or 2.0, a.quick)
     elif a.what == "sd-overhead":
-        sd_overhead(Path(a.out or ROOT / "runs" / "sd_overhead.json"), a.kv_gib or 0.25, a.repeats, a.replay)
+        sd_overhead(Path(a.out or ROOT / "runs" / "sd_overhead.json"), a.kv_gib or 0.25, a.repeats, a.replay,
+                    a.executor)
     elif a.what == "sd-sampler":
         sd_sampler(Path(a.out or ROOT / "runs" / "sd_sampler.json"))
     elif a.what == "_sd-overhead-paired":
-        print(json.dumps(_sd_overhead_paired(a.kv_gib or 0.25, a.repeats, a.replay)))
+        print(json.dumps(_sd_overhead_paired(a.kv_gib or 0.25, a.repeats, a.replay, a.executor)))
     elif a.what == "cpu-sd":
         profile_cpu_sd(Path(a.out or DATA / "step_cpu_smollm2_sd.json"), a.kv_gib or 2.0, a.quick)
     else:

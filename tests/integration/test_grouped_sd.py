@@ -57,11 +57,17 @@ def _responses(out):
 
 
 def test_greedy_samples_identical_with_and_without_grouped_sd(sd_env):
-    _, _, batch = sd_env
+    from seer_verl.bench.run import spec_counters
+
+    _, servers, batch = sd_env
+    addresses = list(servers.get_addresses())
     # the engines draft nothing until a Seer service with seer.spec.enabled configures them: Seer without
     # speculation first (same chunking), then with it
+    before = spec_counters(addresses)
     stock = _manager("seer", sd_env, 0.0).generate_sequences(_greedy(batch))
     assert "seer/sd_draft_tokens" not in stock.meta_info["timing"]
+    # ... and vLLM verifies none either: no placeholder drafts at the chunk continuations (CPU plugin P11)
+    assert spec_counters(addresses)["draft_tokens"] == before["draft_tokens"]
     m = _manager("seer_sd", sd_env, 0.0)
     seer_sd = m.generate_sequences(_greedy(batch))
     t = seer_sd.meta_info["timing"]
