@@ -252,6 +252,7 @@ class GroupSuffixProposer(_Base):
         self._margin.tick()
         self._prev_t0 = t0
         fixed = self._fixed_length()
+        min_gain = self._margin.margin if s.learn_margin else s.min_gain  # the bar this step's drafts must clear
         drafts: list[list[int]] = [[] for _ in rows]
         cands: list[tuple[int, _Req, list[int], list[tuple[int, int, int]]]] = []
         for r in rows:
@@ -276,7 +277,7 @@ class GroupSuffixProposer(_Base):
             curves = [self.calibration.cumulative(k) for _, _, _, k in cands]
             lens = select_drafts(curves, [st.probe for _, st, _, _ in cands], self._cost.predict, lam=s.lam,
                                  spec_overhead=self._cost.spec_overhead, batch=b_h + b_l,
-                                 min_gain=self._margin.margin if s.learn_margin else s.min_gain)
+                                 min_gain=min_gain)
             if any(lens):  # what the budget expects of this step, to be compared with what it realises
                 self._pending = (b_h + b_l, predicted_saving(
                     b_h + b_l, sum(lens), sum(sum(c[:m]) for c, m in zip(curves, lens)), self._cost.predict,
@@ -315,7 +316,7 @@ class GroupSuffixProposer(_Base):
         # saving the budget predicts for this step's drafts, the margin it drafted against)
         self._step_log.append((time.time(), n_rows, b_h, drafted, accepted_now, g_h, g_l,
                                round(self._pending[1], 4) if self._pending else 0.0,
-                               round(self._margin.margin if s.learn_margin else s.min_gain, 4)))
+                               round(min_gain, 4)))
         return drafts
 
     def _start(self, req_id: str, input_batch: Any, i: int) -> _Req:
