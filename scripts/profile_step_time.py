@@ -5,7 +5,7 @@
     .venv/bin/python scripts/profile_step_time.py bench-fallback  # CPU model from runs/bench/report.json only
                                                                   # (engine timelines; no engine started)
     .venv/bin/python scripts/profile_step_time.py cpu-sd  [--out seer_verl/sim/data/step_cpu_smollm2_sd.json]
-    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--no-replay] [--executor uni] [--out ...]
+    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--no-replay] [--executor uni] [--other-executor] [--out ...]
     .venv/bin/python scripts/profile_step_time.py sd-sampler   [--out runs/sd_sampler.json]  # P10, seconds
 
 ``sd-overhead`` (~12 min, alone on the machine): what an engine started for grouped SD costs when it drafts nothing.
@@ -430,7 +430,7 @@ def _set_p10(worker: object, on: bool) -> None:
     rs.sample_recovered_tokens = rs.__seer_p10__ if on else (orig or fn)
 
 
-def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str) -> dict:
+def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str, other: bool = False) -> dict:
     """Every engine of the overhead grid in ONE process, called in turn: ``plain``, ``plain-sync`` (no async
     scheduling) and ``sd`` (drafter off) run the same ``generate`` call one after the other, in a shuffled order
     per round, each on its own EngineCore process bound to core 0; ``sd-vllm-sampler`` is the SD engine with P10
@@ -438,7 +438,9 @@ def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str
     ratio is taken per round, between calls seconds apart. With ``replay`` every request carries a replay key, as
     the bench's requests do. ``executor="mp"`` starts each engine as verl does (``distributed_executor_backend:
     mp``: the scheduler and the model worker in two processes, so async scheduling can overlap them); ``uni`` runs
-    the worker in the engine's own process (``LLM``'s default). Returns ``{arm: {B: [seconds per output token]}}``."""
+    the worker in the engine's own process (``LLM``'s default). ``other`` adds ``plain-<x>`` and ``sd-<x>``: the
+    same two engines on the other executor ``x``, paired in the same rounds. Returns
+    ``{arm: {B: [seconds per output token]}}``."""
     import random
 
     _one_core_engine_env(kv_gib)
@@ -458,9 +460,16 @@ def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str
         "sd": {"worker_extension_cls": WORKER_EXTENSION,
                "speculative_config": {"method": "suffix", "num_speculative_tokens": 8}},
     }
+    executors = {k: executor for k in extra}
+    extra_base = set(extra)
+    if other:
+        x = "uni" if executor == "mp" else "mp"
+        extra |= {f"plain-{x}": extra["plain"], f"sd-{x}": extra["sd"]}
+        executors |= {f"plain-{x}": x, f"sd-{x}": x}
     engines = {k: LLM(model=str(pm.build_smollm2()), dtype="float32", enforce_eager=True, max_model_len=2048,
                       max_num_seqs=64, max_num_batched_tokens=BATCHED_TOKENS, block_size=BLOCK,
-                      kv_cache_memory_bytes=int(kv_gib * 2**30), seed=0, distributed_executor_backend=executor, **x)
+                      kv_cache_memory_bytes=int(kv_gib * 2**30), seed=0, distributed_executor_backend=executors[k],
+                      **x)
                for k, x in extra.items()}
     rng = random.Random(0)
 
@@ -470,14 +479,14 @@ def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str
         # replay: every row keyed as the bench keys its samples (Seer's replay sampler draws and verifies them)
         sps = [SamplingParams(max_tokens=64, temperature=1.0, ignore_eos=True,
                               extra_args={EXTRA_ARG: rng.getrandbits(63)} if replay else None) for _ in range(B)]
-        llm = engines["sd" if arm.startswith("sd") else arm]
+        llm = engines["sd" if arm == "sd-vllm-sampler" else arm]
         if arm.startswith("sd"):
-            llm.collective_rpc(_set_p10, args=(arm == "sd",))
+            llm.collective_rpc(_set_p10, args=(arm != "sd-vllm-sampler",))
         t = time.perf_counter()
         llm.generate(prompts, sps, use_tqdm=False)
         return (time.perf_counter() - t) / 64  # ~ one decode step (plus the prefill spread over 64 steps)
 
-    arms = ["plain", "plain-sync", "sd", "sd-vllm-sampler"]
+    arms = ["plain", "plain-sync", "sd", "sd-vllm-sampler", *(k for k in engines if k not in extra_base)]
     sizes = (1, 8, 32)
     for arm in arms:
         once(arm, 4)  # warm-up
@@ -492,13 +501,14 @@ def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str
     return res
 
 
-def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool, executor: str) -> None:
+def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool, executor: str, other: bool = False) -> None:
     import subprocess
 
     from seer_verl.bench.stats import bootstrap_median
 
     r = subprocess.run([sys.executable, __file__, "_sd-overhead-paired", "--kv-gib", str(kv_gib),
-                        "--repeats", str(repeats), "--replay" if replay else "--no-replay", "--executor", executor],
+                        "--repeats", str(repeats), "--replay" if replay else "--no-replay", "--executor", executor,
+                        *(["--other-executor"] if other else [])],
                        stdout=subprocess.PIPE, text=True, timeout=3600)
     lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
     if r.returncode != 0 or not lines:
@@ -507,17 +517,19 @@ def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool, executor: 
     summary: dict = {}
     for B, plain in raw["plain"].items():
         v: dict = {"plain_ms": [round(1e3 * x, 2) for x in plain]}
-        for arm, key in (("plain-sync", "no_async"), ("sd", "sd_off"), ("sd-vllm-sampler", "sd_off_vllm_sampler")):
+        keys = {"plain-sync": "no_async", "sd": "sd_off", "sd-vllm-sampler": "sd_off_vllm_sampler"}
+        keys |= {a: a.replace("-", "_") for a in raw if a not in keys and a != "plain"}
+        for arm, key in keys.items():
             ratios = [a / b for a, b in zip(raw[arm][B], plain)]
             med, lo, hi = bootstrap_median(ratios)
             v[key] = {"ratios": [round(x, 4) for x in ratios], "median": med, "ci95": [lo, hi]}
         summary[B] = v
         print(f"B={B:>2}: plain {1e3 * sorted(plain)[len(plain) // 2]:.1f} ms/token; per round vs plain: "
               + "; ".join(f"{k} {v[k]['median']:.3f}x [{v[k]['ci95'][0]:.3f}, {v[k]['ci95'][1]:.3f}]"
-                          for k in ("no_async", "sd_off", "sd_off_vllm_sampler")))
+                          for k in keys.values()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "repeats": repeats, "kv_gib": kv_gib,
-                               "replay": replay, "executor": executor,
+                               "replay": replay, "executor": executor, "other_executor": other,
                                "design": "one process, the arms in a shuffled order per round, ratio per round",
                                "raw": raw, "summary": summary}, indent=1) + "\n")
     print(f"wrote {out}")
@@ -576,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="sd-overhead: key every request for replayable sampling, as the bench does")
     p.add_argument("--executor", choices=["mp", "uni"], default="mp",
                    help="sd-overhead: vLLM's executor (mp: as verl starts its engines; uni: LLM's default)")
+    p.add_argument("--other-executor", action="store_true",
+                   help="sd-overhead: also plain and SD engines on the other executor, paired in the same rounds")
     p.add_argument("--report", default=str(ROOT / "runs" / "bench" / "report.json"))
     p.add_argument("--prefill-gain", type=float, default=1.0, help="bench-fallback: c_tok = per-seq decode cost / this")
     a = p.parse_args(argv)
@@ -591,11 +605,11 @@ def main(argv: list[str] | None = None) -> int:
         profile_cpu(Path(a.out or DATA / "step_cpu_smollm2.json"), a.kv_gib or 2.0, a.quick)
     elif a.what == "sd-overhead":
         sd_overhead(Path(a.out or ROOT / "runs" / "sd_overhead.json"), a.kv_gib or 0.25, a.repeats, a.replay,
-                    a.executor)
+                    a.executor, a.other_executor)
     elif a.what == "sd-sampler":
         sd_sampler(Path(a.out or ROOT / "runs" / "sd_sampler.json"))
     elif a.what == "_sd-overhead-paired":
-        print(json.dumps(_sd_overhead_paired(a.kv_gib or 0.25, a.repeats, a.replay, a.executor)))
+        print(json.dumps(_sd_overhead_paired(a.kv_gib or 0.25, a.repeats, a.replay, a.executor, a.other_executor)))
     elif a.what == "cpu-sd":
         profile_cpu_sd(Path(a.out or DATA / "step_cpu_smollm2_sd.json"), a.kv_gib or 2.0, a.quick)
     else:

@@ -59,6 +59,8 @@ class SpecConfig:
         learn_margin: raise that margin by the budget's own optimism, learnt online from every drafted step's
             predicted against realised saving (:class:`seer_verl.core.draft_margin.DraftMargin`); False = a fixed
             ``min_gain``.
+        margin_bands: the learnt margin is kept per batch-size band (rows 1, 2-3, 4-7, 8-15, 16+ for 5), so the
+            bulk's optimism does not stop the tail's lone requests from drafting; 1 = one margin per engine.
         engine_seqs: sequences (responses) each engine also keeps in one engine-wide tree beside the group trees,
             across groups and batches (vLLM suffix decoding's global cache, FIFO); a draft comes from whichever tree
             scores higher. 0 = group trees only.
@@ -79,6 +81,7 @@ class SpecConfig:
     group_ttl_s: float = 900.0
     min_gain: float = DEFAULT_MIN_GAIN
     learn_margin: bool = True
+    margin_bands: int = 5
     engine_seqs: int = 1024
     step_time: str | None = None
 
@@ -121,6 +124,9 @@ class SpecConfig:
             raise bad("min_gain", self.min_gain, "a fraction in [0, 1) (0 = draft on any predicted saving)")
         if not isinstance(self.learn_margin, bool):
             raise bad("learn_margin", self.learn_margin, "true or false")
+        if not isinstance(self.margin_bands, int) or isinstance(self.margin_bands, bool) or \
+                not 1 <= self.margin_bands <= 16:
+            raise bad("margin_bands", self.margin_bands, "an integer in 1..16 (1 = one margin per engine)")
         if not isinstance(self.engine_seqs, int) or isinstance(self.engine_seqs, bool) or \
                 not 0 <= self.engine_seqs <= 1_000_000:
             raise bad("engine_seqs", self.engine_seqs, "an integer in 0..1000000 (0 = group trees only)")
@@ -147,6 +153,7 @@ class SpecConfig:
                                lam=float(self.lam), top_k=self.top_k, min_token_prob=float(self.min_token_prob),
                                group_ttl_s=float(self.group_ttl_s), engine_seqs=self.engine_seqs,
                                min_gain=float(self.min_gain), learn_margin=self.learn_margin,
+                               margin_bands=self.margin_bands,
                                step_time=self.step_time_model() if self.mode == "adaptive" else None)
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seer_verl.core.draft_acceptance import DraftAcceptance
-from seer_verl.core.draft_margin import DraftMargin, realised_saving
+from seer_verl.core.draft_margin import BandedDraftMargin, realised_saving
 from seer_verl.speculative.group_tree import GroupDraftTrees
 from seer_verl.speculative.request_tag import parse
 from seer_verl.speculative.settings import DrafterSettings
@@ -115,7 +115,7 @@ class GroupSuffixProposer(_Base):
         self._group_seen: dict[str, float] = {}
         self._step_log: list[tuple[float, int, int, int, int, int, int, float, float]] = []
         self._cost = None  # OnlineStepTimeFit once configured with a step-time model
-        self._margin = DraftMargin(min_gain=self.settings.min_gain)
+        self._margin = BandedDraftMargin(min_gain=self.settings.min_gain, bands=self.settings.margin_bands)
         self._pending: tuple[int, float] | None = None  # (rows, predicted saving) of the step drafted last
         self._prev_t0: float | None = None
         self._trees_seen = (0, 0)  # (drafts looked up, of them from the engine-wide tree) at the last take_stats
@@ -130,7 +130,7 @@ class GroupSuffixProposer(_Base):
         s.fixed_gamma = min(int(s.fixed_gamma), s.gamma_max)
         self.settings = s
         self.trees.set_engine_seqs(s.engine_seqs)
-        self._margin = DraftMargin(min_gain=s.min_gain)
+        self._margin = BandedDraftMargin(min_gain=s.min_gain, bands=int(s.margin_bands))
         if s.step_time:  # the prior of the engine's cost model; the fit then follows this engine's own steps
             from seer_verl.core.step_time_fit import OnlineStepTimeFit
 
@@ -181,8 +181,7 @@ class GroupSuffixProposer(_Base):
                "trees": trees, "settings": self.settings.as_dict(),
                "cost_fit": None if self._cost is None else {"c0_c_seq_c_tok": self._cost.coefficients,
                                                             "recorded": self._cost.recorded},
-               "margin": {"now": self._margin.margin, "optimism": self._margin.optimism,
-                          "recorded": self._margin.recorded}}
+               "margin": {"bands": self._margin.table(), "recorded": self._margin.recorded}}
         self._step_log = []
         return out
 
@@ -247,12 +246,14 @@ class GroupSuffixProposer(_Base):
             base = self._cost.predict(b_h + b_l, b_h + b_l)  # before this step moves the fit
             if self._cost.add(b_h + b_l, b_h + b_l + verified, seconds) and self._pending is not None \
                     and verified and self._pending[0] == b_h + b_l:  # the drafted step's outcome, same rows
-                self._margin.record(self._pending[1], realised_saving(b_h + b_l, accepted_now, seconds, base))
+                self._margin.record(b_h + b_l, self._pending[1],
+                                    realised_saving(b_h + b_l, accepted_now, seconds, base))
         self._pending = None
         self._margin.tick()
         self._prev_t0 = t0
         fixed = self._fixed_length()
-        min_gain = self._margin.margin if s.learn_margin else s.min_gain  # the bar this step's drafts must clear
+        # the bar this step's drafts must clear (the learnt margin of this batch size's band)
+        min_gain = self._margin.margin(max(1, b_h + b_l)) if s.learn_margin else s.min_gain
         drafts: list[list[int]] = [[] for _ in rows]
         cands: list[tuple[int, _Req, list[int], list[tuple[int, int, int]]]] = []
         for r in rows:

@@ -41,6 +41,7 @@ class DrafterSettings:
     engine_seqs: int = 0
     min_gain: float = 0.0
     learn_margin: bool = False
+    margin_bands: int = 1
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: DrafterSettings | None = None) -> DrafterSettings:

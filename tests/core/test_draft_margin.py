@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seer_verl.core.draft_budget import predicted_saving
-from seer_verl.core.draft_margin import DraftMargin, realised_saving
+from seer_verl.core.draft_margin import BandedDraftMargin, DraftMargin, realised_saving
 
 
 def test_realised_saving_is_the_cut_in_time_per_token():
@@ -61,3 +63,34 @@ def test_margin_is_capped_and_one_stalled_step_is_clipped():
 def test_bad_settings_name_the_key(key, value):
     with pytest.raises(ValueError, match=f"{key}="):
         DraftMargin(**{key: value})
+
+
+def test_bands_split_by_powers_of_two_and_learn_apart():
+    m = BandedDraftMargin(min_gain=0.05, bands=5, prior_steps=0)
+    assert [m.band(r) for r in (1, 2, 3, 4, 7, 8, 15, 16, 64)] == [0, 1, 1, 2, 2, 3, 3, 4, 4]
+    for _ in range(50):  # the bulk (12 rows) overstates its savings by 20 points; the tail (1 row) is honest
+        m.tick()
+        m.record(12, 0.25, 0.05)
+        m.record(1, 0.25, 0.25)
+    assert m.margin(12) == pytest.approx(0.25) and m.margin(9) == m.margin(12)
+    assert m.margin(1) == 0.05 and m.margin(2) == 0.05 and m.margin(40) == 0.05  # no evidence: min_gain
+    assert m.recorded == 100 and [b["recorded"] for b in m.table()] == [50, 0, 0, 50, 0]
+    assert [b["rows_from"] for b in m.table()] == [1, 2, 4, 8, 16]
+    with pytest.raises(ValueError, match="bands=0"):
+        BandedDraftMargin(bands=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 100), st.floats(-1, 1), st.floats(-3, 1), st.booleans()), max_size=80))
+def test_one_band_is_the_engine_wide_margin_and_no_bar_falls_below_min_gain(events):
+    one, plain, many = BandedDraftMargin(bands=1), DraftMargin(), BandedDraftMargin(bands=5)
+    for rows, predicted, realised, drafted in events:
+        for m in (one, plain, many):
+            m.tick()
+        if drafted:
+            one.record(rows, predicted, realised)
+            plain.record(predicted, realised)
+            many.record(rows, predicted, realised)
+    for rows in (1, 3, 9, 100):
+        assert one.margin(rows) == pytest.approx(plain.margin)
+        assert 0.05 <= many.margin(rows) <= 0.95

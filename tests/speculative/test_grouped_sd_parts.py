@@ -360,7 +360,8 @@ def test_learnt_margin_stops_drafts_whose_predicted_saving_does_not_materialise(
     sent = {}
     for learn in (False, True):
         p = GroupSuffixProposer(_config())
-        p.configure({"mode": "adaptive", "step_time": cost, "min_gain": 0.05, "learn_margin": learn})
+        p.configure({"mode": "adaptive", "step_time": cost, "min_gain": 0.05, "learn_margin": learn,
+                     "margin_bands": 5})
         monkeypatch.setattr(p.calibration, "record", lambda keys, accepted: None)
         rows = [(_rid(s), PROMPT + TEXT[:2], 5) for s in range(2)]
         for sib in (5, 6, 7):
@@ -376,4 +377,15 @@ def test_learnt_margin_stops_drafts_whose_predicted_saving_does_not_materialise(
         margin = p.take_stats()["margin"]
     assert sent[False] == 500  # a fixed margin drafts on, losing time every step
     # the learnt one drafts only to test the evidence again as it fades (~2% of the steps with the defaults)
-    assert sent[True] < 25 and margin["optimism"] > 0.4 and margin["recorded"] > 0
+    band = margin["bands"][1]  # two rows: the band of batches 2-3
+    assert sent[True] < 25 and band["optimism"] > 0.4 and band["recorded"] == margin["recorded"] > 0
+    # the bar is per batch-size band: the two-row steps' losses do not raise the bar of a lone request (the tail)
+    p.propose(8, FakeBatch(rows[:1]), [[TEXT[1]]])
+    assert p.take_stats()["steps"][-1][8] == 0.05  # the bar the lone request's step drafted against
+    p.configure({"margin_bands": 1})  # one engine-wide margin learnt from scratch on the same losses ...
+    for _ in range(300):
+        q = 2 + sum(st.last_draft for st in p._reqs.values())
+        clock[0] += 0.1 + 0.01 * q
+        p.propose(8, FakeBatch(rows), [[TEXT[1]]] * 2)
+    p.propose(8, FakeBatch(rows[:1]), [[TEXT[1]]])
+    assert p.take_stats()["steps"][-1][8] > 0.3  # ... holds the lone request to the bulk's bar
