@@ -552,6 +552,7 @@ def _patch_no_spec_padding(mod: ModuleType) -> None:
 #: attribute of a ``ModelRunnerOutput`` (pickled to the engine core with its ``__dict__``) holding the step's
 #: ``DraftTokenIds`` (or ``None``: no drafts); absent = not attached, the engine core asks the worker as vLLM does
 DRAFTS_ATTR = "seer_draft_token_ids"
+_NOT_ATTACHED = object()
 
 
 def _sync_speculative(worker: Any) -> bool:
@@ -566,79 +567,75 @@ def _patch_worker_attach_drafts(mod: ModuleType) -> None:
     once when the step needs no grammar bitmask (no structured-output request: the engine core's bitmask would be
     ``None``), so the engine core gets the step's tokens and drafts from one round trip instead of three."""
     _check_version("vllm", SUPPORTED_VLLM, "P12 (worker drafts with the output)")
-    cls = getattr(mod, "Worker", None)
-    if cls is None or not hasattr(cls, "sample_tokens") or not hasattr(cls, "execute_model"):
-        raise CPUCompatError(f"{mod.__name__} no longer has Worker.sample_tokens / execute_model (P12)")
-    orig_sample, orig_execute = cls.sample_tokens, cls.execute_model
-    if getattr(orig_sample, "__seer_patched__", False):
-        return
     from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, ModelRunnerOutput
 
-    def sample_tokens(self: Any, *args: Any, **kwargs: Any) -> Any:
-        out = orig_sample(self, *args, **kwargs)
-        if type(out) is ModelRunnerOutput and out is not EMPTY_MODEL_RUNNER_OUTPUT and _sync_speculative(self):
-            setattr(out, DRAFTS_ATTR, self.model_runner.take_draft_token_ids())
-        return out
+    def make_sample(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def sample_tokens(self: Any, *args: Any, **kwargs: Any) -> Any:
+            out = orig(self, *args, **kwargs)
+            if type(out) is ModelRunnerOutput and out is not EMPTY_MODEL_RUNNER_OUTPUT and _sync_speculative(self):
+                setattr(out, DRAFTS_ATTR, self.model_runner.take_draft_token_ids())
+            return out
+        return sample_tokens
 
-    def execute_model(self: Any, scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
-        out = orig_execute(self, scheduler_output, *args, **kwargs)
-        if (out is None and _sync_speculative(self)
-                and getattr(scheduler_output, "has_structured_output_requests", True) is False):
-            return self.sample_tokens(None)
-        return out
+    def make_execute(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def execute_model(self: Any, scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
+            out = orig(self, scheduler_output, *args, **kwargs)
+            if (out is None and _sync_speculative(self)
+                    and getattr(scheduler_output, "has_structured_output_requests", True) is False):
+                return self.sample_tokens(None)
+            return out
+        return execute_model
 
-    for fn, orig in ((sample_tokens, orig_sample), (execute_model, orig_execute)):
-        fn.__seer_patched__ = True  # type: ignore[attr-defined]
-        fn.__seer_orig__ = orig  # type: ignore[attr-defined]
-        fn.__name__ = orig.__name__
-    cls.sample_tokens, cls.execute_model = sample_tokens, execute_model
+    _replace_method(mod, "Worker", "sample_tokens", "P12", make_sample)
+    _replace_method(mod, "Worker", "execute_model", "P12", make_execute)
 
 
-_NOT_ATTACHED = object()
+def _replace_method(mod: ModuleType, cls_name: str, name: str, patch: str,
+                    make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """``mod.<cls_name>.<name>`` = ``make(original)``, once (idempotent); a missing class or method is a
+    ``CPUCompatError`` naming the patch."""
+    cls = getattr(mod, cls_name, None)
+    if cls is None or not hasattr(cls, name):
+        raise CPUCompatError(f"{mod.__name__} no longer has {cls_name}.{name} ({patch})")
+    orig = getattr(cls, name)
+    if getattr(orig, "__seer_patched__", False):
+        return
+    fn = make(orig)
+    fn.__seer_patched__ = True  # type: ignore[attr-defined]
+    fn.__seer_orig__ = orig  # type: ignore[attr-defined]
+    setattr(cls, name, fn)
 
 
 def _patch_scheduler_keeps_attached_drafts(mod: ModuleType) -> None:
     """Engine-core side, part 1: ``Scheduler.update_from_output`` keeps the drafts attached to the output it
     consumes (or a marker that none were) for ``post_step``."""
     _check_version("vllm", SUPPORTED_VLLM, "P12 (scheduler keeps the attached drafts)")
-    cls = getattr(mod, "Scheduler", None)
-    if cls is None or not hasattr(cls, "update_from_output"):
-        raise CPUCompatError(f"{mod.__name__} no longer has Scheduler.update_from_output (P12)")
-    orig = cls.update_from_output
-    if getattr(orig, "__seer_patched__", False):
-        return
 
-    def update_from_output(self: Any, scheduler_output: Any, model_runner_output: Any) -> Any:
-        self.__dict__["_seer_drafts"] = getattr(model_runner_output, DRAFTS_ATTR, _NOT_ATTACHED)
-        return orig(self, scheduler_output, model_runner_output)
+    def make(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def update_from_output(self: Any, scheduler_output: Any, model_runner_output: Any) -> Any:
+            self.__dict__["_seer_drafts"] = getattr(model_runner_output, DRAFTS_ATTR, _NOT_ATTACHED)
+            return orig(self, scheduler_output, model_runner_output)
+        return update_from_output
 
-    update_from_output.__seer_patched__ = True  # type: ignore[attr-defined]
-    update_from_output.__seer_orig__ = orig  # type: ignore[attr-defined]
-    cls.update_from_output = update_from_output
+    _replace_method(mod, "Scheduler", "update_from_output", "P12", make)
 
 
 def _patch_engine_core_drafts_from_output(mod: ModuleType) -> None:
     """Engine-core side, part 2: ``post_step`` applies the drafts the step's output brought instead of a
     ``take_draft_token_ids`` round trip, and asks the worker as vLLM does whenever none were attached."""
     _check_version("vllm", SUPPORTED_VLLM, "P12 (engine core drafts from the output)")
-    cls = getattr(mod, "EngineCore", None)
-    if cls is None or not hasattr(cls, "post_step"):
-        raise CPUCompatError(f"{mod.__name__} no longer has EngineCore.post_step (P12)")
-    orig = cls.post_step
-    if getattr(orig, "__seer_patched__", False):
-        return
 
-    def post_step(self: Any, model_executed: bool) -> None:
-        drafts = self.scheduler.__dict__.pop("_seer_drafts", _NOT_ATTACHED)
-        if (drafts is _NOT_ATTACHED or not model_executed or not self.check_for_draft_tokens
-                or self.async_scheduling):
-            return orig(self, model_executed)
-        if drafts is not None:
-            self.scheduler.update_draft_token_ids(drafts)
+    def make(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def post_step(self: Any, model_executed: bool) -> None:
+            drafts = self.scheduler.__dict__.pop("_seer_drafts", _NOT_ATTACHED)
+            if (drafts is _NOT_ATTACHED or not model_executed or not self.check_for_draft_tokens
+                    or self.async_scheduling):
+                return orig(self, model_executed)
+            if drafts is not None:
+                self.scheduler.update_draft_token_ids(drafts)
+        return post_step
 
-    post_step.__seer_patched__ = True  # type: ignore[attr-defined]
-    post_step.__seer_orig__ = orig  # type: ignore[attr-defined]
-    cls.post_step = post_step
+    _replace_method(mod, "EngineCore", "post_step", "P12", make)
 
 
 def _patch_no_spec_and_keep_drafts(mod: ModuleType) -> None:
