@@ -85,12 +85,21 @@ class DraftMargin:
     @property
     def optimism(self) -> float:
         """Decayed mean of ``predicted - realised`` over the drafted steps, shrunk towards 0 by the prior."""
-        return self._sum / (self._weight + self.prior_steps) if self._weight + self.prior_steps > 0 else 0.0
+        return self.optimism_towards(0.0)
+
+    def optimism_towards(self, prior_mean: float) -> float:
+        """The decayed mean shrunk towards ``prior_mean`` (instead of 0) by the prior's pseudo-steps."""
+        w = self._weight + self.prior_steps
+        return (self._sum + self.prior_steps * prior_mean) / w if w > 0 else prior_mean
+
+    def bar(self, optimism: float) -> float:
+        """``min_gain`` plus ``optimism`` where positive, capped at ``max_margin``."""
+        return min(self.max_margin, self.min_gain + max(0.0, optimism))
 
     @property
     def margin(self) -> float:
         """The ``min_gain`` the budget should use now: ``min_gain`` plus the optimism (never below ``min_gain``)."""
-        return min(self.max_margin, self.min_gain + max(0.0, self.optimism))
+        return self.bar(self.optimism)
 
 
 @dataclass
@@ -99,7 +108,10 @@ class BandedDraftMargin:
     verified draft token cost the CPU engines 2x what the linear step model said; at 1-3 rows the model holds), so
     one engine-wide bar learnt in the bulk would also stop the tail's lone requests from drafting, where
     speculation pays most. Band ``k`` holds the steps with ``2**k <= rows < 2**(k+1)``; the last band holds
-    everything above. Each band starts at ``min_gain`` and learns from its own drafted steps only.
+    everything above. A band's optimism is its own evidence shrunk towards the engine-wide optimism (all bands'
+    drafted steps) by ``prior_steps``: a band with few drafted steps of its own drafts against the engine's bar
+    (at T=1.0, where every band's drafts lose, the bands learn as fast as one margin), one with many against its
+    own (the tail, whose drafts pay).
 
     Args:
         bands: number of bands (``1`` = one engine-wide margin).
@@ -118,27 +130,34 @@ class BandedDraftMargin:
             raise ValueError(f"BandedDraftMargin: bands={self.bands!r} must be an integer in 1..16")
         self._bands = [DraftMargin(self.min_gain, self.halflife, self.prior_steps, self.max_margin, self.clip)
                        for _ in range(self.bands)]
+        self._pooled = DraftMargin(self.min_gain, self.halflife, self.prior_steps, self.max_margin, self.clip)
 
     def band(self, rows: int) -> int:
         """The band of a step with ``rows`` running requests (``rows >= 1``)."""
         return min(self.bands - 1, max(0, int(rows).bit_length() - 1))
 
     def tick(self) -> None:
-        for m in self._bands:
+        for m in (*self._bands, self._pooled):
             m.tick()
 
     def record(self, rows: int, predicted: float, realised: float) -> None:
         self._bands[self.band(rows)].record(predicted, realised)
+        self._pooled.record(predicted, realised)
+
+    def _optimism(self, k: int) -> float:
+        if self.bands == 1:
+            return self._pooled.optimism
+        return self._bands[k].optimism_towards(self._pooled.optimism)
 
     def margin(self, rows: int) -> float:
         """The bar a step with ``rows`` running requests drafts against."""
-        return self._bands[self.band(rows)].margin
+        return self._pooled.bar(self._optimism(self.band(rows)))
 
     @property
     def recorded(self) -> int:
-        return sum(m.recorded for m in self._bands)
+        return self._pooled.recorded
 
     def table(self) -> list[dict]:
         """Per band: the smallest batch in it, its margin, optimism and drafted steps recorded."""
-        return [{"rows_from": 1 << k, "margin": m.margin, "optimism": m.optimism, "recorded": m.recorded}
-                for k, m in enumerate(self._bands)]
+        return [{"rows_from": 1 << k, "margin": m.bar(self._optimism(k)), "optimism": self._optimism(k),
+                 "recorded": m.recorded} for k, m in enumerate(self._bands)]

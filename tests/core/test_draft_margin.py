@@ -73,11 +73,31 @@ def test_bands_split_by_powers_of_two_and_learn_apart():
         m.record(12, 0.25, 0.05)
         m.record(1, 0.25, 0.25)
     assert m.margin(12) == pytest.approx(0.25) and m.margin(9) == m.margin(12)
-    assert m.margin(1) == 0.05 and m.margin(2) == 0.05 and m.margin(40) == 0.05  # no evidence: min_gain
+    assert m.margin(1) == pytest.approx(0.05)  # the tail's own evidence: honest
+    # a band without evidence drafts against the engine-wide optimism (here the mean of both: 0.10)
+    assert m.margin(2) == pytest.approx(0.15) and m.margin(40) == pytest.approx(0.15)
     assert m.recorded == 100 and [b["recorded"] for b in m.table()] == [50, 0, 0, 50, 0]
     assert [b["rows_from"] for b in m.table()] == [1, 2, 4, 8, 16]
     with pytest.raises(ValueError, match="bands=0"):
         BandedDraftMargin(bands=0)
+
+
+def test_a_band_with_little_evidence_learns_from_the_engine_and_one_with_much_from_itself():
+    # T=1.0: the budget overstates by 30 points at 12 rows; the 4-7 band has drafted twice: it must not start
+    # from min_gain (and lose ~30 steps' worth before its bar moves) but from the engine's bar
+    m = BandedDraftMargin(min_gain=0.05, bands=5, prior_steps=30)
+    for _ in range(100):
+        m.tick()
+        m.record(12, 0.35, 0.05)
+    m.record(5, 0.35, 0.05)
+    m.record(5, 0.35, 0.05)
+    engine_wide = 0.05 + 0.30 * 102 / 132
+    assert m.margin(5) == pytest.approx(engine_wide, rel=0.02) and m.margin(16) == pytest.approx(engine_wide, rel=0.02)
+    # the tail: 400 drafted steps whose savings held: its own bar, near min_gain, whatever the bulk learnt
+    for _ in range(400):
+        m.tick()
+        m.record(1, 0.4, 0.4)
+    assert m.margin(1) < 0.05 + 0.1 * (m.margin(12) - 0.05) and m.margin(12) > 0.2
 
 
 @settings(max_examples=60, deadline=None)
