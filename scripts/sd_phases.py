@@ -1,6 +1,6 @@
 """Speculation per phase of a rollout: what drafting did in the bulk (many running requests) and in the tail (few).
 
-    .venv/bin/python scripts/sd_phases.py runs/<name>/report.json [--out results/<name>.json]
+    .venv/bin/python scripts/sd_phases.py runs/<name>/report.json [--out results/<name>.json] [--margin-replay]
 
 Phases are batch-size bands of one engine's running requests (1, 2-3, 4-7, 8-15, 16+: the bands of the learnt
 draft margin, ``seer.spec.margin_bands``). Two views, medians over the report's repeats:
@@ -10,6 +10,10 @@ draft margin, ``seer.spec.margin_bands``). Two views, medians over the report's 
 * every run with SD engines, from their drafters' step logs: the share of steps that drafted, tokens per step per
   request (1 + accepted / rows), and the realised saving of drafted steps against the same engine's median
   undrafted step at the same batch size (1 - time per token with drafts / time per token without).
+
+``--margin-replay`` replays the learnt margin's variants over the recorded drafted steps: a step is kept if its
+predicted saving clears the variant's bar as that bar would have learnt from the steps it kept (a replay of the
+steps that were drafted, not of those a lower bar would have added).
 """
 
 from __future__ import annotations
@@ -78,6 +82,51 @@ def drafter_phases(run: dict) -> list[dict]:
     return out
 
 
+def margin_replay(report: dict, policy: str = "seer_sd") -> dict:
+    """Per variant of :class:`~seer_verl.core.draft_margin.BandedDraftMargin` (``borrowing``: a band shrinks
+    towards the engine-wide optimism, as shipped; ``independent``: towards 0, as at commit d3cf024): drafted steps
+    kept and dropped per band, with the mean realised saving of each."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from seer_verl.core.draft_margin import BandedDraftMargin
+
+    class Independent(BandedDraftMargin):
+        def _optimism(self, k: int) -> float:
+            return self._bands[k].optimism
+
+    out: dict = {}
+    for name, cls in (("borrowing", BandedDraftMargin), ("independent", Independent)):
+        bands: dict = {}
+        for run in (r for r in report["runs"] if r["policy"] == policy):
+            for e in run.get("sd_engines") or []:
+                steps = e.get("steps") or []
+                und: dict[int, list[float]] = {}
+                for a, b in zip(steps, steps[1:]):
+                    if b[0] - a[0] <= MAX_STEP_S and b[1] == a[1] and a[3] == 0:
+                        und.setdefault(a[1], []).append(b[0] - a[0])
+                base = {k: st.median(v) for k, v in und.items() if len(v) >= 5}
+                m = cls(min_gain=0.05, bands=len(BANDS))
+                for a, b in zip(steps, steps[1:]):
+                    m.tick()
+                    if not a[3] or len(a) < 9 or not a[7]:
+                        continue
+                    rows = a[1]
+                    keep = a[7] >= m.margin(rows)
+                    o = bands.setdefault(_label(_band(rows)), {"kept": 0, "dropped": 0, "gain_kept": [],
+                                                                "gain_dropped": []})
+                    o["kept" if keep else "dropped"] += 1
+                    if b[0] - a[0] <= MAX_STEP_S and b[1] == rows and rows in base:
+                        g = 1 - ((b[0] - a[0]) / (rows + b[4])) / (base[rows] / rows)
+                        o["gain_kept" if keep else "gain_dropped"].append(g)
+                        if keep:
+                            m.record(rows, a[7], g)
+        out[name] = {k: {"kept": v["kept"], "dropped": v["dropped"],
+                         "mean_saving_kept": round(st.mean(v["gain_kept"]), 3) if v["gain_kept"] else None,
+                         "mean_saving_dropped": round(st.mean(v["gain_dropped"]), 3) if v["gain_dropped"] else None}
+                     for k, v in sorted(bands.items(), key=lambda kv: BANDS[[_label(i) for i in
+                                                                             range(len(BANDS))].index(kv[0])])}
+    return out
+
+
 def summarise(report: dict) -> dict:
     runs = report["runs"]
     policies = list(dict.fromkeys(r["policy"] for r in runs))
@@ -116,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("report", type=Path)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--margin-replay", action="store_true", help="replay the learnt margin's variants (see above)")
     a = p.parse_args(argv)
     if not a.report.is_file():
         print(f"report={a.report}: no such file (a bench report.json)", file=sys.stderr)
@@ -133,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  rows {b:>5}: {x['steps']:6d} steps, drafted {x['drafted_share']:6.1%}, "
                   f"{x['tokens_per_step_per_request']:.2f} tok/step, saving "
                   + ("-" if g is None else f"{g:+.1%}") + f" ({x['drafted_steps_with_baseline']} steps)")
+    if a.margin_replay:
+        s["margin_replay"] = margin_replay(json.loads(a.report.read_text()))
+        for name, bands in s["margin_replay"].items():
+            print(f"\nmargin replay, {name}: drafted steps kept / dropped (mean realised saving)")
+            for b, x in bands.items():
+                f = lambda v: "-" if v is None else f"{v:+.1%}"  # noqa: E731
+                print(f"  rows {b:>5}: kept {x['kept']:5d} ({f(x['mean_saving_kept'])}), dropped {x['dropped']:5d} "
+                      f"({f(x['mean_saving_dropped'])})")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(s, indent=1) + "\n")
