@@ -349,6 +349,16 @@ def test_min_gain_reaches_the_engines_and_bad_values_are_refused():
             SpecConfig.from_mapping({"min_gain": bad})
 
 
+def test_margin_bands_reach_the_engines_and_bad_values_are_refused():
+    assert SpecConfig.from_mapping({"enabled": True}).engine_settings().margin_bands == 5
+    p = _proposer()
+    p.configure(SpecConfig.from_mapping({"enabled": True, "margin_bands": 3}).engine_settings().as_dict())
+    assert len(p.take_stats()["margin"]["bands"]) == 3
+    for bad in (0, 17, True, 2.5):
+        with pytest.raises(ValueError, match=r"seer.spec.margin_bands=.*an integer in 1..16"):
+            SpecConfig.from_mapping({"margin_bands": bad})
+
+
 def test_learnt_margin_stops_drafts_whose_predicted_saving_does_not_materialise(monkeypatch):
     import seer_verl.speculative.proposer as prop
 
