@@ -285,18 +285,16 @@ def _patch_process_group_backend(mod: ModuleType) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 def _patch_pause_generation(mod: ModuleType) -> None:
     _check_version("vllm", SUPPORTED_VLLM, "P4 (pause_generation)")
-    cls = mod.AsyncLLM
-    orig = cls.pause_generation
-    if getattr(orig, "__seer_patched__", False):
-        return
 
-    async def pause_generation(self, *args: Any, wait_for_inflight_requests: Optional[bool] = None, **kwargs: Any):
-        if wait_for_inflight_requests is not None and "mode" not in kwargs:
-            kwargs["mode"] = "wait" if wait_for_inflight_requests else "abort"
-        return await orig(self, *args, **kwargs)
+    def make(orig: Callable[..., Any]) -> Callable[..., Any]:
+        async def pause_generation(self, *args: Any, wait_for_inflight_requests: Optional[bool] = None,
+                                   **kwargs: Any):
+            if wait_for_inflight_requests is not None and "mode" not in kwargs:
+                kwargs["mode"] = "wait" if wait_for_inflight_requests else "abort"
+            return await orig(self, *args, **kwargs)
+        return pause_generation
 
-    pause_generation.__seer_patched__ = True  # type: ignore[attr-defined]
-    cls.pause_generation = pause_generation
+    _replace_method(mod, "AsyncLLM", "pause_generation", "P4", make)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -375,6 +373,22 @@ def _unpatched(mod: ModuleType, name: str, patch: str) -> Any:
     if orig is None:
         raise CPUCompatError(f"{mod.__name__} no longer has {name} ({patch})")
     return None if getattr(orig, "__seer_patched__", False) else orig
+
+
+def _replace_method(mod: ModuleType, cls_name: str, name: str, patch: str,
+                    make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """``mod.<cls_name>.<name>`` = ``make(original)``, once (idempotent); a missing class or method is a
+    ``CPUCompatError`` naming the patch."""
+    cls = getattr(mod, cls_name, None)
+    if cls is None or not hasattr(cls, name):
+        raise CPUCompatError(f"{mod.__name__} no longer has {cls_name}.{name} ({patch})")
+    orig = getattr(cls, name)
+    if getattr(orig, "__seer_patched__", False):
+        return
+    fn = make(orig)
+    fn.__seer_patched__ = True  # type: ignore[attr-defined]
+    fn.__seer_orig__ = orig  # type: ignore[attr-defined]
+    setattr(cls, name, fn)
 
 
 def _patch_fsdp2_offload_no_pin(mod: ModuleType) -> None:
@@ -529,21 +543,15 @@ def _patch_no_spec_padding(mod: ModuleType) -> None:
     the proposer gets are unchanged). vLLM pads new decode requests only while that lookup is unset, so this
     switches off exactly the padding: a one-token prefill is scheduled as one token."""
     _check_version("vllm", SUPPORTED_VLLM, "P11 (Scheduler spec-decode padding)")
-    cls = getattr(mod, "Scheduler", None)
-    if cls is None:
-        raise CPUCompatError(f"{mod.__name__} no longer has Scheduler (P11)")
-    orig = cls.__init__
-    if getattr(orig, "__seer_patched__", False):
-        return
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        orig(self, *args, **kwargs)
-        if getattr(self, "num_spec_tokens", 0) > 0 and getattr(self, "dynamic_sd_lookup", ()) is None:
-            self.dynamic_sd_lookup = [self.num_spec_tokens] * (self.scheduler_config.max_num_seqs + 1)
+    def make(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            orig(self, *args, **kwargs)
+            if getattr(self, "num_spec_tokens", 0) > 0 and getattr(self, "dynamic_sd_lookup", ()) is None:
+                self.dynamic_sd_lookup = [self.num_spec_tokens] * (self.scheduler_config.max_num_seqs + 1)
+        return __init__
 
-    __init__.__seer_patched__ = True  # type: ignore[attr-defined]
-    __init__.__seer_orig__ = orig  # type: ignore[attr-defined]
-    cls.__init__ = __init__
+    _replace_method(mod, "Scheduler", "__init__", "P11", make)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -588,22 +596,6 @@ def _patch_worker_attach_drafts(mod: ModuleType) -> None:
 
     _replace_method(mod, "Worker", "sample_tokens", "P12", make_sample)
     _replace_method(mod, "Worker", "execute_model", "P12", make_execute)
-
-
-def _replace_method(mod: ModuleType, cls_name: str, name: str, patch: str,
-                    make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    """``mod.<cls_name>.<name>`` = ``make(original)``, once (idempotent); a missing class or method is a
-    ``CPUCompatError`` naming the patch."""
-    cls = getattr(mod, cls_name, None)
-    if cls is None or not hasattr(cls, name):
-        raise CPUCompatError(f"{mod.__name__} no longer has {cls_name}.{name} ({patch})")
-    orig = getattr(cls, name)
-    if getattr(orig, "__seer_patched__", False):
-        return
-    fn = make(orig)
-    fn.__seer_patched__ = True  # type: ignore[attr-defined]
-    fn.__seer_orig__ = orig  # type: ignore[attr-defined]
-    setattr(cls, name, fn)
 
 
 def _patch_scheduler_keeps_attached_drafts(mod: ModuleType) -> None:

@@ -128,9 +128,11 @@ class BandedDraftMargin:
     def __post_init__(self) -> None:
         if not (isinstance(self.bands, int) and 1 <= self.bands <= 16):
             raise ValueError(f"BandedDraftMargin: bands={self.bands!r} must be an integer in 1..16")
-        self._bands = [DraftMargin(self.min_gain, self.halflife, self.prior_steps, self.max_margin, self.clip)
-                       for _ in range(self.bands)]
-        self._pooled = DraftMargin(self.min_gain, self.halflife, self.prior_steps, self.max_margin, self.clip)
+        def new() -> DraftMargin:
+            return DraftMargin(self.min_gain, self.halflife, self.prior_steps, self.max_margin, self.clip)
+
+        self._bands = [new() for _ in range(self.bands)]
+        self._pooled = new()
 
     def band(self, rows: int) -> int:
         """The band of a step with ``rows`` running requests (``rows >= 1``)."""
