@@ -56,14 +56,20 @@ P12    a speculative engine's step is one worker round       without async sched
                                                               two; on verl's ``mp`` executor every trip is a
                                                               cross-process hand-off, on 2 busy cores a wait for the
                                                               other process to be scheduled
+P13    a speculative engine's step without drafts samples    vLLM 0.32 samples every step of an engine started for
+       with vLLM's plain sampler                              speculation through ``RejectionSampler``, drafts or not:
+                                                              the plain sampler, then a [batch, vocabulary] zero
+                                                              tensor, scatters, a gather and a second log-softmax for
+                                                              the logprobs verl asks for; 7% of the worker's time in a
+                                                              bench run that drafted nothing (py-spy), against 4% for
+                                                              a plain engine's whole sampling
 =====  ====================================================  ==========================================================
 
-Patches P3–P12 target modules that are imported later (and only in some processes); they are applied by a
+Patches P3–P13 target modules that are imported later (and only in some processes); they are applied by a
 post-import hook the moment the module is first imported. vLLM's engine core never imports verl: P11 (its
-scheduler) and P12 (its worker and engine core) are applied there by this module's ``vllm.general_plugins``
-entry point, :func:`vllm_plugin`. Every
-patch checks the versions it was written for and raises ``CPUCompatError`` on any other version: a version bump
-must fail loudly, not silently misbehave.
+scheduler), P12 (its worker and engine core) and P13 (the model runner) are applied there by this module's
+``vllm.general_plugins`` entry point, :func:`vllm_plugin`. Every patch checks the versions it was written for and
+raises ``CPUCompatError`` on any other version: a version bump must fail loudly, not silently misbehave.
 
 Per-engine cores: ``SEER_CPU_ENGINE_CORES`` = ``"0;1"`` (engine r gets the r-th ';'-separated entry, each an OMP
 bind spec such as ``"0"`` or ``"2-3"``); default: one core per engine, round-robin over the machine's cores.
@@ -630,6 +636,32 @@ def _patch_engine_core_drafts_from_output(mod: ModuleType) -> None:
     _replace_method(mod, "EngineCore", "post_step", "P12", make)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# P13: a step in which no request verifies a draft samples as a plain engine does
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_sample_without_drafts(mod: ModuleType) -> None:
+    """``GPUModelRunner._sample`` of a speculative engine takes vLLM's plain sampler when the step verifies no
+    draft token (``spec_decode_metadata.max_spec_len == 0``).
+
+    vLLM 0.32 builds spec-decode metadata for every step of an engine started for speculation, drafts or not, and
+    samples through ``RejectionSampler``: the plain sampler for the bonus token (the same call, the same tokens),
+    then a [batch, vocabulary] zero tensor, two scatters, a gather and a second log-softmax to rebuild the
+    logprobs the plain sampler computes once. With no draft in the step there is nothing to verify: the logits are
+    one row per request, exactly the plain sampler's input, and its [batch, 1] output is what the runner's
+    bookkeeping takes from either path. Tokens and logprobs are unchanged (the same sampler call and the same
+    log-softmax of the same logits); a step with any draft keeps vLLM's rejection sampler."""
+    _check_version("vllm", SUPPORTED_VLLM, "P13 (GPUModelRunner._sample)")
+
+    def make(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def _sample(self: Any, logits: Any, spec_decode_metadata: Any) -> Any:
+            if spec_decode_metadata is not None and spec_decode_metadata.max_spec_len == 0:
+                spec_decode_metadata = None
+            return orig(self, logits, spec_decode_metadata)
+        return _sample
+
+    _replace_method(mod, "GPUModelRunner", "_sample", "P13", make)
+
+
 def _patch_no_spec_and_keep_drafts(mod: ModuleType) -> None:
     """The scheduler module's two patches: P11 and P12's scheduler half."""
     _patch_no_spec_padding(mod)
@@ -650,13 +682,14 @@ def _install_import_hook() -> None:
 
 def vllm_plugin() -> None:
     """vLLM's ``general_plugins`` hook (``pyproject.toml``), run in every vLLM process: the engine core, where the
-    scheduler lives, never imports verl, so P11 and P12 are applied from here (idempotent; inert without
+    scheduler lives, never imports verl, so P11, P12 and P13 are applied from here (idempotent; inert without
     ``VERL_PLATFORM=cpu``)."""
     if ACTIVE:
         _install_import_hook()
         after_import("vllm.v1.core.sched.scheduler", _patch_no_spec_and_keep_drafts)
         after_import("vllm.v1.worker.gpu_worker", _patch_worker_attach_drafts)
         after_import("vllm.v1.engine.core", _patch_engine_core_drafts_from_output)
+        after_import("vllm.v1.worker.gpu_model_runner", _patch_sample_without_drafts)
 
 
 def activate() -> None:
@@ -676,6 +709,7 @@ def activate() -> None:
     after_import("vllm.v1.core.sched.scheduler", _patch_no_spec_and_keep_drafts)
     after_import("vllm.v1.worker.gpu_worker", _patch_worker_attach_drafts)
     after_import("vllm.v1.engine.core", _patch_engine_core_drafts_from_output)
+    after_import("vllm.v1.worker.gpu_model_runner", _patch_sample_without_drafts)
 
 
 if ACTIVE:

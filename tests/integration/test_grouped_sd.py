@@ -79,6 +79,12 @@ def test_greedy_samples_identical_with_and_without_grouped_sd(sd_env):
     assert t["seer/sd_server_outages"] == 0
     assert _responses(stock) == _responses(seer_sd)  # identical samples, in the same row order
     assert torch.equal(stock.batch["prompts"], seer_sd.batch["prompts"])
+    # the model's logprobs either way: steps without drafts sample plainly (CPU plugin P13), drafted steps through
+    # vLLM's rejection sampler
+    mask = stock.batch["response_mask"].bool()
+    lp_plain, lp_sd = stock.batch["rollout_log_probs"][mask], seer_sd.batch["rollout_log_probs"][mask]
+    assert torch.isfinite(lp_plain).all() and (lp_plain <= 0).all()
+    assert torch.allclose(lp_plain, lp_sd, atol=1e-4), (lp_plain - lp_sd).abs().max()
 
 
 def test_siblings_draft_across_engines_through_the_draft_server(sd_env):
