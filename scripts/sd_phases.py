@@ -9,7 +9,10 @@ draft margin, ``seer.spec.margin_bands``). Two views, medians over the report's 
   second of engine time spent in each band, so ``seer_sd`` is compared with ``seer`` phase by phase;
 * every run with SD engines, from their drafters' step logs: the share of steps that drafted, tokens per step per
   request (1 + accepted / rows), and the realised saving of drafted steps against the same engine's median
-  undrafted step at the same batch size (1 - time per token with drafts / time per token without).
+  undrafted step at the same batch size (1 - time per token with drafts / time per token without);
+* what a verified draft token costs there: the drafted step's time beyond that median undrafted step, per draft
+  token, and the acceptance a draft needs to pay (that cost over the undrafted step's time per token: an accepted
+  token saves one such token, every draft token costs its share), beside the acceptance it had.
 
 ``--margin-replay`` replays the learnt margin's variants over the recorded drafted steps: a step is kept if its
 predicted saving clears the variant's bar as that bar would have learnt from the steps it kept (a replay of the
@@ -57,7 +60,8 @@ def timeline_rates(run: dict) -> list[dict]:
 
 def drafter_phases(run: dict) -> list[dict]:
     """Per band, from the SD engines' step logs: steps, drafted steps, accepted tokens and realised savings."""
-    out = [{"steps": 0, "drafted": 0, "rows": 0, "accepted": 0, "gains": []} for _ in BANDS]
+    out = [{"steps": 0, "drafted": 0, "rows": 0, "accepted": 0, "gains": [], "draft_ms": [], "break_even": [],
+            "verified": 0, "verified_accepted": 0} for _ in BANDS]
     for e in run.get("sd_engines") or []:
         steps = e.get("steps") or []
         undrafted: dict[int, list[float]] = {}
@@ -79,6 +83,11 @@ def drafter_phases(run: dict) -> list[dict]:
                 o["accepted"] += accepted
                 if rows in base:
                     o["gains"].append(1 - (dt / (rows + accepted)) / (base[rows] / rows))
+                    per_draft = (dt - base[rows]) / drafted
+                    o["draft_ms"].append(1e3 * per_draft)
+                    o["break_even"].append(per_draft / (base[rows] / rows))
+                    o["verified"] += drafted
+                    o["verified_accepted"] += accepted
     return out
 
 
@@ -149,12 +158,18 @@ def summarise(report: dict) -> dict:
             if not bands:
                 continue
             gains = [g for x in bands for g in x["gains"]]
+            draft_ms = [g for x in bands for g in x["draft_ms"]]
+            break_even = [g for x in bands for g in x["break_even"]]
+            verified = sum(x["verified"] for x in bands)
             d[_label(k)] = {
                 "steps": sum(x["steps"] for x in bands),
                 "drafted_share": round(st.median(x["drafted"] / x["steps"] for x in bands), 3),
                 "tokens_per_step_per_request": round(st.median(1 + x["accepted"] / x["rows"] for x in bands), 3),
                 "realised_saving_median": round(st.median(gains), 3) if gains else None,
                 "drafted_steps_with_baseline": len(gains),
+                "ms_per_draft_token_median": round(st.median(draft_ms), 2) if draft_ms else None,
+                "break_even_acceptance_median": round(st.median(break_even), 3) if break_even else None,
+                "acceptance": round(sum(x["verified_accepted"] for x in bands) / verified, 3) if verified else None,
             }
         drafting[pol] = d
     return {"bands": [_label(k) for k in range(len(BANDS))], "tokens_per_engine_second": tok_s,
@@ -183,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  rows {b:>5}: {x['steps']:6d} steps, drafted {x['drafted_share']:6.1%}, "
                   f"{x['tokens_per_step_per_request']:.2f} tok/step, saving "
                   + ("-" if g is None else f"{g:+.1%}") + f" ({x['drafted_steps_with_baseline']} steps)")
+        print(f"{pol}: a verified draft token's cost per band (extra ms over the undrafted step, the acceptance at "
+              "which it pays, the acceptance it had)")
+        for b, x in d.items():
+            if x["ms_per_draft_token_median"] is not None:
+                print(f"  rows {b:>5}: {x['ms_per_draft_token_median']:6.2f} ms, pays above "
+                      f"{x['break_even_acceptance_median']:.0%}, accepted {x['acceptance']:.0%}")
     if a.margin_replay:
         s["margin_replay"] = margin_replay(json.loads(a.report.read_text()))
         for name, bands in s["margin_replay"].items():
