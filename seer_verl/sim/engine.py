@@ -108,6 +108,7 @@ class SimSpeculation:
     allocate: Callable[[SimEngine, list[SimSeq], float], list[int]]
     tau: Callable[[SimSeq, int], tuple[float, float]]  # (mean, variance) tokens per step at gamma
     draft_s_per_token: float = 0.0
+    draft_reads_context: bool = False  # each draft token adds its row's context to the step's attended KV
 
 
 @dataclass
@@ -374,6 +375,10 @@ class SimEngine:
                 for s in self.running:
                     s.rate, s.var = spec.tau(s, s.gamma) if s.gamma > 0 else (1.0, 0.0)
                 dkv = sum(s.rate for s in self.running)
+                if spec.draft_reads_context:  # g drafts read the row's context g more times, growing as it grows
+                    kv0 += float(sum(s.gamma * s.computed for s in self.running))
+                    dkv += sum(s.gamma * s.rate for s in self.running)
+                    self._kv0 = kv0
                 k = min(math.ceil((s.n_out - s.produced) / s.rate - 1e-9) for s in self.running)
             else:
                 for s in self.running:

@@ -244,8 +244,11 @@ def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
         return c
 
     def allocate_per_token(engine: SimEngine, dec: list[SimSeq], kv: float) -> list[int]:
+        # with draft_reads_context a draft token also attends over a context of the batch's mean length
+        per_draft_kv = kv / len(dec) if w.draft_reads_context and dec else 0.0
+
         def step_fn(n: int, q: int) -> float:
-            t = model.step_time(n, q, kv)
+            t = model.step_time(n, q, kv + per_draft_kv * (q - n))
             return t + draft_fn(1, q - n) if draft_fn is not None else t
 
         return select_drafts([curve(refs(s)) for s in dec], [s.is_probe for s in dec], step_fn, lam=lam,
@@ -269,4 +272,5 @@ def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:
     if w.draft_budget not in DRAFT_BUDGETS:
         raise ValueError(f"draft_budget={w.draft_budget!r} is not allowed: one of {', '.join(DRAFT_BUDGETS)}")
     allocate = allocate_per_token if w.draft_budget == "per_token" else allocate_mba
-    return SimSpeculation(allocate=allocate, tau=tau, draft_s_per_token=w.draft_s_per_token)
+    return SimSpeculation(allocate=allocate, tau=tau, draft_s_per_token=w.draft_s_per_token,
+                          draft_reads_context=w.draft_reads_context)

