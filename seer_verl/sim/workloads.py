@@ -87,8 +87,9 @@ class Workload:
     gamma_max: int = 8
     lam: float = 2.0
     draft_s_per_token: float = 0.0
-    # a verified draft token attends over its request's context as a decoding token does (compute-bound attention:
-    # vLLM-cpu); False: a row's context is read once per step whatever its drafts (memory-bound attention: GPUs)
+    # a verified draft token attends over its request's context as a decoding token does (compute-bound attention);
+    # False (default): a row's context is read once per step whatever its drafts. Off for the CPU workloads too:
+    # with it the simulated seer_sd gain on the CPU bench fell further below the measured one (docs/simulator.md)
     draft_reads_context: bool = False
     draft_budget: str = "per_token"  # per_token: core select_drafts, as the engines run it; mba: paper Algorithm 1
     draft_min_gain: float = DEFAULT_MIN_GAIN  # select_drafts' margin, as seer.spec.min_gain in the engines
@@ -336,7 +337,6 @@ def cpu_bench_workload(seed: int = 0, report: str | Path | None = None, lengths_
         stock_placement="recorded" if stock_src else "request",
         recorded_engines=[int(q["engines"][0]) for q in stock_src] if stock_src else None,
         kv_pool=False,
-        draft_reads_context=True,  # vLLM-cpu: a draft token costs its context's attention (docs/speculative.md)
         timeline_dt=0.5,
         measured=measured,
         meta={"report": str(path), "lengths_from": lengths_from, "bench_notes": rep.get("notes", {})},
@@ -405,7 +405,6 @@ def cpu_synth_workload(seed: int = 0, **over: Any) -> Workload:
         chunk_size=None,  # auto, as configs/seer.yaml ships
         stock_placement="request",
         kv_pool=False,
-        draft_reads_context=True,  # vLLM-cpu: a draft token costs its context's attention (docs/speculative.md)
         timeline_dt=0.5,
         meta={"seed": seed, "sigma_g": sigma_g, "sigma_r": sigma_r, "p_cap": p_cap, "kv_over_peak": cap / peak},
     )

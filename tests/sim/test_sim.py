@@ -381,8 +381,3 @@ def test_a_draft_token_attends_over_its_context_when_attention_is_compute_bound(
     base = step.step_time(3, 3 * (1 + gamma), sum(ctx))
     extra = step.c_kv * gamma * sum(ctx) if reads_context else 0.0
     assert t - t0 == pytest.approx(base + extra, rel=1e-9)
-
-
-def test_cpu_workloads_price_a_draft_tokens_attention():
-    w = make_workload("cpu_synth", seed=0)
-    assert w.draft_reads_context and not make_workload("moonlight", seed=0).draft_reads_context
