@@ -23,6 +23,12 @@ class VLLMBackend:
         "vllm:num_preemptions": "preemptions",
         "vllm:generation_tokens_total": "gen_tokens",
         "vllm:generation_tokens": "gen_tokens",
+        # prompt tokens of newly admitted requests (a request resumed after a preemption is not counted again) and
+        # how many of them the prefix cache supplied: their difference is the prefill the engine computed
+        "vllm:prompt_tokens_total": "prompt_tokens",
+        "vllm:prompt_tokens": "prompt_tokens",
+        "vllm:prompt_tokens_cached_total": "cached_tokens",
+        "vllm:prompt_tokens_cached": "cached_tokens",
     })
     engine_kwargs_key: str = "vllm"
 

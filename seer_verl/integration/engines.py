@@ -87,6 +87,8 @@ class EngineTimeline:
     kv_usage: list[float] = field(default_factory=list)
     preemptions: list[float] = field(default_factory=list)
     gen_tokens: list[float] = field(default_factory=list)
+    prompt_tokens: list[float] = field(default_factory=list)
+    cached_tokens: list[float] = field(default_factory=list)
 
     def as_dict(self, t0: float) -> dict[str, Any]:
         return {
@@ -97,6 +99,8 @@ class EngineTimeline:
             "kv_usage": self.kv_usage,
             "preemptions": self.preemptions,
             "gen_tokens": self.gen_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
         }
 
 
@@ -126,6 +130,8 @@ class EngineMonitor:
             tl.kv_usage.append(m.get("kv_usage", 0.0))
             tl.preemptions.append(m.get("preemptions", 0.0))
             tl.gen_tokens.append(m.get("gen_tokens", 0.0))
+            tl.prompt_tokens.append(m.get("prompt_tokens", 0.0))
+            tl.cached_tokens.append(m.get("cached_tokens", 0.0))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -147,6 +153,18 @@ class EngineMonitor:
     def preemptions(self) -> int:
         """Preemptions during the monitored window, summed over engines."""
         return int(sum((tl.preemptions[-1] - tl.preemptions[0]) for tl in self.timelines if tl.preemptions))
+
+    def prefill(self) -> dict[str, int]:
+        """Prompt tokens of the requests the engines admitted during the monitored window, summed over engines:
+        ``prompt_tokens`` in all, ``cached_tokens`` supplied by the prefix cache, ``computed_tokens`` prefilled (their
+        difference). A chunk of a divided request is a new request (its context counts as its prompt); a request
+        resumed after a preemption is not counted again (vLLM's counters), so stock's recompute is not included."""
+        def delta(series: list[float]) -> float:
+            return series[-1] - series[0] if series else 0.0
+
+        prompt = int(sum(delta(tl.prompt_tokens) for tl in self.timelines))
+        cached = int(sum(delta(tl.cached_tokens) for tl in self.timelines))
+        return {"prompt_tokens": prompt, "cached_tokens": cached, "computed_tokens": prompt - cached}
 
 
 def kv_capacity(server: Any, timeout_s: float | None = None, backend: EngineBackend = VLLM) -> tuple[int, int]:

@@ -28,8 +28,9 @@ def _full_parse(text: str, metrics: dict[str, str]) -> dict[str, float]:
 def test_the_filtered_parse_reads_what_the_full_parse_reads():
     got = parse_metrics(PAGE, VLLM.metrics)
     assert got == _full_parse(PAGE, VLLM.metrics)
-    assert set(got) == {"running", "waiting", "kv_usage", "preemptions", "gen_tokens"}
+    assert set(got) == {"running", "waiting", "kv_usage", "preemptions", "gen_tokens", "prompt_tokens", "cached_tokens"}
     assert got["running"] == 1.0 and got["gen_tokens"] > 0
+    assert got["prompt_tokens"] == 964.0 and got["cached_tokens"] == 0.0  # the page's counters, not a prefix
 
 
 def test_labelled_series_are_summed_and_other_names_ignored():
@@ -44,3 +45,14 @@ def test_labelled_series_are_summed_and_other_names_ignored():
     # a name that only prefixes a wanted one (a histogram's _bucket / _sum lines) is not read
     assert parse_metrics('vllm:num_requests_running_bucket{le="1"} 9\nvllm:num_requests_running 2\n',
                          VLLM.metrics) == {"running": 2.0}
+
+
+def test_prefill_is_the_windows_counter_increase_summed_over_engines():
+    from seer_verl.integration.engines import EngineMonitor
+
+    mon = EngineMonitor(["a:1", "b:2"])
+    a, b = mon.timelines
+    a.prompt_tokens, a.cached_tokens = [100.0, 400.0, 1_100.0], [0.0, 200.0, 600.0]
+    b.prompt_tokens, b.cached_tokens = [50.0, 350.0], [10.0, 10.0]
+    assert mon.prefill() == {"prompt_tokens": 1_300, "cached_tokens": 600, "computed_tokens": 700}
+    assert EngineMonitor(["c:3"]).prefill() == {"prompt_tokens": 0, "cached_tokens": 0, "computed_tokens": 0}
