@@ -58,7 +58,8 @@ def _stock_records(manager: Any, out: Any, load_balancer: Any, address_to_engine
     return by_row
 
 
-def _seer_factory(policy: str, spec: dict[str, Any] | None = None) -> Callable[..., Any]:
+def _seer_factory(policy: str, spec: dict[str, Any] | None = None,
+                  seer_over: dict[str, Any] | None = None) -> Callable[..., Any]:
     def make(verl_cfg: Any, servers: Any, seer_cfg: dict[str, Any], true_lens: list[int] | None = None) -> Any:
         from omegaconf import OmegaConf
 
@@ -69,7 +70,7 @@ def _seer_factory(policy: str, spec: dict[str, Any] | None = None) -> Callable[.
         seer = {k: v for k, v in seer_cfg.items() if k != "spec"}
         if spec is not None:
             seer["spec"] = {**dict(seer_cfg.get("spec") or {}), **spec}
-        cfg.seer = {**seer, "policy": policy}
+        cfg.seer = {**seer, **(seer_over or {}), "policy": policy}
         manager = SeerAgentLoopManager.create(config=cfg, llm_client=servers.get_client())
         manager.bench_true_lens = true_lens
         return manager
@@ -104,6 +105,8 @@ POLICIES: dict[str, BenchArm] = {
     "seer_fixed_sd": BenchArm(_seer_factory("seer", {"enabled": True, "mode": "fixed"}), _seer_records, "seer_sd"),
     "seer_sd_off": BenchArm(_seer_factory("seer", {"enabled": False}), _seer_records, "seer_sd"),
     "stock_suffix": BenchArm(_stock, _stock_records, "suffix"),
+    # the reserve rule before e5c56fc (only requests that have not started switch it on), for a paired A/B
+    "seer_auto_new": BenchArm(_seer_factory("seer", seer_over={"kv_reserve": "auto_new"}), _seer_records, "priority"),
 }
 
 #: engine profiles in the order the bench starts them (calibration always runs on ``plain`` engines)

@@ -16,7 +16,10 @@ from .divided import auto_chunk_size
 from .placement import kv_footprint
 from .policies import POLICY_NAMES, check_policy_name
 
-__all__ = ["SeerConfig", "POLICY_NAMES", "AUTO_CHUNK_TIMEOUT_BASE_S", "AUTO_CHUNK_TIMEOUT_PER_TOKEN_S"]
+__all__ = ["SeerConfig", "POLICY_NAMES", "AUTO_CHUNK_TIMEOUT_BASE_S", "AUTO_CHUNK_TIMEOUT_PER_TOKEN_S", "AUTO_RESERVES"]
+
+#: the automatic values of ``seer.kv_reserve`` (:meth:`~seer_verl.core.controller.RolloutController.growth_share_now`)
+AUTO_RESERVES = ("auto", "auto_new")
 
 #: ``chunk_timeout_s: null`` means ``AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * chunk_size``:
 #: a chunk decodes at most ``chunk_size`` tokens, so a chunk far slower than 0.5 tokens/s (plus two minutes of
@@ -74,6 +77,9 @@ class SeerConfig:
             their running contexts, and none (0.0) once they do not: the reserve keeps waiting requests from taking
             the KV a running request needs at its next chunk, so it pays only while they compete for the KV;
             otherwise it leaves KV idle that more running requests would use (docs/kv_pressure.md "KV reserve").
+            ``"auto_new"``: the same, counting only the requests that have not started (the rule before e5c56fc: a
+            started request waiting for its next chunk does not switch the reserve on); more requests run, more
+            boundaries wait, and the heavy point's tail was half as long (docs/kv_pressure.md, 2026-12-07).
         continuation: ``"first"``: a request whose chunk just completed gets its next chunk before any waiting
             request, on the engine that holds its KV, as long as its *expected* KV fits there (contexts plus half
             of the in-flight growth), even if its full reservation over-commits the engine (a chunk boundary
@@ -152,12 +158,13 @@ class SeerConfig:
         if not isinstance(self.share_prompt_kv, bool):
             raise ValueError(f"seer.share_prompt_kv must be true or false; got {self.share_prompt_kv!r}")
         r = self.kv_reserve
-        if r != "auto" and not (isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r)
-                                and 0.0 <= r <= 8.0):
+        if r not in AUTO_RESERVES and not (isinstance(r, (int, float)) and not isinstance(r, bool)
+                                           and math.isfinite(r) and 0.0 <= r <= 8.0):
             raise ValueError(
-                f"seer.kv_reserve must be 'auto' or a number in [0, 8] (multiple of a chunk's growth reserved in KV: "
-                f"1 = the paper, never preempt; 0 = context only, as vLLM; auto = 1 while requests that have not "
-                f"started compete for the KV, else 0); got {r!r}"
+                f"seer.kv_reserve must be 'auto', 'auto_new' or a number in [0, 8] (multiple of a chunk's growth "
+                f"reserved in KV: 1 = the paper, never preempt; 0 = context only, as vLLM; auto = 1 while the requests "
+                f"waiting for KV compete for it, else 0; auto_new = the same counting only requests that have not "
+                f"started); got {r!r}"
             )
         return self
 
@@ -173,7 +180,7 @@ class SeerConfig:
         rule alone holds (64-token chunks beat 128 on 2.9K-token CPU engines there)."""
         if self.chunk_size is not None:
             return self.chunk_size
-        floor = block_size if self.kv_reserve == "auto" else 1
+        floor = block_size if self.kv_reserve in AUTO_RESERVES else 1
         return auto_chunk_size(kv_capacity_tokens, response_length, max(floor, 1))
 
     def effective_chunk_timeout_s(self, chunk_size: int | None = None) -> float:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .buffer import RequestBuffer
-from .config import SeerConfig
+from .config import AUTO_RESERVES, SeerConfig
 from .divided import apply_chunk, chunk_budget, validate_chunk
 from .errors import NoEngineError, StaleDispatchError
 from .placement import EngineState, Placement, PlacementDecision, kv_footprint
@@ -126,13 +126,15 @@ class RolloutController:
                     f"(reserved_tokens={e.reserved_tokens}, inflight={e.inflight})"
                 )
         self.buffer = buffer
-        self._auto_reserve = self.config.kv_reserve == "auto"
+        self._auto_reserve = self.config.kv_reserve in AUTO_RESERVES
+        self._count_started = self.config.kv_reserve == "auto"  # "auto_new": only requests that have not started
         self.placement = Placement(engines, self.config.affinity_threshold, self.config.max_inflight_per_engine,
                                    1.0 if self._auto_reserve else float(self.config.kv_reserve))
         # kv_reserve="auto": block-rounded contexts of the requests waiting for KV (not started, or started and
         # waiting for their next chunk), kept as they enter and leave the waiting set
         self._block = min((e.block_size for e in engines), default=1)
         self._waiting_kv = 0
+        self._unstarted_kv = 0  # kv_reserve="auto_new": the same for the requests that have not started
         self.policy = make_policy(self.config.policy, buffer.requests)
         self.scheduler = Scheduler(self.policy, buffer.requests, self.config.effective_starvation_bound(len(buffer)))
         alive = [e.capacity_tokens for e in engines if e.alive]
@@ -165,6 +167,7 @@ class RolloutController:
             if not req.finished:
                 self._unfinished += 1
                 self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
+                self._unstarted_kv += kv_footprint(req.prompt_len + req.generated, self._block)
                 self.scheduler.enqueue(req, 0)
 
     # -- state -------------------------------------------------------------------------------------
@@ -262,6 +265,7 @@ class RolloutController:
         self.policy.on_added(req)
         self._unfinished += 1
         self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
+        self._unstarted_kv += kv_footprint(req.prompt_len + req.generated, self._block)
         self.scheduler.enqueue(req, self._clock)
         return req
 
@@ -272,6 +276,7 @@ class RolloutController:
         requests waiting for KV need more of it (block-rounded contexts) than the alive engines hold beyond their
         running contexts, else 0.0. Waiting: not started yet, or started and waiting for a next chunk that did not
         fit; a request whose chunk has just completed and that continues at once is running, not waiting.
+        ``kv_reserve="auto_new"`` counts only the requests that have not started.
 
         The reserve keeps a running request's next chunk from finding its engine full of others (it would wait,
         and its cached KV be reused, so it re-prefills later); when every waiting request fits beside the running
@@ -280,6 +285,8 @@ class RolloutController:
         if not self._auto_reserve:
             return float(self.config.kv_reserve)
         free = sum(e.capacity_tokens - e.context_tokens for e in self.placement.engines if e.alive)
+        if not self._count_started:
+            return 1.0 if self._unstarted_kv > free else 0.0
         sched, buf = self.scheduler, self.buffer
         # a request can sit in two engines' warm queues (left in one for want of a slot, then placed elsewhere and
         # completed there): count it once
@@ -423,6 +430,7 @@ class RolloutController:
         self._waiting_kv -= kv_footprint(context_len, self._block)
         if req.req_id not in self._start_rank:
             self._start_rank[req.req_id] = len(self._start_rank)
+            self._unstarted_kv -= kv_footprint(context_len, self._block)
         rank = self._start_rank[req.req_id]
         d = Dispatch(
             dispatch_id=self._next_id,

@@ -201,3 +201,21 @@ def test_switching_the_growth_share_recounts_every_engine_and_releases_stay_exac
     assert all((e.reserved_tokens, e.context_tokens, e.growth_sum, e.inflight) == (0, 0, 0, 0) for e in es)
     with pytest.raises(ValueError, match="growth_share"):
         p.set_growth_share(9.0)
+
+
+def test_auto_new_reserve_counts_only_requests_that_have_not_started():
+    # the scenario above: request 1's next chunk waits and nothing waits that has not started. "auto" reserves the
+    # growth again; "auto_new" (the rule before e5c56fc) does not
+    for mode, expected in (("auto", 1.0), ("auto_new", 0.0)):
+        c = ctrl([(g, 2) for g in range(3)], 22, [EngineState(0, 24, 1)], chunk_size=10, kv_reserve=mode)
+        a, b, _ = c.next_dispatches()
+        c.complete(a, list(range(10)), [0.0] * 10, False)
+        c.next_dispatches()
+        c.complete(b, list(range(10)), [0.0] * 10, False)
+        assert c.next_dispatches() == [] and 1 in c.scheduler
+        assert c.growth_share_now() == expected, mode
+    # while newcomers compete, both reserve: 4 prompts of 10 tokens, capacity 30
+    for mode in ("auto", "auto_new"):
+        c = ctrl([(g, 10) for g in range(4)], 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve=mode)
+        c.next_dispatches()
+        assert c.growth_share_now() == 1.0, mode

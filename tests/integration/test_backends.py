@@ -12,7 +12,8 @@ from seer_verl.integration.rollout_checks import validate_rollout_config
 
 def test_vllm_is_the_registered_default_and_implements_the_protocol():
     assert backend_of(None) is VLLM is backend_of("vllm") and isinstance(VLLM, EngineBackend)
-    assert set(VLLM.metrics.values()) == {"running", "waiting", "kv_usage", "preemptions", "gen_tokens"}
+    assert set(VLLM.metrics.values()) == {"running", "waiting", "kv_usage", "preemptions", "gen_tokens",
+                                         "prompt_tokens", "cached_tokens"}
     with pytest.raises(ValueError, match="registered twice"):
         register_backend(type(VLLM)())
     with pytest.raises(TypeError, match="does not implement EngineBackend"):
