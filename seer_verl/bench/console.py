@@ -80,7 +80,7 @@ class RolloutProgress:
 
     def text(self) -> str:
         tls = self.monitor.timelines
-        tokens = sum(tl.gen_tokens[-1] - tl.gen_tokens[0] for tl in tls if tl.gen_tokens)
+        tokens = sum(tl.increase("gen_tokens") for tl in tls)
         engines = " | ".join(f"{tl.running[-1]:.0f} run {100 * tl.kv_usage[-1]:.0f}% KV" for tl in tls if tl.running)
         done = self._done()
         samples = f"{done}/{self.total}" if done is not None else f"?/{self.total}"

@@ -268,7 +268,8 @@ def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg:
     # agent-loop preprocessing (tokenization, worker dispatch) before any request reaches an engine
     summary["first_request_s"] = min(q["start_s"] for q in requests)
     summary["num_preemptions"] = mon.preemptions()
-    summary["prefill"] = mon.prefill()  # what the engines prefilled: the simulator's prefill_tokens, for stock without recompute
+    # what the engines prefilled: the simulator's prefill_tokens (for stock without its preemptions' recompute)
+    summary["prefill"] = mon.prefill()
     summary["cpu"] = cpu.as_dict()  # CPU seconds by role: what the rest of the system took from the engines' cores
     spec1 = spec_counters(addresses)
     summary["spec_decode"] = {k: spec1[k] - spec0[k] for k in spec1}  # as vLLM counts it, for every policy

@@ -680,10 +680,11 @@ def _patch_logprobs_of_emitted_tokens(mod: ModuleType) -> None:
     vLLM 0.32 avoids a GPU-CPU sync by computing them for every request x (longest draft in the step + 1)
     positions, after copying all logits into a zero [batch + drafts, vocabulary] tensor: at 16 running requests and
     one 8-token draft that is 144 vocabulary-wide log-softmaxes and rank counts (19.7 ms on one core with this
-    model's vocabulary, 2.7 ms for the emitted positions) for ~17 emitted tokens. On CPU the sampled tokens are already in memory, so only the
-    emitted positions are computed; the others (``parse_output`` drops them by the same placeholder mask) are left
-    zero. A position's row is the one vLLM's indexing reaches (request i's j-th target row, or its bonus row at
-    j = its draft count), and the log-softmax, gather and rank are row-wise: the kept values are vLLM's."""
+    model's vocabulary, 2.7 ms for the emitted positions) for ~17 emitted tokens. On CPU the sampled tokens are
+    already in memory, so only the emitted positions are computed; the others (``parse_output`` drops them by the
+    same placeholder mask) are left zero. A position's row is the one vLLM's indexing reaches (request i's j-th target
+    row, or its bonus row at j = its draft count), and the log-softmax, gather and rank are row-wise: the kept values
+    are vLLM's."""
     _check_version("vllm", SUPPORTED_VLLM, "P14 (RejectionSampler._get_logprobs_tensors)")
     placeholder = getattr(mod, "PLACEHOLDER_TOKEN_ID", None)
     if placeholder is None:

@@ -166,8 +166,9 @@ class RolloutController:
                 self.placement.share_prompt(req.group_id, req.prompt_len)
             if not req.finished:
                 self._unfinished += 1
-                self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
-                self._unstarted_kv += kv_footprint(req.prompt_len + req.generated, self._block)
+                kv = kv_footprint(req.prompt_len + req.generated, self._block)
+                self._waiting_kv += kv
+                self._unstarted_kv += kv
                 self.scheduler.enqueue(req, 0)
 
     # -- state -------------------------------------------------------------------------------------
@@ -264,8 +265,9 @@ class RolloutController:
             req.engine = engine
         self.policy.on_added(req)
         self._unfinished += 1
-        self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
-        self._unstarted_kv += kv_footprint(req.prompt_len + req.generated, self._block)
+        kv = kv_footprint(req.prompt_len + req.generated, self._block)
+        self._waiting_kv += kv
+        self._unstarted_kv += kv
         self.scheduler.enqueue(req, self._clock)
         return req
 

@@ -90,6 +90,11 @@ class EngineTimeline:
     prompt_tokens: list[float] = field(default_factory=list)
     cached_tokens: list[float] = field(default_factory=list)
 
+    def increase(self, series: str) -> float:
+        """How much the counter ``series`` (e.g. ``"gen_tokens"``) rose over the samples taken; 0 with no sample."""
+        values = getattr(self, series)
+        return values[-1] - values[0] if values else 0.0
+
     def as_dict(self, t0: float) -> dict[str, Any]:
         return {
             "address": self.address,
@@ -152,18 +157,15 @@ class EngineMonitor:
 
     def preemptions(self) -> int:
         """Preemptions during the monitored window, summed over engines."""
-        return int(sum((tl.preemptions[-1] - tl.preemptions[0]) for tl in self.timelines if tl.preemptions))
+        return int(sum(tl.increase("preemptions") for tl in self.timelines))
 
     def prefill(self) -> dict[str, int]:
         """Prompt tokens of the requests the engines admitted during the monitored window, summed over engines:
         ``prompt_tokens`` in all, ``cached_tokens`` supplied by the prefix cache, ``computed_tokens`` prefilled (their
         difference). A chunk of a divided request is a new request (its context counts as its prompt); a request
         resumed after a preemption is not counted again (vLLM's counters), so stock's recompute is not included."""
-        def delta(series: list[float]) -> float:
-            return series[-1] - series[0] if series else 0.0
-
-        prompt = int(sum(delta(tl.prompt_tokens) for tl in self.timelines))
-        cached = int(sum(delta(tl.cached_tokens) for tl in self.timelines))
+        prompt = int(sum(tl.increase("prompt_tokens") for tl in self.timelines))
+        cached = int(sum(tl.increase("cached_tokens") for tl in self.timelines))
         return {"prompt_tokens": prompt, "cached_tokens": cached, "computed_tokens": prompt - cached}
 
 

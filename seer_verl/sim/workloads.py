@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from seer_verl.core.config import SeerConfig
+from seer_verl.core.config import AUTO_RESERVES, SeerConfig
 from seer_verl.core.draft_budget import DEFAULT_MIN_GAIN
 from seer_verl.core.step_time import StepTimeModel
 
@@ -274,7 +274,7 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
                 raise ValueError(f"continuation must be first, fit or policy; got {v!r}")
             w.continuation = str(v)
         elif k == "kv_reserve":
-            w.kv_reserve = v if v in ("auto", "auto_new") else float(v)
+            w.kv_reserve = v if v in AUTO_RESERVES else float(v)
         elif k == "draft_budget":
             w.draft_budget = str(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt", "draft_min_gain"):
@@ -442,8 +442,8 @@ _OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
     "prompt_mean": (lambda v: _is_num(v) and v > 0, "a number > 0"),
     "p_cap": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     "kv_over_peak": (lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
-    "kv_reserve": (lambda v: v in ("auto", "auto_new") or (_is_num(v) and 0 <= v <= 8),
-                   "auto, auto_new or a number in [0, 8]"),
+    "kv_reserve": (lambda v: v in AUTO_RESERVES or (_is_num(v) and 0 <= v <= 8),
+                   f"{', '.join(AUTO_RESERVES)} or a number in [0, 8]"),
     "lam": (lambda v: _is_num(v) and v > 0, "a number > 0"),
     "draft_s_per_token": (lambda v: _is_num(v) and v >= 0, "seconds >= 0"),
     "timeline_dt": (lambda v: _is_num(v) and v > 0, "seconds > 0"),
