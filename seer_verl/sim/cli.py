@@ -5,11 +5,11 @@
 
 Keys: ``workload`` (moonlight | qwen2vl72b | kimik2 | cpu_bench), ``policies`` (list), ``out`` (JSON path; the
 table and plots are written next to it), ``seed``, ``plots`` (true/false), ``validate`` (cpu_bench: true by
-default), ``timelines`` (keep per-engine timelines in the JSON; default true). Any other key overrides the
-workload: ``num_groups``, ``group_size``, ``chunk_size``, ``gpu_util``, ``sigma_g``, ``sigma_r``, ``num_engines``,
-``kv_capacity_tokens``, ``max_num_seqs``, ``stock_placement`` (group | request | recorded), ``kv_pool``,
-``acceptance``, ``gamma_max``, ``lam``, ``draft_reads_context``, ``step_model`` (a name in seer_verl/sim/data or a JSON
-path);
+default), ``timelines`` (keep per-engine timelines and per-request chunk intervals in the JSON; default true).
+Any other key overrides the workload: ``num_groups``, ``group_size``, ``chunk_size``, ``gpu_util``, ``sigma_g``,
+``sigma_r``, ``num_engines``, ``kv_capacity_tokens``, ``max_num_seqs``, ``stock_placement`` (group | request |
+recorded), ``kv_pool``, ``acceptance``, ``gamma_max``, ``lam``, ``draft_reads_context``, ``step_model`` (a name in
+seer_verl/sim/data or a JSON path);
 cpu_bench also takes ``report`` (the bench JSON) and ``lengths_from`` (which run's lengths).
 """
 

@@ -161,8 +161,10 @@ def write(report: dict[str, Any], out: Path, plots: bool = True, keep_timelines:
     out.parent.mkdir(parents=True, exist_ok=True)
     add_ratios(report)
     paths = plot(report, out.parent, out.stem) if plots else []
-    if not keep_timelines:
+    if not keep_timelines:  # the engines' timelines and the requests' chunk intervals
         for r in report["runs"]:
             r.pop("engine_timelines", None)
+            for q in r.get("requests", []):
+                q.pop("intervals", None)
     out.write_text(json.dumps(report, indent=1, default=float))
     return out, paths

@@ -99,7 +99,8 @@ def simulate(w: Workload, policy: str, seed: int = 0, progress=None, keep_reques
     if keep_requests:
         out["requests"] = [
             {"row": i, "group": w.group_ids[i], "length": lens[i], "start_s": driver.start_s[i],
-             "finish_s": finish[i], "chunks": driver.chunks[i], "engines": sorted(driver.engines_of[i])}
+             "finish_s": finish[i], "chunks": driver.chunks[i], "engines": sorted(driver.engines_of[i]),
+             "intervals": driver.intervals[i]}
             for i in range(w.num_requests)
         ]
     return out

@@ -163,10 +163,16 @@ def test_auto_reserve_keeps_the_growth_while_newcomers_compete_and_drops_it_afte
     e = c.placement.engine(0)
     assert (e.reserved_tokens, c.placement.growth_share, c.metrics["growth_reserved"]) == (20, 1.0, 1)
     assert c.growth_share_now() == 1.0  # 30 not started > 20 free beside the running context
+    # request 0's chunk completes and it continues at once (context 20): 30 not started > 10 free beside it, so the
+    # growth stays reserved and nobody joins it
     c.complete(a, list(range(10)), [0.0] * 10, False)
-    # now 30 not started <= 30 free: no growth reserved; request 0 continues (context 20) and request 1 joins (10)
+    assert c.growth_share_now() == 1.0
+    (a2,) = c.next_dispatches()
+    assert a2.req_id == 0 and a2.continuation and c.placement.growth_share == 1.0
+    # request 0 ends: 30 not started <= 30 free, no growth reserved, the three others run on their contexts
+    c.complete(a2, list(range(4)), [0.0] * 4, True)
     ds = c.next_dispatches()
-    assert [d.req_id for d in ds] == [0, 1] and c.placement.growth_share == 0.0
+    assert [d.req_id for d in ds] == [1, 2, 3] and c.placement.growth_share == 0.0
     assert (e.reserved_tokens, e.context_tokens) == (30, 30)
 
 
@@ -219,3 +225,23 @@ def test_auto_new_reserve_counts_only_requests_that_have_not_started():
         c = ctrl([(g, 10) for g in range(4)], 20, [EngineState(0, 30, 1)], chunk_size=10, kv_reserve=mode)
         c.next_dispatches()
         assert c.growth_share_now() == 1.0, mode
+
+
+def test_requests_about_to_continue_hold_their_kv_for_the_auto_reserve():
+    # 25 one-request groups (prompt 2), two engines of 24 tokens, chunks of 10: 50 tokens of prompts wait for 48
+    # free, so the whole growth is reserved and two chunks (2 + 10) run on each engine. Both chunks of engine 0 then
+    # complete in one burst (no dispatch call between them, as when several chunks end in one engine step). Their
+    # contexts (12 each) were released, but they continue at once: the 42 tokens of requests that have not started
+    # do not fit in the 44 - 24 = 20 left, so the reserve stays on. Counting the released contexts as free (before
+    # this rule) switched it off, and the next call would have filled both engines with new requests by context.
+    for mode in ("auto", "auto_new"):
+        c = ctrl([(g, 2) for g in range(25)], 22, [EngineState(0, 24, 1), EngineState(1, 24, 1)], chunk_size=10,
+                 kv_reserve=mode)
+        first = c.next_dispatches()
+        assert len(first) == 4 and c.placement.growth_share == 1.0, mode
+        for d in first:
+            if d.engine_id == 0:
+                c.complete(d, list(range(10)), [0.0] * 10, False)
+        assert c.growth_share_now() == 1.0, mode
+        nxt = c.next_dispatches()
+        assert nxt and all(d.continuation for d in nxt), (mode, nxt)

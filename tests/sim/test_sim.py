@@ -381,3 +381,33 @@ def test_a_draft_token_attends_over_its_context_when_attention_is_compute_bound(
     base = step.step_time(3, 3 * (1 + gamma), sum(ctx))
     extra = step.c_kv * gamma * sum(ctx) if reads_context else 0.0
     assert t - t0 == pytest.approx(base + extra, rel=1e-9)
+
+
+def test_boundary_waits_counts_waits_moves_and_the_first_wave():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("boundary_waits", ROOT / "scripts" / "boundary_waits.py")
+    bw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bw)
+    reqs = [
+        # first wave: continues at once on engine 0, then waits 5 s and moves to engine 1
+        {"intervals": [(0, 10.0, 20.0), (0, 20.0, 30.0), (1, 35.0, 40.0)]},
+        # first wave: waits 12 s after its first chunk (ends 20.02 s: within 50 ms of the chunk end above)
+        {"intervals": [(0, 10.5, 20.02), (0, 32.02, 40.0)]},
+        # started late: one chunk, no boundary
+        {"intervals": [(1, 25.0, 26.0)]},
+    ]
+    s = bw.boundary_stats(reqs)
+    assert (s["boundaries"], s["waits_over_1s"], s["wait_total_s"], s["moves"]) == (3, 2, 17.0, 1)
+    assert (s["first_wave"], s["first_wave_wait_max_s"], s["first_wave_waiting_over_10s"]) == (2, 12.0, 1)
+    assert s["clustered_ends"] == round(2 / 6, 2)
+
+
+def test_simulated_requests_carry_their_chunk_intervals():
+    w = make_workload("cpu_synth", seed=0, num_groups=4, group_size=4, max_tokens=512, kv_capacity_tokens=2912)
+    r = simulate(w, "seer")
+    for q in r["requests"]:
+        iv = q["intervals"]
+        assert len(iv) == q["chunks"] and sorted({e for e, _, _ in iv}) == q["engines"]
+        assert all(a <= b for _, a, b in iv) and all(x[2] <= y[1] for x, y in zip(iv, iv[1:]))
+        assert iv[-1][2] == q["finish_s"]
