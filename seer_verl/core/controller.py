@@ -277,7 +277,8 @@ class RolloutController:
         """The share of the chunks' growth ``kv_reserve="auto"`` reserves now: 1.0 (the paper's guarantee) while the
         requests waiting for KV need more of it (block-rounded contexts) than the alive engines hold beyond their
         running contexts, else 0.0. Waiting: not started yet, or started and waiting for a next chunk that did not
-        fit; a request whose chunk has just completed and that continues at once is running, not waiting.
+        fit; a request whose chunk has just completed and that continues at once is running, not waiting, and its
+        context counts as held, not free.
         ``kv_reserve="auto_new"`` counts only the requests that have not started.
 
         The reserve keeps a running request's next chunk from finding its engine full of others (it would wait,
