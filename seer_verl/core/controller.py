@@ -287,17 +287,19 @@ class RolloutController:
         use. A fixed ``kv_reserve`` returns that number."""
         if not self._auto_reserve:
             return float(self.config.kv_reserve)
+        # The requests about to continue (their chunk just completed) released their KV but take it back at once:
+        # it is held, not free. Counted as free, it turned the reserve off whenever many chunks completed together,
+        # and new requests then filled the engines (docs/kv_pressure.md, 2026-12-07).
+        free = sum(e.capacity_tokens - e.context_tokens for e in self.placement.engines if e.alive)
+        if self._count_started:
+            # they sit in the waiting set too, so their KV leaves both sides: waiting - warm > free - warm
+            return 1.0 if self._waiting_kv > free else 0.0
         sched, buf = self.scheduler, self.buffer
         # a request can sit in two engines' warm queues (left in one for want of a slot, then placed elsewhere and
         # completed there): count it once
         warm = sum(kv_footprint(buf[r].prompt_len + buf[r].generated, self._block)
                    for r in {r for q in self._warm.values() for r in q if r in sched})
-        # KV beyond the running contexts and those of the requests about to continue: their chunk's KV was released
-        # when it completed, but they take it back at once. Counted as free, it turned the reserve off whenever many
-        # chunks completed together, and new requests then filled the engines (docs/kv_pressure.md, 2026-12-07)
-        free = sum(e.capacity_tokens - e.context_tokens for e in self.placement.engines if e.alive) - warm
-        waiting = self._waiting_kv - warm if self._count_started else self._unstarted_kv
-        return 1.0 if waiting > free else 0.0
+        return 1.0 if self._unstarted_kv > free - warm else 0.0
 
     def next_dispatches(self, max_dispatches: int | None = None) -> list[Dispatch]:
         """Every chunk that can start now (at most ``max_dispatches``), with KV reserved.
