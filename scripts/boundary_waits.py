@@ -3,8 +3,8 @@
     .venv/bin/python scripts/boundary_waits.py runs/heavy/report.json                 # every Seer-like run
     .venv/bin/python scripts/boundary_waits.py runs/heavy/report.json seer kv_reserve=auto_new
 
-For each run of the report whose requests were chunked (policy given, or every run but stock's), and for the
-simulator (``workload=cpu_bench``, the run's own lengths, the given overrides) it prints how the chunk boundaries
+For each run of the report whose requests were chunked (policy given, or every run but stock's and stock_suffix's),
+and for the simulator (``workload=cpu_bench``, the run's own lengths, the given overrides) it prints how the chunk boundaries
 went: boundaries, waits over 1 s (count, total seconds), moves to another engine, the wait after the first chunk of
 the first wave (requests started in the run's first 2 s), the share of chunk ends within 50 ms of another on the same
 engine, and the engines' prefill (the bench's vLLM counters; the simulator's own count). Times are seconds from the
@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from seer_verl.sim.cli import _value
+from seer_verl.sim.policies import POLICIES
 from seer_verl.sim.runner import simulate
 from seer_verl.sim.workloads import make_workload
 
@@ -28,6 +29,17 @@ CLUSTER_S = 0.05
 FIRST_WAVE_S = 2.0
 #: the simulator's overrides that stand for a bench arm's Seer config
 ARMS: dict[str, dict[str, Any]] = {"seer_auto_new": {"kv_reserve": "auto_new"}}
+
+
+def sim_policy_of(policy: str) -> str:
+    """The simulator's policy for a bench arm: itself where the simulator has it (``seer_sd`` drafts there too), else
+    ``seer`` for a Seer variant (``seer_sd_off``: engines that draft nothing; ``seer_auto_new``: see ``ARMS``)."""
+    if policy in POLICIES:
+        return policy
+    if policy.startswith("seer"):
+        return "seer"
+    raise SystemExit(f"boundary_waits: the simulator has no policy for the bench arm {policy!r}; "
+                     f"it has {', '.join(POLICIES)} and simulates other seer_* arms as seer")
 
 
 def boundary_stats(requests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -76,7 +88,7 @@ def main(argv: list[str]) -> int:
     policies = [a for a in rest if "=" not in a]
     over = {k: _value(v) for k, v in (a.split("=", 1) for a in rest if "=" in a)}
     rep = json.loads(open(path).read())
-    runs = [r for r in rep["runs"] if (r["policy"] in policies if policies else r["policy"] != "stock")]
+    runs = [r for r in rep["runs"] if (r["policy"] in policies if policies else not r["policy"].startswith("stock"))]
     if not runs:
         raise SystemExit(f"boundary_waits: no run of {policies or 'a chunked policy'} in {path} "
                          f"(runs: {sorted({r['policy'] for r in rep['runs']})})")
@@ -85,7 +97,7 @@ def main(argv: list[str]) -> int:
         real["prefill_computed"] = (r.get("prefill") or {}).get("computed_tokens")
         real["wall_s"] = round(r["wall_s"], 1)
         real["tail_s"] = round(r["tail_s"], 1)
-        sim_policy = "seer" if r["policy"].startswith("seer") else r["policy"]
+        sim_policy = sim_policy_of(r["policy"])
         arm = {**ARMS.get(r["policy"], {}), **over}
         w = make_workload("cpu_bench", report=path, lengths_from=r["policy"], **arm)
         s = simulate(w, sim_policy)

@@ -403,6 +403,19 @@ def test_boundary_waits_counts_waits_moves_and_the_first_wave():
     assert s["clustered_ends"] == round(2 / 6, 2)
 
 
+def test_boundary_waits_simulates_each_bench_arm_as_its_own_policy():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("boundary_waits", ROOT / "scripts" / "boundary_waits.py")
+    bw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bw)
+    # seer_sd drafts in the simulator too; arms it lacks are seer with their overrides (ARMS)
+    assert [bw.sim_policy_of(p) for p in ("seer", "seer_sd", "divided", "oracle", "seer_sd_off", "seer_auto_new")] == [
+        "seer", "seer_sd", "divided", "oracle", "seer", "seer"]
+    with pytest.raises(SystemExit, match="stock_suffix"):
+        bw.sim_policy_of("stock_suffix")
+
+
 def test_simulated_requests_carry_their_chunk_intervals():
     w = make_workload("cpu_synth", seed=0, num_groups=4, group_size=4, max_tokens=512, kv_capacity_tokens=2912)
     r = simulate(w, "seer")
