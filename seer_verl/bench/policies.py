@@ -107,6 +107,8 @@ POLICIES: dict[str, BenchArm] = {
     "stock_suffix": BenchArm(_stock, _stock_records, "suffix"),
     # the reserve rule before e5c56fc (only requests that have not started switch it on), for a paired A/B
     "seer_auto_new": BenchArm(_seer_factory("seer", seer_over={"kv_reserve": "auto_new"}), _seer_records, "priority"),
+    # the precedence before 2026-12-07 (the request that started first goes first on a full engine), for a paired A/B
+    "seer_start": BenchArm(_seer_factory("seer", seer_over={"precedence": "start"}), _seer_records, "priority"),
 }
 
 #: engine profiles in the order the bench starts them (calibration always runs on ``plain`` engines)

@@ -16,10 +16,12 @@ from .divided import auto_chunk_size
 from .placement import kv_footprint
 from .policies import POLICY_NAMES, check_policy_name
 
-__all__ = ["SeerConfig", "POLICY_NAMES", "AUTO_CHUNK_TIMEOUT_BASE_S", "AUTO_CHUNK_TIMEOUT_PER_TOKEN_S", "AUTO_RESERVES"]
+__all__ = ["SeerConfig", "POLICY_NAMES", "AUTO_CHUNK_TIMEOUT_BASE_S", "AUTO_CHUNK_TIMEOUT_PER_TOKEN_S", "AUTO_RESERVES",
+           "PRECEDENCES"]
 
 #: the automatic values of ``seer.kv_reserve`` (:meth:`~seer_verl.core.controller.RolloutController.growth_share_now`)
 AUTO_RESERVES = ("auto", "auto_new")
+PRECEDENCES = ("context", "start")
 
 #: ``chunk_timeout_s: null`` means ``AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * chunk_size``:
 #: a chunk decodes at most ``chunk_size`` tokens, so a chunk far slower than 0.5 tokens/s (plus two minutes of
@@ -94,6 +96,12 @@ class SeerConfig:
             prefix cache holds one copy of the shared prompt blocks); False counts every chunk's whole context. The
             requests of a group must start with the same prompt (GRPO's ``n`` samples of one prompt, an agent's
             later turns extending it); a group whose samples have different prompts would over-commit the KV.
+        precedence: which chunk goes first on a full engine, and so which one yields: ``"context"`` (the default):
+            the one with the longer context at its dispatch, ties by start; the chunk that yields (waits at its
+            boundary, or is preempted by the engine) is then the one whose context is cheapest to recompute, and a
+            long context, the costliest to lose, keeps its engine. ``"start"``: the request that started first (as
+            vLLM, which preempts its newest request). It orders the engines' waiting queues and preemption
+            (:attr:`Dispatch.priority`) and the continuation rule's outranking (:meth:`RolloutController._outranks`).
         admission_wait_s: the rollout starts once every sample of the batch has called the engine, or when no
             sample has arrived for this many seconds (a sample whose agent never calls the engine is not waited
             for); samples and later turns of multi-turn agents that come after the start join the running rollout.
@@ -112,6 +120,7 @@ class SeerConfig:
     continuation: str = "first"
     share_prompt_kv: bool = True
     admission_wait_s: float = 2.0
+    precedence: str = "context"
 
     def validate(self) -> SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
@@ -155,6 +164,9 @@ class SeerConfig:
                              f"got {self.admission_wait_s!r}")
         if self.continuation not in ("first", "fit", "policy"):
             raise ValueError(f"seer.continuation must be 'first', 'fit' or 'policy'; got {self.continuation!r}")
+        if self.precedence not in PRECEDENCES:
+            raise ValueError(f"seer.precedence must be one of {', '.join(map(repr, PRECEDENCES))} (which chunk goes "
+                             f"first on a full engine: the longer context, or the earlier start); got {self.precedence!r}")
         if not isinstance(self.share_prompt_kv, bool):
             raise ValueError(f"seer.share_prompt_kv must be true or false; got {self.share_prompt_kv!r}")
         r = self.kv_reserve

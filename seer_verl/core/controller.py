@@ -50,6 +50,8 @@ from .stats import RolloutStats
 
 __all__ = ["Dispatch", "RolloutController"]
 
+_RANKS = 1 << 32  # start ranks below this many requests per rollout order a precedence key's ties
+
 
 @dataclass(frozen=True, slots=True)
 class Dispatch:
@@ -69,10 +71,12 @@ class Dispatch:
             ``seer.kv_reserve`` times it against its capacity.
         continuation: True if the chunk follows its request's previous chunk right after it completed
             (continuation-first, on the engine that holds its KV unless past the affinity threshold).
-        priority: the request's start rank (0 for the first request ever dispatched, then 1, 2, ...; kept by
-            all its chunks). Pass it as the engine's request priority (vLLM ``scheduling_policy=priority``,
-            lower first): the engine then admits a continuing request before requests that started after it
-            and, short of KV, preempts the request that started last, as it does within one long request.
+        priority: the chunk's precedence on its engine, lower first (``config.precedence``): with ``"context"``
+            ``-context_len * 2**32 + start rank``, the longer context first; with ``"start"`` the request's start
+            rank (0 for the first request ever dispatched, then 1, 2, ...; kept by all its chunks). Pass it as the
+            engine's request priority (vLLM ``scheduling_policy=priority``): the engine admits its waiting chunks
+            in this order and, short of KV, preempts the running chunk that comes last (``"context"``: the one
+            cheapest to recompute; ``"start"``: the newest request, as vLLM does within one long request).
         chunk_index: 0-based index of this chunk within its request (= completed chunks so far).
         is_probe: True if the request is its group's speculative request.
         starvation_pick: True if the anti-starvation safeguard chose the request, not the policy.
@@ -153,8 +157,9 @@ class RolloutController:
         # per engine: requests whose chunk just completed there (their KV is warm), in completion order
         self._warm: dict[int, deque[int]] = {e.engine_id: deque() for e in engines}
         self._start_rank: dict[int, int] = {}  # req_id -> order of its first dispatch
-        # per engine: max-heap of (-start rank, dispatch id) of its chunks in flight (stale entries popped lazily)
-        self._ranks: dict[int, list[tuple[int, int]]] = {e.engine_id: [] for e in engines}
+        self._by_context = self.config.precedence == "context"
+        # per engine: max-heap of (-precedence key, dispatch id) of its chunks in flight (stale entries popped lazily)
+        self._keys: dict[int, list[tuple[int, int]]] = {e.engine_id: [] for e in engines}
         self._unfinished = 0
         self.stats = RolloutStats()
         self._peak_reserved: dict[int, int] = {e.engine_id: 0 for e in engines}
@@ -372,9 +377,9 @@ class RolloutController:
         ``continuation="first"``: it continues even if its next chunk's full reservation over-commits the
         engine, as long as its *expected* KV fits (the engine's contexts plus half of its chunks' growth: a
         running chunk has used half of its growth on average). An over-committed engine takes no new request
-        until it drains below capacity; at worst the engine preempts (with priority scheduling, the request that
-        started last). While the whole growth is reserved it also continues if a chunk that started after it runs
-        there and the contexts fit (:meth:`_outranks`). ``"fit"``: only if the full reservation fits. Otherwise
+        until it drains below capacity; at worst the engine preempts (with priority scheduling, the chunk that
+        comes last by ``config.precedence``). While the whole growth is reserved it also continues if a chunk it goes
+        before runs there and the contexts fit (:meth:`_outranks`). ``"fit"``: only if the full reservation fits. Otherwise
         the request waits in the policy's order. Past the affinity threshold it moves to the least-loaded engine
         with room, as any chunk would."""
         placement, sched = self.placement, self.scheduler
@@ -405,18 +410,26 @@ class RolloutController:
                                           continuation=True))
 
     def _outranks(self, req: RolloutRequest, engine: EngineState, context_kv: int, group: int | None) -> bool:
-        """While the whole growth is reserved: True if a chunk that started after ``req`` runs on ``engine`` and the
-        engine's contexts hold ``req``'s too. ``req`` then continues there although its expected KV does not fit:
-        the later request yields at its own chunk boundary (or the engine, scheduling by start rank, preempts it
-        first), as vLLM preempts its newest request rather than one that has run longest. Without this, whichever
-        request reaches a boundary first on a full engine waits, its cached KV is reused and it re-prefills its
-        whole context later, so long requests take turns and recompute (docs/kv_pressure.md)."""
+        """While the whole growth is reserved: True if a chunk that ``req`` goes before (``config.precedence``: a
+        shorter context at its dispatch, or a later start) runs on ``engine`` and the engine's contexts hold ``req``'s
+        too. ``req`` then continues there although its expected KV does not fit: that chunk yields at its own boundary
+        (or the engine, scheduling by the same key, preempts it first). Without this, whichever request reaches a
+        boundary first on a full engine waits, its cached KV is reused and it re-prefills its whole context later, so
+        long requests take turns and recompute (docs/kv_pressure.md). By context, the one that yields is the
+        cheapest to recompute."""
         if self.placement.growth_share < 1.0 or not self.placement.contexts_fit(engine, context_kv, group):
             return False
-        heap = self._ranks[engine.engine_id]
+        heap = self._keys[engine.engine_id]
         while heap and heap[0][1] not in self._inflight:
             heapq.heappop(heap)
-        return bool(heap) and -heap[0][0] > self._start_rank[req.req_id]
+        return bool(heap) and -heap[0][0] > self._precedence(req)
+
+    def _precedence(self, req: RolloutRequest) -> int:
+        """The key of ``req``'s next chunk on a full engine, lower first (:attr:`Dispatch.priority`)."""
+        rank = self._start_rank[req.req_id]
+        if self._by_context:
+            return -(req.prompt_len + req.generated) * _RANKS + rank
+        return rank
 
     def _dispatch(self, req: RolloutRequest, budget: int, decision: PlacementDecision, starved: bool,
                   force: bool = False, continuation: bool = False) -> Dispatch:
@@ -438,7 +451,7 @@ class RolloutController:
         if req.req_id not in self._start_rank:
             self._start_rank[req.req_id] = len(self._start_rank)
             self._unstarted_kv -= kv_footprint(context_len, self._block)
-        rank = self._start_rank[req.req_id]
+        key = self._precedence(req)
         d = Dispatch(
             dispatch_id=self._next_id,
             req_id=req.req_id,
@@ -451,14 +464,14 @@ class RolloutController:
             starvation_pick=starved,
             growth_tokens=growth,
             continuation=continuation,
-            priority=rank,
+            priority=key,
             share_group=group,
         )
         self._next_id += 1
         self._inflight[d.dispatch_id] = d
         self._inflight_by_req[req.req_id] = d.dispatch_id
-        heap = self._ranks[eid]
-        heapq.heappush(heap, (-rank, d.dispatch_id))
+        heap = self._keys[eid]
+        heapq.heappush(heap, (-key, d.dispatch_id))
         if len(heap) > 2 * engine.inflight + 64:  # drop finished chunks' entries (amortised O(1) per dispatch)
             heap[:] = [x for x in heap if x[1] in self._inflight]
             heapq.heapify(heap)
@@ -567,7 +580,7 @@ class RolloutController:
             self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
             requeued.append(d.req_id)
         self._warm[engine_id].clear()
-        self._ranks[engine_id].clear()
+        self._keys[engine_id].clear()
         self.stats.chunks_discarded += len(requeued)
         self.stats.requests_redispatched += len(requeued)
         for req in self.buffer.requests:

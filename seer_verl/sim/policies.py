@@ -165,7 +165,8 @@ class SeerDriver(_Base):
         self.config = SeerConfig(policy=policy, chunk_size=w.chunk_size, affinity_threshold=w.affinity_threshold,
                                  max_inflight_per_engine=w.max_num_seqs, chunk_align=w.block_size,
                                  starvation_bound=w.starvation_bound, kv_reserve=w.kv_reserve,
-                                 continuation=w.continuation, share_prompt_kv=w.share_prompt_kv)
+                                 continuation=w.continuation, share_prompt_kv=w.share_prompt_kv,
+                                 precedence=w.precedence)
         self.ctrl = RolloutController(self.buffer, engines, self.config)
         self.finished_in_group: dict[int, int] = {}
         self.dispatch_calls = 0

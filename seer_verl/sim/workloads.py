@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from seer_verl.core.config import AUTO_RESERVES, SeerConfig
+from seer_verl.core.config import AUTO_RESERVES, PRECEDENCES, SeerConfig
 from seer_verl.core.draft_budget import DEFAULT_MIN_GAIN
 from seer_verl.core.step_time import StepTimeModel
 
@@ -79,6 +79,7 @@ class Workload:
     kv_reserve: float | str = "auto"  # seer.kv_reserve (growth reserved in KV: 1 = the paper; auto as seer.yaml ships)
     continuation: str = "first"  # seer.continuation (first | policy)
     share_prompt_kv: bool = True  # seer.share_prompt_kv (a group's prompt KV counted once per engine)
+    precedence: str = "context"  # seer.precedence (context | start: which chunk goes first on a full engine)
     engine_priority: bool = True  # Seer's engines run vLLM's scheduling_policy=priority (configs/seer.yaml); stock fcfs
     stock_placement: str = "group"  # group | request | recorded
     dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
@@ -275,6 +276,10 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             w.continuation = str(v)
         elif k == "kv_reserve":
             w.kv_reserve = v if v in AUTO_RESERVES else float(v)
+        elif k == "precedence":
+            if v not in PRECEDENCES:
+                raise ValueError(f"precedence must be one of {', '.join(PRECEDENCES)}; got {v!r}")
+            w.precedence = str(v)
         elif k == "draft_budget":
             w.draft_budget = str(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt", "draft_min_gain"):
@@ -450,6 +455,7 @@ _OVERRIDE_RANGES: dict[str, tuple[Any, str]] = {
     "draft_budget": (lambda v: v in DRAFT_BUDGETS, "per_token (the engines' budget) or mba (paper Algorithm 1)"),
     "acceptance": (lambda v: str(v) in ACCEPTANCE_CURVES, "one of " + ", ".join(ACCEPTANCE_CURVES)),
     "continuation": (lambda v: v in ("first", "fit", "policy"), "first, fit or policy"),
+    "precedence": (lambda v: v in PRECEDENCES, " or ".join(PRECEDENCES)),
     "stock_placement": (lambda v: v in ("group", "request", "recorded"), "group, request or recorded"),
     "engine_priority": (lambda v: isinstance(v, bool), "true or false"),
     "kv_pool": (lambda v: isinstance(v, bool), "true or false"),

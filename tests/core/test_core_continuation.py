@@ -14,7 +14,7 @@ def ctrl(rows, max_tokens, engines, true_lens=None, **cfg):
 
 def test_a_finished_chunk_continues_at_once_on_its_engine_before_older_waiting_requests():
     # one engine with room for two 10-token chunks of 2-token prompts (footprint 12 each); four requests
-    c = ctrl([(0, 2)] * 4, 20, [EngineState(0, 26, 1)], chunk_size=10)
+    c = ctrl([(0, 2)] * 4, 20, [EngineState(0, 26, 1)], chunk_size=10, precedence="start")
     first = c.next_dispatches()
     assert [d.req_id for d in first] == [0, 1]
     c.complete(first[0], list(range(10)), [0.0] * 10, False)
@@ -25,7 +25,7 @@ def test_a_finished_chunk_continues_at_once_on_its_engine_before_older_waiting_r
 
 
 def test_the_paper_loop_serves_waiting_requests_in_policy_order():
-    c = ctrl([(0, 2)] * 4, 20, [EngineState(0, 26, 1)], chunk_size=10, continuation="policy")
+    c = ctrl([(0, 2)] * 4, 20, [EngineState(0, 26, 1)], chunk_size=10, continuation="policy", precedence="start")
     first = c.next_dispatches()
     c.complete(first[0], list(range(10)), [0.0] * 10, False)
     (d,) = c.next_dispatches()
@@ -90,12 +90,44 @@ def test_a_request_does_not_go_ahead_of_a_later_one_under_fit_or_when_the_growth
 
 
 def test_start_rank_is_kept_by_every_chunk_and_follows_first_dispatch_order():
-    c = ctrl([(0, 2)] * 3, 30, [EngineState(0, 1000, 1)], chunk_size=10)
+    c = ctrl([(0, 2)] * 3, 30, [EngineState(0, 1000, 1)], chunk_size=10, precedence="start")
     ds = c.next_dispatches()
     assert [(d.req_id, d.priority) for d in ds] == [(0, 0), (1, 1), (2, 2)]
     c.complete(ds[2], list(range(10)), [0.0] * 10, False)
     (d,) = c.next_dispatches()
     assert (d.req_id, d.priority) == (2, 2)
+
+
+def test_by_context_the_longer_context_goes_first_and_ties_go_by_start():
+    # the default precedence: priority = -context * 2**32 + start rank, lower first on the engines
+    c = ctrl([(0, 2)] * 3, 30, [EngineState(0, 1000, 1)], chunk_size=10)
+    ds = c.next_dispatches()
+    assert [(d.req_id, d.priority) for d in ds] == [(0, -2 * 2**32), (1, -2 * 2**32 + 1), (2, -2 * 2**32 + 2)]
+    c.complete(ds[2], list(range(10)), [0.0] * 10, False)
+    (d,) = c.next_dispatches()
+    assert (d.req_id, d.priority) == (2, -12 * 2**32 + 2) and d.priority < ds[0].priority
+
+
+@pytest.mark.parametrize("precedence, continues", [("start", True), ("context", False)])
+def test_on_a_full_engine_the_shorter_context_yields_by_context_the_later_start_by_start(precedence, continues):
+    # prompts 2 (request 0, started first) and 6; chunk 10; capacity 28 holds both first chunks (12 + 16). Request 1
+    # continues at context 16 (expected 2 + 16 + (10 + 10) / 2 = 28 fits). Request 0 then reaches its boundary at
+    # context 12: expected 12 + 16 + 10 = 38 > 28, the contexts (28) fit. By start it goes before request 1 and
+    # continues; by context request 1's chunk (16) goes first and request 0, cheaper to recompute, waits.
+    c = ctrl([(0, 2), (1, 6)], 22, [EngineState(0, 28, 1)], chunk_size=10, precedence=precedence)
+    a, b = c.next_dispatches()
+    c.complete(b, list(range(10)), [0.0] * 10, False)
+    (b2,) = c.next_dispatches()
+    assert (b2.req_id, b2.continuation) == (1, True)
+    c.complete(a, list(range(10)), [0.0] * 10, False)
+    ds = c.next_dispatches()
+    assert ([d.req_id for d in ds] == [0]) is continues
+    assert c.metrics["outranked"] == int(continues)
+
+
+def test_precedence_rejects_an_unknown_value_naming_the_key():
+    with pytest.raises(ValueError, match="seer.precedence.*'context', 'start'.*'oldest'"):
+        SeerConfig(precedence="oldest").validate()
 
 
 @pytest.mark.parametrize("share, admitted", [(1.0, 2), (0.5, 4), (0.0, 5)])
