@@ -21,6 +21,7 @@ __all__ = ["SeerConfig", "POLICY_NAMES", "AUTO_CHUNK_TIMEOUT_BASE_S", "AUTO_CHUN
 
 #: the automatic values of ``seer.kv_reserve`` (:meth:`~seer_verl.core.controller.RolloutController.growth_share_now`)
 AUTO_RESERVES = ("auto", "auto_new")
+#: the values of ``seer.precedence``: which chunk goes first on a full engine (:attr:`SeerConfig.precedence`)
 PRECEDENCES = ("context", "start")
 
 #: ``chunk_timeout_s: null`` means ``AUTO_CHUNK_TIMEOUT_BASE_S + AUTO_CHUNK_TIMEOUT_PER_TOKEN_S * chunk_size``:
