@@ -28,7 +28,8 @@ WAIT_S = 1.0
 CLUSTER_S = 0.05
 FIRST_WAVE_S = 2.0
 #: the simulator's overrides that stand for a bench arm's Seer config
-ARMS: dict[str, dict[str, Any]] = {"seer_auto_new": {"kv_reserve": "auto_new"}, "seer_start": {"precedence": "start"}}
+ARMS: dict[str, dict[str, Any]] = {"seer_auto_new": {"kv_reserve": "auto_new"}, "seer_start": {"precedence": "start"},
+                                 "seer_no_tail": {"tail_balance": None, "cache_affinity": False}}
 
 
 def sim_policy_of(policy: str) -> str:

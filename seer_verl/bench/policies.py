@@ -109,6 +109,9 @@ POLICIES: dict[str, BenchArm] = {
     "seer_auto_new": BenchArm(_seer_factory("seer", seer_over={"kv_reserve": "auto_new"}), _seer_records, "priority"),
     # the precedence before 2026-12-07 (the request that started first goes first on a full engine), for a paired A/B
     "seer_start": BenchArm(_seer_factory("seer", seer_over={"precedence": "start"}), _seer_records, "priority"),
+    # the placement before 2026-12-07's tail balance and cache-aware affinity, for a paired A/B
+    "seer_no_tail": BenchArm(_seer_factory("seer", seer_over={"tail_balance": None, "cache_affinity": False}),
+                             _seer_records, "priority"),
 }
 
 #: engine profiles in the order the bench starts them (calibration always runs on ``plain`` engines)

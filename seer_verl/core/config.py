@@ -103,6 +103,21 @@ class SeerConfig:
             long context, the costliest to lose, keeps its engine. ``"start"``: the request that started first (as
             vLLM, which preempts its newest request). It orders the engines' waiting queues and preemption
             (:attr:`Dispatch.priority`) and the continuation rule's outranking (:meth:`RolloutController._outranks`).
+        tail_balance: balances the engines' remaining work once the rollout is in its tail: every waiting request's
+            context fits in the KV the engines hold beyond their running contexts, counting as free the KV of the
+            chunks that end their request (*final* chunks: the budget reaches ``max_tokens``). There, (1) a waiting
+            request that placement puts on engine A waits instead for an engine B whose final chunks free room for it
+            when they end, if B runs fewer chunks that continue after their end than A (counting the requests
+            already waiting for B); (2) a request continuing on engine A moves to an engine with room that runs more
+            than ``tail_balance`` fewer continuing chunks (its context is prefilled there; counter ``tail_moves``).
+            Without it the waiting requests of the last wave went to whichever engine freed first, and the other
+            engine idled once its own requests ended (simulated at 0.2 of peak KV demand, docs/kv_pressure.md).
+            ``None`` = off (the rule before 2026-12-07). Not applied with ``continuation: policy``.
+        cache_affinity: prefer the engine that ran a request's last chunk (prefix affinity) only while its prefix KV
+            is likely still in that engine's prefix cache: since the request left it, the engine took less new KV
+            (contexts not cached there, and chunks' growth) than it had free beside the request's blocks then (vLLM
+            evicts the least recently freed blocks first). Past that the request goes to the least-loaded engine,
+            as a new one would. False = always prefer it (the paper's rule).
         admission_wait_s: the rollout starts once every sample of the batch has called the engine, or when no
             sample has arrived for this many seconds (a sample whose agent never calls the engine is not waited
             for); samples and later turns of multi-turn agents that come after the start join the running rollout.
@@ -122,6 +137,8 @@ class SeerConfig:
     share_prompt_kv: bool = True
     admission_wait_s: float = 2.0
     precedence: str = "context"
+    tail_balance: int | None = 2
+    cache_affinity: bool = True
 
     def validate(self) -> SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
@@ -165,6 +182,11 @@ class SeerConfig:
                              f"got {self.admission_wait_s!r}")
         if self.continuation not in ("first", "fit", "policy"):
             raise ValueError(f"seer.continuation must be 'first', 'fit' or 'policy'; got {self.continuation!r}")
+        if self.tail_balance is not None and (not _is_int(self.tail_balance) or self.tail_balance < 0):
+            raise ValueError(f"seer.tail_balance must be null (off) or an integer >= 0 (a continuing request moves to an "
+                             f"engine running more than this many fewer continuing chunks); got {self.tail_balance!r}")
+        if not isinstance(self.cache_affinity, bool):
+            raise ValueError(f"seer.cache_affinity must be true or false; got {self.cache_affinity!r}")
         if self.precedence not in PRECEDENCES:
             raise ValueError(f"seer.precedence must be one of {', '.join(map(repr, PRECEDENCES))} (which chunk goes "
                              f"first on a full engine: the longer context, or the earlier start); got {self.precedence!r}")

@@ -161,6 +161,13 @@ class RolloutController:
         # per engine: max-heap of (-precedence key, dispatch id) of its chunks in flight (stale entries popped lazily)
         self._keys: dict[int, list[tuple[int, int]]] = {e.engine_id: [] for e in engines}
         self._unfinished = 0
+        # per engine: in-flight chunks that end their request (the budget reaches max_tokens) and their KV counted
+        self._final_n: dict[int, int] = {e.engine_id: 0 for e in engines}
+        self._final_kv: dict[int, int] = {e.engine_id: 0 for e in engines}
+        # per engine: KV newly taken there so far (contexts not found in its cache, and growth); per request that
+        # left an engine's KV: that engine, and the count past which its cached blocks are likely evicted (LRU)
+        self._alloc: dict[int, int] = {e.engine_id: 0 for e in engines}
+        self._park: dict[int, tuple[int, int]] = {}
         self.stats = RolloutStats()
         self._peak_reserved: dict[int, int] = {e.engine_id: 0 for e in engines}
         self._peak_inflight: dict[int, int] = {e.engine_id: 0 for e in engines}
@@ -319,9 +326,11 @@ class RolloutController:
         placement, sched, cs = self.placement, self.scheduler, self._chunk_size
         if self._auto_reserve:
             placement.set_growth_share(self.growth_share_now())
+        tail = self._in_tail()
         if self.config.continuation != "policy":
-            self._continue_warm(out, max_dispatches)
+            self._continue_warm(out, max_dispatches, tail)
         stash: list[RolloutRequest] = []
+        held: dict[int, list[int]] = {}  # engine id -> [requests held for it, their KV] in this call
         # (context, chunk end) of a chunk that fit nowhere in this call: one at least as large in both is not tried.
         # KV only shrinks during a call and, with kv_reserve <= 1, a chunk's need grows with both, so it fits
         # nowhere either; above 1 the skip is conservative (the request waits for the next call)
@@ -348,7 +357,12 @@ class RolloutController:
                 if min_failed is not None and key[0] >= min_failed[0] and key[1] >= min_failed[1]:
                     decision = PlacementDecision(None, "none")
                 else:
-                    decision = placement.decide(req, budget)
+                    decision = placement.decide(req, budget, prefix=self._cached(req))
+                if decision.engine_id is not None and tail and self._hold(req, budget, decision, held):
+                    stash.append(req)
+                    if len(stash) >= self._lookahead:
+                        break
+                    continue
                 if decision.engine_id is None:
                     stash.append(req)
                     self.stats.hol_skips += 1
@@ -369,7 +383,7 @@ class RolloutController:
             )
         return out
 
-    def _continue_warm(self, out: list[Dispatch], max_dispatches: int | None) -> None:
+    def _continue_warm(self, out: list[Dispatch], max_dispatches: int | None, tail: bool = False) -> None:
         """Dispatch the next chunk of each request whose previous chunk just completed, on the engine that holds
         its KV, before any waiting request: a chunk boundary then costs one round trip and a one-token prefill.
         Waiting would let other requests reuse its cached KV, and moving it would recompute its whole context.
@@ -405,9 +419,73 @@ class RolloutController:
                         self.stats.outranked += 1
                 if decision.reason != "imbalance":
                     decision = PlacementDecision(eid, "affinity")
+                    if tail and req.generated + budget < req.max_tokens:
+                        decision = self._tail_move(req, budget, engine, decision)
                 self.stats.continuations += 1
                 out.append(self._dispatch(req, budget, decision, starved=False, force=decision.engine_id == eid,
                                           continuation=True))
+
+    # -- the tail (config.tail_balance) ------------------------------------------------------------------
+
+    def _in_tail(self) -> bool:
+        """True if ``config.tail_balance`` applies now: every waiting request's context fits in the KV the alive
+        engines hold beyond their running contexts, the final chunks' KV counted as free."""
+        if self.config.tail_balance is None or self.config.continuation == "policy":
+            return False
+        return self._waiting_kv <= sum(e.capacity_tokens - e.context_tokens + self._final_kv[e.engine_id]
+                                       for e in self.placement.engines if e.alive)
+
+    def _load(self, e: EngineState) -> int:
+        """Chunks in flight on ``e`` whose request goes on after them (not final)."""
+        return e.inflight - self._final_n[e.engine_id]
+
+    def _tail_move(self, req: RolloutRequest, budget: int, engine: EngineState,
+                   decision: PlacementDecision) -> PlacementDecision:
+        """Where ``req``, about to continue on ``engine``, goes in the tail: the first engine with a slot and room
+        for its whole chunk that runs more than ``config.tail_balance`` fewer continuing chunks, else ``decision``."""
+        placement, load = self.placement, self._load(engine)
+        ctx = req.prompt_len + req.generated
+        for b in placement.engines:
+            if b is engine or not placement.has_slot(b) or load - self._load(b) <= self.config.tail_balance:
+                continue
+            if placement.need(b, *placement.split(b, ctx, budget), placement.sharing_group(req)) > b.capacity_tokens:
+                continue
+            self.stats.tail_moves += 1
+            return PlacementDecision(b.engine_id, "imbalance")
+        return decision
+
+    def _hold(self, req: RolloutRequest, budget: int, decision: PlacementDecision,
+              held: dict[int, list[int]]) -> bool:
+        """True if ``req``, a waiting request that placement puts on engine A, waits instead for an engine B whose
+        final chunks free room for it when they end, B running fewer continuing chunks than A (counting the requests
+        already held for B in this call, ``held``: engine id -> [requests, their KV])."""
+        a = self.placement.engine(decision.engine_id)
+        a_load = self._load(a)
+        ctx = req.prompt_len + req.generated
+        for b in self.placement.engines:
+            if b is a or not b.alive or self._final_n[b.engine_id] == 0:
+                continue
+            h = held.setdefault(b.engine_id, [0, 0])
+            if self._load(b) + h[0] >= a_load:
+                continue
+            base, growth = self.placement.split(b, ctx, budget)
+            if self.placement.need(b, base, growth, self.placement.sharing_group(req)) - self._final_kv[b.engine_id] \
+                    + h[1] > b.capacity_tokens:
+                continue
+            h[0] += 1
+            h[1] += base + growth
+            self.stats.held_for_final += 1
+            return True
+        return False
+
+    def _cached(self, req: RolloutRequest) -> bool:
+        """True unless ``config.cache_affinity`` estimates that ``req``'s prefix KV has left its engine's cache: since
+        its last chunk ended there, the engine took more new KV than it had free beside it then (vLLM evicts the
+        least recently freed blocks first)."""
+        if not self.config.cache_affinity or req.engine is None:
+            return True
+        park = self._park.get(req.req_id)
+        return park is None or park[0] != req.engine or self._alloc[req.engine] <= park[1]
 
     def _outranks(self, req: RolloutRequest, engine: EngineState, context_kv: int, group: int | None) -> bool:
         """While the whole growth is reserved: True if a chunk that ``req`` goes before (``config.precedence``: a
@@ -468,6 +546,10 @@ class RolloutController:
             share_group=group,
         )
         self._next_id += 1
+        self._alloc[eid] += growth + (0 if req.engine == eid and self._cached(req) else base)
+        if req.generated + budget >= req.max_tokens:
+            self._final_n[eid] += 1
+            self._final_kv[eid] += tokens
         self._inflight[d.dispatch_id] = d
         self._inflight_by_req[req.req_id] = d.dispatch_id
         heap = self._keys[eid]
@@ -528,6 +610,9 @@ class RolloutController:
         del self._inflight_by_req[live.req_id]
         self.placement.release(live.engine_id, live.reserved_tokens - live.growth_tokens, live.growth_tokens,
                                live.share_group)
+        if req.generated + live.max_tokens >= req.max_tokens:
+            self._final_n[live.engine_id] -= 1
+            self._final_kv[live.engine_id] -= live.reserved_tokens
         finished = apply_chunk(req, token_ids, log_probs, stopped, live.max_tokens)
         req.engine = live.engine_id
         st = self.stats
@@ -544,6 +629,10 @@ class RolloutController:
         else:
             self.scheduler.on_progress(req)
             self.scheduler.enqueue(req, self._clock)
+            e = self.placement.engine(live.engine_id)
+            free = e.capacity_tokens - e.context_tokens - e.growth_sum // 2 - kv_footprint(
+                req.prompt_len + req.generated, self._block)
+            self._park[req.req_id] = (live.engine_id, self._alloc[live.engine_id] + max(0, free))
             self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
             if self.config.continuation != "policy":
                 self._warm[live.engine_id].append(req.req_id)
@@ -581,6 +670,7 @@ class RolloutController:
             requeued.append(d.req_id)
         self._warm[engine_id].clear()
         self._keys[engine_id].clear()
+        self._final_n[engine_id] = self._final_kv[engine_id] = 0
         self.stats.chunks_discarded += len(requeued)
         self.stats.requests_redispatched += len(requeued)
         for req in self.buffer.requests:

@@ -90,7 +90,8 @@ class PlacementDecision:
     ``reason`` is one of: ``"affinity"`` (placed on the engine holding the prefix);
     ``"first"`` (no prefix engine yet: least-loaded); ``"imbalance"`` (the prefix engine has room but
     is more than ``affinity_threshold`` in-flight chunks above the least-loaded candidate);
-    ``"no_room"`` (the prefix engine is dead, full or lacks KV headroom: least-loaded); ``"none"`` (no
+    ``"no_room"`` (the prefix engine is dead, full or lacks KV headroom: least-loaded); ``"evicted"`` (the caller
+    judged the prefix no longer cached there, ``prefix=False``: least-loaded); ``"none"`` (no
     engine can take the chunk now; ``engine_id`` is None).
     """
 
@@ -262,6 +263,7 @@ class Placement:
         req: RolloutRequest,
         chunk_tokens: int,
         engines: Iterable[EngineState] | None = None,
+        prefix: bool = True,
     ) -> PlacementDecision:
         """Choose an engine for the next chunk of ``req`` (``chunk_tokens`` = its budget).
 
@@ -270,7 +272,8 @@ class Placement:
         holding the request's prefix (``req.engine``) is chosen if it is a candidate and its in-flight count
         exceeds the smallest candidate in-flight count by at most ``affinity_threshold``; otherwise the
         least-loaded candidate is chosen: fewest in-flight chunks, then fewest chunks of the request's sharing group,
-        then most free KV, then lowest id.
+        then most free KV, then lowest id. ``prefix=False``: the prefix engine is no candidate for affinity (its cache
+        no longer holds the request's KV), so the least-loaded candidate is chosen.
         """
         context_len = req.prompt_len + req.generated
         group = self.sharing_group(req)
@@ -296,6 +299,8 @@ class Placement:
             return PlacementDecision(None, "none")
         if req.engine is None:
             return PlacementDecision(best.engine_id, "first")
+        if not prefix:
+            return PlacementDecision(best.engine_id, "evicted")
         if affinity is None:
             return PlacementDecision(best.engine_id, "no_room")
         if affinity.inflight - best.inflight <= self.affinity_threshold:

@@ -33,6 +33,8 @@ class RolloutStats:
     continuations: int = 0                 # chunks that continued their request at once on the engine holding its KV
     growth_reserved: int = 0               # chunks placed while the whole growth was reserved (kv_reserve 1, or auto on)
     outranked: int = 0                     # continuations on a full engine ahead of a later-started chunk there
+    tail_moves: int = 0                    # continuations moved in the tail to an engine with less continuing work
+    held_for_final: int = 0                # waiting requests held for an engine whose final chunks free room
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

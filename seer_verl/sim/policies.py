@@ -166,7 +166,8 @@ class SeerDriver(_Base):
                                  max_inflight_per_engine=w.max_num_seqs, chunk_align=w.block_size,
                                  starvation_bound=w.starvation_bound, kv_reserve=w.kv_reserve,
                                  continuation=w.continuation, share_prompt_kv=w.share_prompt_kv,
-                                 precedence=w.precedence)
+                                 precedence=w.precedence, tail_balance=w.tail_balance,
+                                 cache_affinity=w.cache_affinity)
         self.ctrl = RolloutController(self.buffer, engines, self.config)
         self.finished_in_group: dict[int, int] = {}
         self.dispatch_calls = 0

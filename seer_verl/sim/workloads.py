@@ -80,6 +80,8 @@ class Workload:
     continuation: str = "first"  # seer.continuation (first | policy)
     share_prompt_kv: bool = True  # seer.share_prompt_kv (a group's prompt KV counted once per engine)
     precedence: str = "context"  # seer.precedence (context | start: which chunk goes first on a full engine)
+    tail_balance: int | None = 2  # seer.tail_balance (None = off)
+    cache_affinity: bool = True  # seer.cache_affinity
     engine_priority: bool = True  # Seer's engines run vLLM's scheduling_policy=priority (configs/seer.yaml); stock fcfs
     stock_placement: str = "group"  # group | request | recorded
     dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
@@ -280,11 +282,14 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             if v not in PRECEDENCES:
                 raise ValueError(f"precedence must be one of {', '.join(PRECEDENCES)}; got {v!r}")
             w.precedence = str(v)
+        elif k == "tail_balance":
+            w.tail_balance = None if v in (None, "null", "none") else int(v)
         elif k == "draft_budget":
             w.draft_budget = str(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt", "draft_min_gain"):
             setattr(w, k, float(v))
-        elif k in ("engine_priority", "kv_pool", "share_prompt_kv", "draft_reads_context"):
+        elif k in ("engine_priority", "kv_pool", "share_prompt_kv", "draft_reads_context",
+                   "cache_affinity"):
             setattr(w, k, v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"))
         elif k == "stock_placement":
             if v not in ("group", "request", "recorded"):
