@@ -441,18 +441,24 @@ class RolloutController:
 
     def _tail_move(self, req: RolloutRequest, budget: int, engine: EngineState,
                    decision: PlacementDecision) -> PlacementDecision:
-        """Where ``req``, about to continue on ``engine``, goes in the tail: the first engine with a slot and room
-        for its whole chunk that runs more than ``config.tail_balance`` fewer continuing chunks, else ``decision``."""
+        """Where ``req``, about to continue on ``engine``, goes in the tail: of the engines with a slot and room for its
+        whole chunk that run more than ``config.tail_balance`` fewer continuing chunks, the one running fewest (then
+        the lowest id); else ``decision``."""
         placement, load = self.placement, self._load(engine)
         ctx = req.prompt_len + req.generated
+        best: EngineState | None = None
         for b in placement.engines:
             if b is engine or not placement.has_slot(b) or load - self._load(b) <= self.config.tail_balance:
                 continue
+            if best is not None and self._load(b) >= self._load(best):
+                continue
             if placement.need(b, *placement.split(b, ctx, budget), placement.sharing_group(req)) > b.capacity_tokens:
                 continue
-            self.stats.tail_moves += 1
-            return PlacementDecision(b.engine_id, "imbalance")
-        return decision
+            best = b
+        if best is None:
+            return decision
+        self.stats.tail_moves += 1
+        return PlacementDecision(best.engine_id, "imbalance")
 
     def _hold(self, req: RolloutRequest, budget: int, decision: PlacementDecision,
               held: dict[int, list[int]]) -> bool:
@@ -462,21 +468,26 @@ class RolloutController:
         a = self.placement.engine(decision.engine_id)
         a_load = self._load(a)
         ctx = req.prompt_len + req.generated
+        best: tuple[int, EngineState, int] | None = None  # (load with the held ones, engine, the chunk's KV there)
         for b in self.placement.engines:
             if b is a or not b.alive or self._final_n[b.engine_id] == 0:
                 continue
-            h = held.setdefault(b.engine_id, [0, 0])
-            if self._load(b) + h[0] >= a_load:
+            h = held.get(b.engine_id, (0, 0))
+            load = self._load(b) + h[0]
+            if load >= a_load or (best is not None and load >= best[0]):
                 continue
             base, growth = self.placement.split(b, ctx, budget)
             if self.placement.need(b, base, growth, self.placement.sharing_group(req)) - self._final_kv[b.engine_id] \
                     + h[1] > b.capacity_tokens:
                 continue
-            h[0] += 1
-            h[1] += base + growth
-            self.stats.held_for_final += 1
-            return True
-        return False
+            best = (load, b, base + growth)
+        if best is None:
+            return False
+        h = held.setdefault(best[1].engine_id, [0, 0])
+        h[0] += 1
+        h[1] += best[2]
+        self.stats.held_for_final += 1
+        return True
 
     def _cached(self, req: RolloutRequest) -> bool:
         """True unless ``config.cache_affinity`` estimates that ``req``'s prefix KV has left its engine's cache: since

@@ -64,6 +64,21 @@ def test_in_the_tail_a_continuation_moves_to_an_engine_running_fewer_continuing_
     assert c.metrics["tail_moves"] == int(moved)
 
 
+def test_the_move_goes_to_the_engine_running_the_fewest_continuing_chunks():
+    # three engines, five requests each (placement alternates); engine 0 keeps one request, engine 2 none. When
+    # request 1 reaches its boundary engine 1 runs four continuing chunks: engines 0 (one) and 2 (none) both run
+    # more than 2 fewer, and it goes to engine 2
+    c = ctrl([(g, 2) for g in range(15)], 40, [EngineState(i, 300, 1) for i in range(3)], tail_balance=2)
+    first = {d.req_id: d for d in c.next_dispatches()}
+    assert [sorted(r for r, d in first.items() if d.engine_id == e) for e in range(3)] == [
+        [0, 3, 6, 9, 12], [1, 4, 7, 10, 13], [2, 5, 8, 11, 14]]
+    for r in (0, 3, 6, 9, 2, 5, 8, 11, 14):
+        done(c, first[r], tokens=4, stopped=True)
+    done(c, first[1])
+    (d,) = c.next_dispatches()
+    assert (d.req_id, d.engine_id, c.metrics["tail_moves"]) == (1, 2, 1)
+
+
 def test_a_final_chunk_does_not_move():
     # the same engines, but 20-token requests: request 1's next chunk ends it, so re-prefilling it elsewhere for one
     # chunk is not worth it
