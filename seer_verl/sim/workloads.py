@@ -283,6 +283,8 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
                 raise ValueError(f"precedence must be one of {', '.join(PRECEDENCES)}; got {v!r}")
             w.precedence = str(v)
         elif k == "tail_balance":
+            if v not in (None, "null", "none") and not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+                raise ValueError(f"tail_balance must be null (off) or an integer >= 0; got {v!r}")
             w.tail_balance = None if v in (None, "null", "none") else int(v)
         elif k == "draft_budget":
             w.draft_budget = str(v)

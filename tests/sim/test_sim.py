@@ -425,3 +425,14 @@ def test_simulated_requests_carry_their_chunk_intervals():
         assert len(iv) == q["chunks"] and sorted({e for e, _, _ in iv}) == q["engines"]
         assert all(a <= b for _, a, b in iv) and all(x[2] <= y[1] for x, y in zip(iv, iv[1:]))
         assert iv[-1][2] == q["finish_s"]
+
+
+@pytest.mark.parametrize("value", ["abc", -1, 1.5, True])
+def test_a_bad_tail_balance_override_names_the_key(value):
+    with pytest.raises(ValueError, match="tail_balance must be null"):
+        make_workload("cpu_synth", seed=0, tail_balance=value)
+
+
+def test_the_tail_rules_switch_off_in_the_simulator():
+    w = make_workload("cpu_synth", seed=0, tail_balance="null", cache_affinity="false")
+    assert (w.tail_balance, w.cache_affinity) == (None, False)
