@@ -419,7 +419,7 @@ class RolloutController:
                         self.stats.outranked += 1
                 if decision.reason != "imbalance":
                     decision = PlacementDecision(eid, "affinity")
-                    if tail and req.generated + budget < req.max_tokens:
+                    if tail and budget < req.remaining:
                         decision = self._tail_move(req, budget, engine, decision)
                 self.stats.continuations += 1
                 out.append(self._dispatch(req, budget, decision, starved=False, force=decision.engine_id == eid,
@@ -445,7 +445,7 @@ class RolloutController:
         whole chunk that run more than ``config.tail_balance`` fewer continuing chunks, the one running fewest (then
         the lowest id); else ``decision``."""
         placement, load = self.placement, self._load(engine)
-        ctx = req.prompt_len + req.generated
+        ctx = req.context_len
         best: EngineState | None = None
         for b in placement.engines:
             if b is engine or not placement.has_slot(b) or load - self._load(b) <= self.config.tail_balance:
@@ -467,7 +467,7 @@ class RolloutController:
         already held for B in this call, ``held``: engine id -> [requests, their KV])."""
         a = self.placement.engine(decision.engine_id)
         a_load = self._load(a)
-        ctx = req.prompt_len + req.generated
+        ctx = req.context_len
         best: tuple[int, EngineState, int] | None = None  # (load with the held ones, engine, the chunk's KV there)
         for b in self.placement.engines:
             if b is a or not b.alive or self._final_n[b.engine_id] == 0:
@@ -558,7 +558,7 @@ class RolloutController:
         )
         self._next_id += 1
         self._alloc[eid] += growth + (0 if req.engine == eid and self._cached(req) else base)
-        if req.generated + budget >= req.max_tokens:
+        if budget >= req.remaining:  # the chunk ends its request
             self._final_n[eid] += 1
             self._final_kv[eid] += tokens
         self._inflight[d.dispatch_id] = d
@@ -621,7 +621,7 @@ class RolloutController:
         del self._inflight_by_req[live.req_id]
         self.placement.release(live.engine_id, live.reserved_tokens - live.growth_tokens, live.growth_tokens,
                                live.share_group)
-        if req.generated + live.max_tokens >= req.max_tokens:
+        if live.max_tokens >= req.remaining:
             self._final_n[live.engine_id] -= 1
             self._final_kv[live.engine_id] -= live.reserved_tokens
         finished = apply_chunk(req, token_ids, log_probs, stopped, live.max_tokens)
@@ -640,11 +640,11 @@ class RolloutController:
         else:
             self.scheduler.on_progress(req)
             self.scheduler.enqueue(req, self._clock)
+            kv = kv_footprint(req.context_len, self._block)
             e = self.placement.engine(live.engine_id)
-            free = e.capacity_tokens - e.context_tokens - e.growth_sum // 2 - kv_footprint(
-                req.prompt_len + req.generated, self._block)
+            free = e.capacity_tokens - e.context_tokens - e.growth_sum // 2 - kv
             self._park[req.req_id] = (live.engine_id, self._alloc[live.engine_id] + max(0, free))
-            self._waiting_kv += kv_footprint(req.prompt_len + req.generated, self._block)
+            self._waiting_kv += kv
             if self.config.continuation != "policy":
                 self._warm[live.engine_id].append(req.req_id)
         return req
