@@ -40,6 +40,8 @@ def compact(report: dict, command: str, commit: str) -> dict:
             runs[-1]["cpu_outside_engines_share"] = r["cpu"]["outside_engines_share"]
             if r["cpu"].get("top_outside"):  # the busiest processes outside the engines (6d8afc5 on)
                 runs[-1]["cpu_top_outside_s"] = r["cpu"]["top_outside"]
+        if r.get("host_cpu"):  # shares of the machine: steal, other processes, the bench, idle (2026-12-07 on)
+            runs[-1]["host_cpu"] = r["host_cpu"]
         sd = r.get("spec_decode") or {}
         if sd.get("draft_tokens"):  # speculation as vLLM counts it, plus Seer's own drafter metrics when it ran
             timing = r.get("verl_timing") or {}

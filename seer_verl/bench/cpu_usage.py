@@ -14,6 +14,11 @@ Roles, from each process's name (the bench starts Ray, so every process of the r
 
 A process that exits during the run loses its CPU time since the last sample (the bench's processes live across
 runs, so in practice none does).
+
+The host as a whole (:func:`host_sample`, :func:`host_usage`, Linux ``/proc/stat``): on a shared virtual machine the
+bench does not get every core-second of its wall time. The hypervisor gives some to other machines (*steal*), and
+processes outside the bench's tree (another job on the same machine) take more. Both slow the engines as if the host
+were slower; per run, :class:`HostCpu` says how much of the machine they took.
 """
 
 from __future__ import annotations
@@ -86,6 +91,11 @@ class CpuUsage:
     top_outside: tuple[tuple[str, float], ...] = ()  # (label, CPU s) of the busiest processes outside the engines
 
     @property
+    def total_s(self) -> float:
+        """CPU seconds of all the bench's processes."""
+        return self.engine_s + self.server_s + self.control_s
+
+    @property
     def outside_engines_share(self) -> float:
         """The share of the machine's CPU (cores x wall) spent outside the engines' model steps."""
         return (self.server_s + self.control_s) / (self.cores * self.wall_s) if self.wall_s > 0 else 0.0
@@ -112,6 +122,62 @@ def usage(before: dict[int, ProcCpu], after: dict[int, ProcCpu], wall_s: float,
     top = tuple(sorted(by_label.items(), key=lambda kv: -kv[1])[:TOP_OUTSIDE])
     return CpuUsage(engine_s=per["engine"], server_s=per["server"], control_s=per["control"], wall_s=wall_s,
                     cores=cores or os.cpu_count() or 1, top_outside=top)
+
+
+#: the fields of /proc/stat's ``cpu`` line, in order (kernel >= 2.6.33)
+PROC_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def host_sample(text: str | None = None) -> dict[str, float] | None:
+    """The host's CPU seconds so far per ``/proc/stat`` field (:data:`PROC_STAT_FIELDS`, all cores together), from
+    ``text`` (the file's content; default: read it); None where there is no such file (not Linux)."""
+    if text is None:
+        try:
+            with open("/proc/stat") as f:
+                text = f.read()
+        except OSError:
+            return None
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "cpu":
+            ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+            vals = [float(x) / ticks for x in parts[1:1 + len(PROC_STAT_FIELDS)]]
+            vals += [0.0] * (len(PROC_STAT_FIELDS) - len(vals))
+            return dict(zip(PROC_STAT_FIELDS, vals))
+    return None
+
+
+@dataclass(frozen=True)
+class HostCpu:
+    """What the host's cores did during a run, as shares of the machine (``cores`` x wall): ``steal`` (time the
+    hypervisor gave to other machines), ``outside`` (busy in processes outside the bench's tree: another job on this
+    machine), ``bench`` (busy in the bench's processes) and ``idle``."""
+
+    steal: float
+    outside: float
+    bench: float
+    idle: float
+
+    @property
+    def external(self) -> float:
+        """The share of the machine that load other than the bench took from it: steal plus ``outside``."""
+        return self.steal + self.outside
+
+    def as_dict(self) -> dict[str, float]:
+        return {**{k: round(v, 4) for k, v in asdict(self).items()}, "external": round(self.external, 4)}
+
+
+def host_usage(before: dict[str, float], after: dict[str, float], bench_cpu_s: float, wall_s: float,
+               cores: int | None = None) -> HostCpu | None:
+    """:class:`HostCpu` between two :func:`host_sample` readings ``wall_s`` apart, during which the bench's own
+    processes used ``bench_cpu_s`` CPU seconds (:attr:`CpuUsage.total_s`); None if either reading is missing."""
+    if before is None or after is None or wall_s <= 0:
+        return None
+    d = {k: max(0.0, after[k] - before[k]) for k in PROC_STAT_FIELDS}
+    machine = (cores or os.cpu_count() or 1) * wall_s
+    busy = d["user"] + d["nice"] + d["system"] + d["irq"] + d["softirq"]
+    return HostCpu(steal=min(1.0, d["steal"] / machine), outside=min(1.0, max(0.0, busy - bench_cpu_s) / machine),
+                   bench=min(1.0, bench_cpu_s / machine), idle=min(1.0, (d["idle"] + d["iowait"]) / machine))
 
 
 def settle(max_wait_s: float = 30.0, window_s: float = 1.0, idle_cores: float = 0.25,

@@ -17,7 +17,7 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
 
     t = Table(title=f"seer-verl bench — {report['workload_desc']}")
     for col in ("policy", "rep", "identical", "wall s", "tail s", "tail %", "1st req s", "tok/s", "requests", "tokens",
-                "preempt", "CPU out %", "host tok/s", "lower bd s", "wall/LB", "SD acc/draft", "SD tok/step bulk|tail",
+                "preempt", "CPU out %", "other load %", "host tok/s", "lower bd s", "wall/LB", "SD acc/draft", "SD tok/step bulk|tail",
                 "speed-up vs stock"):
         t.add_column(col, justify="right")
     for r in report["runs"]:
@@ -33,6 +33,7 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
             f"{r['wall_s']:.1f}", f"{r['tail_s']:.1f}", f"{100 * r['tail_s'] / r['wall_s']:.0f}",
             f"{r['first_request_s']:.1f}" if "first_request_s" in r else "-", f"{r['throughput_tok_s']:.1f}", str(r["num_requests"]), str(r["total_tokens"]), str(r["num_preemptions"]),
             f"{100 * r['cpu']['outside_engines_share']:.0f}" if "cpu" in r else "-",
+            f"{100 * r['host_cpu']['external']:.0f}" if r.get("host_cpu") else "-",
             f"{r['host_speed']['tok_s']:.0f}" if r.get("host_speed") else "-",
             f"{r['lower_bound_s']:.1f}" if r.get("lower_bound_s") else "-",
             f"{r['wall_over_lower_bound']:.2f}" if r.get("wall_over_lower_bound") else "-",
@@ -45,7 +46,7 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
         base = report.get("summary_base", "stock")
         st = Table(title=f"{report['repeats']} repeats: median \\[bootstrap 95% interval] of the paired ratios vs "
                          f"{base} (each repeat against the {base} run of the same repeat)")
-        for col in ("policy", "wall speed-up", "host-speed adjusted", "tok/s ratio", "tail ratio", "wall / lower bound",
+        for col in ("policy", "wall speed-up", "host-speed adjusted", "other-load adjusted", "tok/s ratio", "tail ratio", "wall / lower bound",
                     "tokens", "identical"):
             st.add_column(col, justify="right")
 
@@ -55,7 +56,8 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
 
         for pol, e in summary.items():
             ids = e.get("identical_share")
-            st.add_row(pol, cell(e, "wall_speedup"), cell(e, "wall_speedup_speed_adjusted"), cell(e, "throughput_ratio"),
+            st.add_row(pol, cell(e, "wall_speedup"), cell(e, "wall_speedup_speed_adjusted"),
+                       cell(e, "wall_speedup_host_adjusted"), cell(e, "throughput_ratio"),
                        cell(e, "tail_ratio"), cell(e, "wall_over_lower_bound"), "/".join(str(x) for x in e["tokens"]),
                        f"{100 * min(ids):.0f}%" if ids else "-")
         shown.append(st)

@@ -240,7 +240,7 @@ def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg:
         progress = RolloutProgress(f"{policy}{label}", len(batch), mon, finished_samples(manager, lb))
         with Live(progress, console=console, refresh_per_second=2, transient=True) if console is not None \
                 else contextlib.nullcontext():
-            cpu0 = cpu_usage.sample()
+            cpu0, host0 = cpu_usage.sample(), cpu_usage.host_sample()
             t0 = time.time()
             true_lens = getattr(manager, "bench_true_lens", None)
             if true_lens is not None:
@@ -249,6 +249,7 @@ def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg:
                 out = manager.generate_sequences(copy.deepcopy(batch))
             wall = time.time() - t0
             cpu = cpu_usage.usage(cpu0, cpu_usage.sample(), wall)
+            host = cpu_usage.host_usage(host0, cpu_usage.host_sample(), cpu.total_s, wall)
     if len(out) != len(batch):
         raise RuntimeError(f"{policy}: asked for {len(batch)} samples, got {len(out)}")
     by_row = records_fn(manager, out, lb, addr_to_eng, t0)
@@ -271,6 +272,8 @@ def run_one(policy: str, manager: Any, batch: Any, engines: StartedEngines, cfg:
     # what the engines prefilled: the simulator's prefill_tokens (for stock without its preemptions' recompute)
     summary["prefill"] = mon.prefill()
     summary["cpu"] = cpu.as_dict()  # CPU seconds by role: what the rest of the system took from the engines' cores
+    if host is not None:  # what other machines (steal) and other jobs took from this host during the run
+        summary["host_cpu"] = host.as_dict()
     spec1 = spec_counters(addresses)
     summary["spec_decode"] = {k: spec1[k] - spec0[k] for k in spec1}  # as vLLM counts it, for every policy
     summary["requests"] = requests
@@ -570,6 +573,7 @@ def _run_policy(policy: str, verl_cfg: Any, engines: StartedEngines, session: Be
     session.console.print(f"{policy}{label}: wall {r['wall_s']:.1f}s tail {r['tail_s']:.1f}s {r['total_tokens']} "
                           f"tokens {r['throughput_tok_s']:.1f} tok/s preemptions {r['num_preemptions']} "
                           f"CPU outside the engines {100 * r['cpu']['outside_engines_share']:.0f}%"
+                          + (f", taken by other load {100 * r['host_cpu']['external']:.0f}%" if "host_cpu" in r else "")
                           + (f"; host speed {before:.0f} -> {after:.0f} tok/s" if "host_speed" in r else ""))
     return r
 

@@ -5,7 +5,13 @@ Beside the measured ratios, ``wall_speedup_speed_adjusted``: the wall speed-up w
 the host speed probed around it (``host_speed``, :func:`seer_verl.bench.calibrate.probe_speed`), i.e. what the
 ratio would have been had both runs met the same host speed. It is a model (wall time inversely proportional to
 the probed decode speed), reported next to the measured ratio, never instead of it; only between runs on engines
-without speculation (a probe on speculative engines measures their drafting, not the host)."""
+without speculation (a probe on speculative engines measures their drafting, not the host).
+
+``wall_speedup_host_adjusted``: the same with each run's wall time scaled by the share of the machine that load other
+than the bench left it during the run (``host_cpu``: 1 - steal - other processes' CPU,
+:func:`seer_verl.bench.cpu_usage.host_usage`), i.e. had no other load shared the host. Also a model (the engines are
+CPU-bound, so a run given x% less of the machine takes x% longer), measured during the run itself rather than by
+probes around it; comparable between any two runs."""
 
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ def bootstrap_median(xs: Sequence[float], level: float = 0.95, resamples: int = 
 SPEED_COMPARABLE_PROFILES = frozenset({"plain", "priority"})
 
 ADJUSTED = "wall_speedup_speed_adjusted"
+HOST_ADJUSTED = "wall_speedup_host_adjusted"
 
 
 def speed_adjusted_speedup(run: dict[str, Any], base: dict[str, Any]) -> float | None:
@@ -44,6 +51,14 @@ def speed_adjusted_speedup(run: dict[str, Any], base: dict[str, Any]) -> float |
     return base["wall_s"] * hb["tok_s"] / (run["wall_s"] * hr["tok_s"])
 
 
+def host_adjusted_speedup(run: dict[str, Any], base: dict[str, Any]) -> float | None:
+    """``base`` wall x the share of the machine it had over the same for ``run``; None without ``host_cpu``."""
+    hr, hb = run.get("host_cpu"), base.get("host_cpu")
+    if not hr or not hb or hr["external"] >= 1 or hb["external"] >= 1:
+        return None
+    return base["wall_s"] * (1 - hb["external"]) / (run["wall_s"] * (1 - hr["external"]))
+
+
 def paired_ratios(runs: list[dict[str, Any]], policy: str, base: str = "stock") -> dict[str, list[float]]:
     """Per-repeat ratios of ``policy`` against ``base`` (runs carry ``repeat``; a repeat without both is skipped)."""
     by = {(r["policy"], r.get("repeat", 0)): r for r in runs}
@@ -51,6 +66,7 @@ def paired_ratios(runs: list[dict[str, Any]], policy: str, base: str = "stock") 
     out: dict[str, list[float]] = {k: [] for k in RATIOS}
     out["wall_over_lower_bound"] = []
     out[ADJUSTED] = []
+    out[HOST_ADJUSTED] = []
     for k in reps:
         p, b = by.get((policy, k)), by.get((base, k))
         if p is None:
@@ -65,6 +81,9 @@ def paired_ratios(runs: list[dict[str, Any]], policy: str, base: str = "stock") 
         adjusted = speed_adjusted_speedup(p, b)
         if adjusted is not None:
             out[ADJUSTED].append(adjusted)
+        host = host_adjusted_speedup(p, b)
+        if host is not None:
+            out[HOST_ADJUSTED].append(host)
     return out
 
 
@@ -81,7 +100,7 @@ def summarize_repeats(runs: list[dict[str, Any]], base: str = "stock") -> dict[s
         if shares:
             entry["identical_share"] = shares
         for name, xs in paired_ratios(runs, policy, base).items():
-            if xs and not (policy == base and (name in RATIOS or name == ADJUSTED)):
+            if xs and not (policy == base and (name in RATIOS or name in (ADJUSTED, HOST_ADJUSTED))):
                 med, lo, hi = bootstrap_median(xs)
                 entry[name] = {"values": [round(x, 4) for x in xs], "median": med, "ci95": [lo, hi]}
         summary[policy] = entry

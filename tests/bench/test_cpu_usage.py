@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 
-from seer_verl.bench.cpu_usage import ProcCpu, label_of, role_of, sample, settle, usage
+import pytest
+
+from seer_verl.bench.cpu_usage import ProcCpu, host_sample, host_usage, label_of, role_of, sample, settle, usage
 
 
 def test_roles_from_process_names():
@@ -85,3 +87,32 @@ def test_settle_gives_up_after_max_wait():
         return {1: ProcCpu("control", t[0], "IDLE")}  # one core busy, always
 
     assert settle(max_wait_s=4, window_s=1.0, sampler=burning, sleep=lambda s: None) == 4.0
+
+
+_STAT = "cpu  {user} {nice} {system} {idle} {iowait} 0 0 {steal} 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 1 2 3\n"
+
+
+def _stat(**ticks: int) -> str:
+    vals = {"user": 0, "nice": 0, "system": 0, "idle": 0, "iowait": 0, "steal": 0} | ticks
+    return _STAT.format(**vals)
+
+
+def test_host_sample_reads_the_aggregate_cpu_line_in_seconds():
+    hz = os.sysconf("SC_CLK_TCK")
+    s = host_sample(_stat(user=3 * hz, system=hz, idle=5 * hz, steal=2 * hz))
+    assert s["user"] == 3 and s["system"] == 1 and s["idle"] == 5 and s["steal"] == 2  # not cpu0's line
+    assert host_sample("intr 1 2 3\n") is None
+    assert host_sample()["idle"] > 0  # this Linux host's own /proc/stat
+
+
+def test_host_usage_splits_the_machine_into_steal_other_load_the_bench_and_idle():
+    hz = os.sysconf("SC_CLK_TCK")
+    before = host_sample(_stat(user=100 * hz, idle=100 * hz, steal=10 * hz))
+    # 10 s on 2 cores = 20 core-seconds: 12 busy (9 of them the bench's), 2 stolen, 6 idle
+    after = host_sample(_stat(user=110 * hz, system=2 * hz, idle=106 * hz, steal=12 * hz))
+    h = host_usage(before, after, bench_cpu_s=9.0, wall_s=10.0, cores=2)
+    assert h.steal == pytest.approx(0.1) and h.outside == pytest.approx(0.15) and h.bench == pytest.approx(0.45)
+    assert h.idle == pytest.approx(0.3) and h.external == pytest.approx(0.25)
+    assert h.as_dict()["external"] == 0.25
+    assert host_usage(None, after, 9.0, 10.0, 2) is None
+

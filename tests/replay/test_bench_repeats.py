@@ -88,3 +88,20 @@ def test_engine_segments_interleave_repeats():
     assert sorted(runs) == [(r, p) for r in range(3) for p in ("divided", "seer", "stock")]  # each once per repeat
     # plain engines start once for calibration even when no policy runs on them
     assert engine_segments(["seer"], 2) == [("plain", []), ("priority", [(0, "seer"), (1, "seer")])]
+
+
+def test_host_adjusted_speedup_scales_each_wall_by_the_machine_share_it_had():
+    def loaded(policy, repeat, wall, external):
+        return _run(policy, repeat, wall) | {"host_cpu": {"external": external}}
+
+    # repeat 0: other load took 20% of the machine during the seer run, 0% during stock's
+    runs = [loaded("stock", 0, 100, 0.0), loaded("seer", 0, 110, 0.2),
+            loaded("stock", 1, 100, 0.1), loaded("seer", 1, 90, 0.1)]
+    r = paired_ratios(runs, "seer")
+    assert r["wall_speedup"] == [100 / 110, 100 / 90]  # the measured ratios are untouched
+    assert r["wall_speedup_host_adjusted"] == pytest.approx([100 / (110 * 0.8), 100 / 90])
+    s = summarize_repeats(runs)
+    assert s["seer"]["wall_speedup_host_adjusted"]["median"] == pytest.approx((100 / 88 + 100 / 90) / 2)
+    assert "wall_speedup_host_adjusted" not in s["stock"]
+    # runs without host_cpu (older reports, non-Linux hosts): no adjusted ratio
+    assert paired_ratios([_run("stock", 0, 100), _run("seer", 0, 90)], "seer")["wall_speedup_host_adjusted"] == []
