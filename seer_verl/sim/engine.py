@@ -129,8 +129,11 @@ class SimEngine:
 
     def __init__(self, engine_id: int, capacity_tokens: int, block_size: int, max_num_seqs: int,
                  max_batched_tokens: int, step_model: StepTimeModel, rng, spec: SimSpeculation | None = None,
-                 timeline_dt: float = 1.0, max_macro_steps: int = 1 << 30, priority: bool = False) -> None:
+                 timeline_dt: float = 1.0, max_macro_steps: int = 1 << 30, priority: bool = False,
+                 submit_cost_s: float = 0.0) -> None:
         self.engine_id = engine_id
+        # engine seconds each submission costs when first admitted (the CPU its call takes from the engine's core)
+        self.submit_cost_s = submit_cost_s
         # vLLM scheduling_policy: fcfs (False) or priority (True: waiting ordered by (priority, arrival); short of
         # KV, the running request with the largest (priority, arrival) is preempted instead of the newest)
         self.priority = priority
@@ -319,6 +322,7 @@ class SimEngine:
         if not self.running and preempted:
             preempted = False
             need, rem, new = 0, budget, []
+        fresh = 0  # submissions admitted for the first time in this step (not resumed after a preemption)
         if not preempted:
             holders = {r.group_id for r in self.running if self._prompt_blocks(r)}
             while self.waiting and len(self.running) < self.max_num_seqs and rem > 0:
@@ -346,6 +350,7 @@ class SimEngine:
                 self.stats.cache_hit_tokens += hit
                 if s.start_s < 0:
                     s.start_s = now
+                    fresh += 1
                 self.running.append(s)
                 if self._prompt_blocks(s):
                     holders.add(s.group_id)
@@ -392,7 +397,7 @@ class SimEngine:
             k = 1
             self._dkv = 0.0
         self.k = k
-        dur = self.model.decode_time(B, Q, kv0, self._dkv, k)
+        dur = self.model.decode_time(B, Q, kv0, self._dkv, k) + self.submit_cost_s * fresh
         if spec is not None and spec.draft_s_per_token > 0:
             dur += spec.draft_s_per_token * sum(s.gamma for s in self.running) * k
         self.t_start, self.t_end = now, now + dur

@@ -45,7 +45,8 @@ def simulate(w: Workload, policy: str, seed: int = 0, progress=None, keep_reques
         driver = SeerDriver(w, "seer" if policy == "seer_sd" else policy)
         spec = make_spec(w, driver) if policy == "seer_sd" else None
     engines = [SimEngine(i, w.kv_capacity_tokens, w.block_size, w.max_num_seqs, w.max_batched_tokens, w.step_model,
-                         rngs[i], spec, w.timeline_dt, priority=w.engine_priority and policy != "stock")
+                         rngs[i], spec, w.timeline_dt, priority=w.engine_priority and policy != "stock",
+                         submit_cost_s=w.submit_cost_s)
                for i in range(w.num_engines)]
     cb = None
     if progress is not None:

@@ -84,6 +84,9 @@ class Workload:
     cache_affinity: bool = True  # seer.cache_affinity
     engine_priority: bool = True  # Seer's engines run vLLM's scheduling_policy=priority (configs/seer.yaml); stock fcfs
     stock_placement: str = "group"  # group | request | recorded
+    # engine seconds a submission (a stock request, a Seer chunk) costs its engine when first admitted: the CPU its
+    # call takes on the host (Ray, the engine's front end, the rollout's own loop); 0 = free, as on a GPU host
+    submit_cost_s: float = 0.0
     dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
     recorded_engines: list[int] | None = None
     kv_pool: bool = False
@@ -129,6 +132,7 @@ class Workload:
             "chunk_size": SeerConfig(chunk_size=self.chunk_size, kv_reserve=self.kv_reserve).resolved_chunk_size(
                 self.kv_capacity_tokens, self.max_tokens, self.block_size),
             "chunk_size_auto": self.chunk_size is None, "stock_placement": self.stock_placement, "kv_pool": self.kv_pool,
+            "submit_cost_s": self.submit_cost_s,
             "step_model": self.step_model.to_dict() | {"meta": {k: v for k, v in self.step_model.meta.items()
                                                               if k not in ("rows", "rel_residuals")}},
             "acceptance": self.acceptance.name, "gamma_max": self.gamma_max, "lam": self.lam,
@@ -290,6 +294,10 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
             w.draft_budget = str(v)
         elif k in ("lam", "draft_s_per_token", "timeline_dt", "draft_min_gain"):
             setattr(w, k, float(v))
+        elif k == "submit_cost_s":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                raise ValueError(f"submit_cost_s must be a number of seconds >= 0; got {v!r}")
+            w.submit_cost_s = float(v)
         elif k in ("engine_priority", "kv_pool", "share_prompt_kv", "draft_reads_context",
                    "cache_affinity"):
             setattr(w, k, v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"))

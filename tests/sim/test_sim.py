@@ -436,3 +436,25 @@ def test_a_bad_tail_balance_override_names_the_key(value):
 def test_the_tail_rules_switch_off_in_the_simulator():
     w = make_workload("cpu_synth", seed=0, tail_balance="null", cache_affinity="false")
     assert (w.tail_balance, w.cache_affinity) == (None, False)
+
+
+def test_each_submission_costs_its_engine_submit_cost_s_once():
+    """A submission (a stock request, a Seer chunk) adds ``submit_cost_s`` to the step that first admits it, not to
+    its resumption after a preemption: Seer, with several chunks per request, pays more of it than stock."""
+    kw = dict(num_groups=4, group_size=4, max_tokens=512, kv_capacity_tokens=2912)
+    walls = {}
+    for cost in (0.0, 0.5):
+        w = make_workload("cpu_synth", seed=0, submit_cost_s=cost, **kw)
+        walls[cost] = {p: simulate(w, p, keep_requests=(p == "seer")) for p in ("stock", "seer")}
+    chunks = sum(q["chunks"] for q in walls[0.5]["seer"]["requests"])
+    assert chunks > 16  # divided: more submissions than requests
+    busy = {c: {p: sum(walls[c][p]["engine_busy_s"]) for p in walls[c]} for c in walls}
+    assert busy[0.5]["stock"] - busy[0.0]["stock"] == pytest.approx(0.5 * 16, rel=0.05)
+    # seer's schedule may change with the cost; its extra engine time is about one cost per chunk
+    assert busy[0.5]["seer"] - busy[0.0]["seer"] == pytest.approx(0.5 * chunks, rel=0.2)
+
+
+@pytest.mark.parametrize("value", [-0.1, "abc", True])
+def test_a_bad_submit_cost_names_the_key(value):
+    with pytest.raises(ValueError, match="submit_cost_s must be"):
+        make_workload("cpu_synth", seed=0, submit_cost_s=value)
