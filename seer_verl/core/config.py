@@ -118,6 +118,12 @@ class SeerConfig:
             (contexts not cached there, and chunks' growth) than it had free beside the request's blocks then (vLLM
             evicts the least recently freed blocks first). Past that the request goes to the least-loaded engine,
             as a new one would. False = always prefer it (the paper's rule).
+        stream_chunks: the rollout service runs a request's chunks on one engine as one engine call while it continues
+            there: the call asks for the request's whole remaining budget, the service reads its tokens as it passes
+            each chunk boundary (the controller decides as at any boundary), and cuts the call (aborts it, keeping the
+            tokens up to the boundary) only when the request must wait or move. A boundary where the request continues
+            on its engine then costs no engine call, no re-admission and no one-token prefill. Not with speculative
+            decoding (``spec.enabled``: each chunk is its own call). False = every chunk is its own call.
         admission_wait_s: the rollout starts once every sample of the batch has called the engine, or when no
             sample has arrived for this many seconds (a sample whose agent never calls the engine is not waited
             for); samples and later turns of multi-turn agents that come after the start join the running rollout.
@@ -139,6 +145,7 @@ class SeerConfig:
     precedence: str = "context"
     tail_balance: int | None = 2
     cache_affinity: bool = True
+    stream_chunks: bool = False
 
     def validate(self) -> SeerConfig:
         """Check every field; raise ValueError naming the key, the value and what is allowed."""
@@ -187,6 +194,8 @@ class SeerConfig:
                              f"engine running more than this many fewer continuing chunks); got {self.tail_balance!r}")
         if not isinstance(self.cache_affinity, bool):
             raise ValueError(f"seer.cache_affinity must be true or false; got {self.cache_affinity!r}")
+        if not isinstance(self.stream_chunks, bool):
+            raise ValueError(f"seer.stream_chunks must be true or false; got {self.stream_chunks!r}")
         if self.precedence not in PRECEDENCES:
             raise ValueError(f"seer.precedence must be one of {', '.join(map(repr, PRECEDENCES))} (which chunk goes "
                              f"first on a full engine: the longer context, or the earlier start); got {self.precedence!r}")

@@ -131,6 +131,38 @@ class _ChunkFailed:
 #: seconds between liveness probes of an engine while chunks wait on it
 LIVENESS_PROBE_S = 2.0
 
+#: seconds between two reads of the streamed calls' progress on one engine (``seer.stream_chunks``)
+STREAM_POLL_S = 0.5
+
+
+@dataclass
+class _Stream:
+    """One engine call that runs a request's chunks for as long as it continues on that engine
+    (``seer.stream_chunks``): it asks for the request's whole remaining budget; the service reads its tokens as it
+    passes each chunk boundary and cuts it when the request must wait or move."""
+
+    req_id: int
+    engine_id: int
+    rid: str
+    d: Dispatch             # the chunk it runs now
+    offset: int             # tokens of the call already reported to the controller as completed chunks
+    t_chunk: float          # when the current chunk began
+    t_progress: float       # when the call last made progress (its timeout counts from here)
+    pending: bool = False   # its chunk completed at a boundary: the next dispatch adopts it, or it is cut
+    cut: bool = False       # aborted: its call's result is not needed
+    done: _ChunkDone | None = None  # the call's own result, once it returned (possibly past its boundary)
+
+    @property
+    def boundary(self) -> int:
+        return self.offset + self.d.max_tokens
+
+
+@dataclass(frozen=True)
+class _Poll:
+    """A read of the streamed calls' progress on one engine."""
+
+    engine_id: int
+
 
 def _group_lengths(ctl: RolloutController) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
@@ -201,6 +233,13 @@ class SeerRolloutService:
         # engine index -> the running liveness probe (one per engine, shared by every chunk waiting on it)
         self._probes: dict[int, asyncio.Future] = {}
         self._admission_wait_s = float(self._config.admission_wait_s)
+        # seer.stream_chunks: one engine call per request while it continues on its engine (not with speculation,
+        # whose drafter tags every chunk's call)
+        self._stream = bool(self._config.stream_chunks) and self._sd is None
+        self._streams: dict[int, _Stream] = {}  # req_id -> its running (or pending) streamed call
+        self._polls: set[int] = set()  # engines with a progress read in flight
+        self._calls_made = 0  # engine calls of the batch (one per chunk without streaming)
+        self._cuts = 0  # streamed calls cut at a boundary
         self._batch: _Batch | None = None
         self._rows: dict[int, _Row] = {}  # controller req_id -> its call (before the controller starts: row -> call)
         self._calls: dict[int, list[_Row]] = {}  # row -> its calls so far, in turn order
@@ -223,6 +262,10 @@ class SeerRolloutService:
         self._runner = None
         self._last = {}
         self._failures = []
+        self._streams = {}
+        self._polls = set()
+        self._calls_made = 0
+        self._cuts = 0
 
     def extend_batch(self, groups: list[int]) -> int:
         """More rows join the open batch (verl's V1 trainer submits refills while a rollout runs); returns the first
@@ -439,12 +482,18 @@ class SeerRolloutService:
                     waiter.cancel()
                 for task in done:
                     d = running.pop(task, None)
-                    if d is not None:
+                    if isinstance(d, _Stream):
+                        self._on_stream_done(ctl, d, task.result(), running)
+                    elif isinstance(d, _Poll):
+                        self._on_poll(ctl, d.engine_id, task.result(), running)
+                    elif d is not None:
                         self._on_outcome(ctl, d, task.result(), running)
                 if ctl.done and done - {waiter}:
                     t_done = time.time()  # the last request so far finished
             if b.error is not None:  # a call that could not join (it fits no engine)
                 raise b.error
+            for task in running:  # what is left: progress reads, and streamed calls cut or ending on their own
+                task.cancel()
         except BaseException as exc:
             self._abort(running, exc)
             await self._end_speculation(None)
@@ -501,8 +550,128 @@ class SeerRolloutService:
     def _dispatch(self, ctl: RolloutController, running: dict[asyncio.Task, Any]) -> None:
         t = time.perf_counter()
         for d in ctl.next_dispatches():
-            running[asyncio.create_task(self._chunk(ctl, d))] = d
+            if not self._stream:
+                self._calls_made += 1
+                running[asyncio.create_task(self._chunk(ctl, d))] = d
+                continue
+            st = self._streams.get(d.req_id)
+            if st is not None and st.pending and st.engine_id == d.engine_id:
+                self._adopt(st, d, running)
+                continue
+            if st is not None:  # it left its engine at the boundary: stop it there
+                self._cut(st)
+            self._start_stream(ctl, d, running)
+        if self._stream:
+            for st in [st for st in self._streams.values() if st.pending]:
+                self._cut(st)  # its request waits for its next chunk: the engine stops generating for it
+            self._schedule_polls(running)
         self._decision_s += time.perf_counter() - t
+
+    # -- streamed chunks (seer.stream_chunks) ---------------------------------------------------------------------
+
+    def _start_stream(self, ctl: RolloutController, d: Dispatch, running: dict[asyncio.Task, Any]) -> None:
+        now = time.time()
+        st = _Stream(d.req_id, d.engine_id, f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}", d, 0, now, now)
+        self._streams[d.req_id] = st
+        self._calls_made += 1
+        running[asyncio.create_task(self._stream_call(ctl, st))] = st
+
+    def _adopt(self, st: _Stream, d: Dispatch, running: dict[asyncio.Task, Any]) -> None:
+        """The request continues on the engine its call runs on: the call runs the next chunk too."""
+        st.d, st.pending = d, False
+        if st.done is not None:  # the call already returned past this boundary: deliver from its tokens
+
+            async def again() -> _ChunkDone:
+                return st.done
+
+            running[asyncio.create_task(again())] = st
+
+    def _cut(self, st: _Stream) -> None:
+        """Abort ``st``'s call on its engine (best effort: a lost engine stops it anyway)."""
+        st.cut = True
+        self._streams.pop(st.req_id, None)
+        if st.done is None and st.engine_id not in self._dead:
+            self._cuts += 1
+            try:
+                ack = asyncio.ensure_future(
+                    self._handles[st.engine_id].__ray_call__.remote(self._backend.abort_in_server, [st.rid]))
+            except Exception as exc:  # noqa: BLE001 - the call's own timeout and the liveness probe cover it
+                logger.debug("Seer: abort of %s failed: %s", st.rid, exc)
+            else:  # not awaited: its failure (a lost engine) shows in the call itself
+                ack.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _schedule_polls(self, running: dict[asyncio.Task, Any]) -> None:
+        engines = {st.engine_id for st in self._streams.values() if not st.pending and st.done is None}
+        for eid in engines - self._polls:
+            self._polls.add(eid)
+            running[asyncio.create_task(self._poll(eid))] = _Poll(eid)
+
+    async def _poll(self, eid: int) -> tuple[dict[str, tuple[int, int]], dict[str, tuple]] | None:
+        """After :data:`STREAM_POLL_S`, how far each streamed call on engine ``eid`` has got (None: no answer, which
+        proves nothing: the calls' own timeouts and the liveness probe cover a lost engine)."""
+        await asyncio.sleep(STREAM_POLL_S)
+        wanted = {st.rid: (st.offset, st.boundary) for st in self._streams.values()
+                  if st.engine_id == eid and not st.pending and st.done is None}
+        if not wanted:
+            return wanted, {}
+        try:
+            got = await bounded(self._handles[eid].__ray_call__.remote(self._backend.progress_in_server, wanted),
+                                self._health_timeout_s, "progress read")
+        except Exception:  # noqa: BLE001
+            return None
+        return wanted, got
+
+    def _on_poll(self, ctl: RolloutController, eid: int, result: Any, running: dict[asyncio.Task, Any]) -> None:
+        self._polls.discard(eid)
+        if not result:
+            return
+        wanted, got = result
+        now = time.time()
+        if got:
+            self._last_ok[eid] = now
+        for st in list(self._streams.values()):
+            if st.engine_id != eid or st.pending or st.done is not None or st.rid not in got:
+                continue
+            n, tokens, logprobs = got[st.rid]
+            if n > st.offset:
+                st.t_progress = now
+            if tokens is None or wanted.get(st.rid) != (st.offset, st.boundary) or len(tokens) != st.d.max_tokens:
+                continue
+            row = self._rows[st.req_id]
+            if not row.sampling_params.get("logprobs") or logprobs is None:
+                logprobs = [0.0] * len(tokens)
+            self._stream_chunk(ctl, st, _ChunkDone(tokens, logprobs, dict(row.extra_fields), st.t_chunk, now), running)
+
+    def _on_stream_done(self, ctl: RolloutController, st: _Stream, outcome: Any,
+                        running: dict[asyncio.Task, Any]) -> None:
+        """``st``'s call returned (or a delivery from its buffered tokens is due)."""
+        if st.cut or self._streams.get(st.req_id) is not st:
+            return
+        if not isinstance(outcome, _ChunkDone):  # the engine is lost, or the sample's own error
+            self._streams.pop(st.req_id, None)
+            if not st.pending:
+                self._on_outcome(ctl, st.d, outcome, running)
+            return
+        st.done = outcome
+        if st.pending:  # returned after its boundary was read: the next dispatch adopts or cuts it
+            return
+        hi = min(st.boundary, len(outcome.tokens))
+        self._stream_chunk(ctl, st, _ChunkDone(outcome.tokens[st.offset:hi], outcome.logprobs[st.offset:hi],
+                                               outcome.extra, st.t_chunk, outcome.t1), running)
+
+    def _stream_chunk(self, ctl: RolloutController, st: _Stream, chunk: _ChunkDone,
+                      running: dict[asyncio.Task, Any]) -> None:
+        """The chunk ``st`` runs is complete (its boundary read from the engine, or the call returned)."""
+        d = st.d
+        st.offset += len(chunk.tokens)
+        st.t_chunk = chunk.t1
+        self._on_outcome(ctl, d, chunk, running)
+        req = ctl.request(d.req_id)
+        if req.finished:  # its call ends on its own (a stop token, or its whole budget)
+            if self._streams.get(st.req_id) is st:
+                del self._streams[st.req_id]
+            return
+        st.pending = True
 
     def _on_outcome(self, ctl: RolloutController, d: Dispatch, outcome: Any, running: dict[asyncio.Task, Any]) -> None:
         if not ctl.is_live(d):  # its engine was declared lost while it ran: the request was re-queued
@@ -545,7 +714,13 @@ class SeerRolloutService:
             if d.engine_id == eid:
                 task.cancel()
                 del running[task]
-                self._rows[d.req_id].lost.append((eid, t, t))
+                if isinstance(d, _Poll):
+                    self._polls.discard(eid)
+                elif not (isinstance(d, _Stream) and d.pending):
+                    self._rows[d.req_id].lost.append((eid, t, t))
+        for st in [st for st in self._streams.values() if st.engine_id == eid]:
+            st.cut = True  # its engine is gone: the request resumes elsewhere from its last completed chunk
+            del self._streams[st.req_id]
         try:
             requeued = ctl.fail_engine(eid)
         except NoEngineError as exc:
@@ -572,6 +747,8 @@ class SeerRolloutService:
     def _abort(self, running: dict[asyncio.Task, Any], exc: BaseException) -> None:
         for task in running:
             task.cancel()
+        for st in list(self._streams.values()):
+            self._cut(st)
         err = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
         for calls in self._calls.values():
             for r in calls:
@@ -605,6 +782,10 @@ class SeerRolloutService:
             "engines_alive": len(self._engines) - len(self._dead),
             "policy": self._config.policy,
             "chunk_size": ctl.chunk_size,
+            # engine calls (one per chunk, or per run of chunks on one engine with seer.stream_chunks) and streamed
+            # calls cut at a boundary (their request waited or moved)
+            "engine_calls": self._calls_made,
+            "stream_cuts": self._cuts,
             # finished lengths per group: how much siblings share their lengths (timing_s/seer/group_length_icc)
             "group_lengths": _group_lengths(ctl),
         }
@@ -650,6 +831,42 @@ class SeerRolloutService:
         tokens = list(out.token_ids)
         logprobs = list(out.log_probs or []) if sp.get("logprobs") else [0.0] * len(tokens)
         return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, t1)
+
+    async def _stream_call(self, ctl: RolloutController, st: _Stream) -> _ChunkDone | _EngineLost | _ChunkFailed:
+        """Run ``st``'s call: the request's whole remaining budget from its context now. Like :meth:`_chunk`, except
+        that its timeout counts from its last progress (it spans several chunks). Never raises."""
+        d = st.d
+        req = ctl.request(d.req_id)
+        row = self._rows[d.req_id]
+        sp = dict(row.sampling_params)
+        sp["max_tokens"] = req.remaining
+        prompt = row.prompt_ids + list(req.token_ids)
+        t0 = time.time()
+        timeout = self._chunk_timeout_s
+        call = asyncio.ensure_future(self._call(d, prompt, sp, st.rid))
+        try:
+            while not (await asyncio.wait({call}, timeout=min(LIVENESS_PROBE_S, timeout)))[0]:
+                if st.cut:
+                    continue  # aborted: its call returns soon
+                now = time.time()
+                if now - st.t_progress >= timeout and now - self._last_ok.get(st.engine_id, 0.0) > timeout:
+                    call.cancel()
+                    return _EngineLost(f"no progress of a chunk within seer.chunk_timeout_s={timeout:g}s", t0, now)
+                dead = await self._probe_liveness(st.engine_id)
+                if dead is not None:
+                    call.cancel()
+                    return _EngineLost(f"{dead} while a chunk ran", t0, time.time())
+            out = call.result()
+            if out.stop_reason == "aborted" and not st.cut:
+                raise RuntimeError(f"the engine aborted chunk {st.d.chunk_index} of row {d.req_id}")
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified below
+            return await self._classify(st.engine_id, exc, t0)
+        tokens = list(out.token_ids)
+        logprobs = list(out.log_probs or []) if sp.get("logprobs") else [0.0] * len(tokens)
+        return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, time.time())
 
     async def _call(self, d: Dispatch, prompt: list[int], sp: dict[str, Any], request_id: str) -> Any:
         # priority: the request's start rank; engines with scheduling_policy=priority serve older requests first

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ray.exceptions import ActorDiedError
 
+from seer_verl.backends import BACKENDS, register_backend
 from seer_verl.integration.service import EngineInfo, EngineLossError, SampleError, SeerRolloutService
 
 pytestmark = pytest.mark.timeout(300)
@@ -67,6 +68,8 @@ class FakeEngine:
         self.running = 0
         self.completed = 0
         self.budgets: list[int] = []  # max_tokens of every call
+        self.live: dict[str, list[int]] = {}  # request id -> its output so far, while its call runs
+        self.aborted: set[str] = set()
         self.engine = SimpleNamespace(errored=False)
         self.generate = _Remote(self._generate)
         self.__ray_call__ = _Remote(self._ray_call)
@@ -91,8 +94,12 @@ class FakeEngine:
             if BAD_TOKEN in prompt_ids:
                 raise ValueError("prompt contains an invalid token id")
             ctx, out = list(prompt_ids), []
+            self.live[request_id] = out
             for _ in range(sampling_params["max_tokens"]):
                 await asyncio.sleep(self.tok_s)
+                if request_id in self.aborted:
+                    return SimpleNamespace(token_ids=out, log_probs=[-0.25] * len(out), stop_reason="aborted",
+                                           extra_fields={"global_steps": 3})
                 if self.state in ("hung", "core_exited"):
                     await asyncio.Event().wait()
                 self._check()
@@ -106,23 +113,58 @@ class FakeEngine:
                                    extra_fields={"global_steps": 3})
         finally:
             self.running -= 1
+            self.live.pop(request_id, None)
 
-    async def _ray_call(self, fn):
+    async def _ray_call(self, fn, *args):
         if self.state == "actor_dead":
             raise ActorDiedError()
         if self.state == "hung":
             await asyncio.Event().wait()
-        return fn(self)
+        return fn(self, *args)
 
 
-def make_service(n_engines=3, chunk_size=8, capacity=4096, **seer):
-    engines = [FakeEngine(f"10.0.0.{i}:800{i}") for i in range(n_engines)]
+class FakeBackend:
+    """The engine seam for :class:`FakeEngine` (``backend="fake"``): its progress reads and aborts."""
+
+    name = "fake"
+    metrics: dict = {}
+    engine_kwargs_key = "fake"
+
+    def capacity_in_server(self, server):
+        return 4096, 16
+
+    def errored_in_server(self, server):
+        return bool(server.engine.errored)
+
+    def rpc_in_server(self, server, method, args, timeout):
+        raise NotImplementedError
+
+    def progress_in_server(self, server, wanted):
+        out = {}
+        for rid, (lo, hi) in wanted.items():
+            got = server.live.get(rid)
+            if got is not None:
+                n = len(got)
+                out[rid] = (n, list(got[lo:hi]), [-0.25] * (hi - lo)) if n >= hi else (n, None, None)
+        return out
+
+    def abort_in_server(self, server, request_ids):
+        server.aborted.update(request_ids)
+
+
+if "fake" not in BACKENDS:
+    register_backend(FakeBackend())
+
+
+def make_service(n_engines=3, chunk_size=8, capacity=4096, tok_s=0.001, **seer):
+    engines = [FakeEngine(f"10.0.0.{i}:800{i}", tok_s) for i in range(n_engines)]
     svc = SeerRolloutService(
         {e.name: e for e in engines},
         [EngineInfo(e.name, capacity, 16) for e in engines],
         {"chunk_size": chunk_size, "chunk_align": 0, **seer},
         [EOS],
         max_inflight_per_engine=8,
+        backend="fake",
     )
     return svc, engines
 
