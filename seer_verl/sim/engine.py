@@ -64,6 +64,7 @@ class SimSeq:
         "req_id",
         "shared_prompt",
         "start_s",
+        "streamed",
         "tag",
         "target",
         "var",
@@ -89,6 +90,7 @@ class SimSeq:
         self.shared_prompt = shared_prompt  # prompt tokens every request of its group starts with (0: none)
         self.preemptions = 0
         self.start_s = -1.0
+        self.streamed = False  # a chunk its request's running engine call goes on with: no submission to pay for
         self.prefill_tokens = 0  # tokens prefilled (incl. recompute) for this submission
 
     @property
@@ -350,7 +352,7 @@ class SimEngine:
                 self.stats.cache_hit_tokens += hit
                 if s.start_s < 0:
                     s.start_s = now
-                    fresh += 1
+                    fresh += not s.streamed
                 self.running.append(s)
                 if self._prompt_blocks(s):
                     holders.add(s.group_id)

@@ -171,6 +171,7 @@ class SeerDriver(_Base):
         self.ctrl = RolloutController(self.buffer, engines, self.config)
         self.finished_in_group: dict[int, int] = {}
         self.dispatch_calls = 0
+        self._last_engine: dict[int, int] = {}  # req_id -> engine of its last dispatched chunk
 
     def siblings_finished(self, s: SimSeq) -> int:
         """Complete sibling responses in the group's draft tree: the references of paper Table 2 / our replay."""
@@ -181,6 +182,9 @@ class SeerDriver(_Base):
         self.dispatch_calls += 1
         for d in self.ctrl.next_dispatches():
             req = self.buffer[d.req_id]
+            # seer.stream_chunks: a request continuing on the engine of its last chunk goes on in the same engine call
+            streamed = w.stream_chunks and d.continuation and d.engine_id == self._last_engine.get(d.req_id)
+            self._last_engine[d.req_id] = d.engine_id
             gen = req.generated
             true_len = w.true_lens[d.req_id]
             eos = true_len if true_len < w.max_tokens else None
@@ -191,6 +195,7 @@ class SeerDriver(_Base):
                 pool = d.context_len - 1  # prefix KV pulled from the global pool (paper's Mooncake)
             s = SimSeq(d.req_id, req.group_id, d.context_len, k, req.is_probe, (d, stopped), pool, d.priority,
                        shared_prompt=req.prompt_len)
+            s.streamed = streamed
             loop.submit(d.engine_id, s)
 
     def start(self, loop: EventLoop) -> None:

@@ -87,6 +87,7 @@ class Workload:
     # engine seconds a submission (a stock request, a Seer chunk) costs its engine when first admitted: the CPU its
     # call takes on the host (Ray, the engine's front end, the rollout's own loop); 0 = free, as on a GPU host
     submit_cost_s: float = 0.0
+    stream_chunks: bool = False  # seer.stream_chunks: a chunk that continues on its engine is no new submission
     dp: int = 1  # engines per instance (DP-attention ranks); stock places groups on instances
     recorded_engines: list[int] | None = None
     kv_pool: bool = False
@@ -132,7 +133,7 @@ class Workload:
             "chunk_size": SeerConfig(chunk_size=self.chunk_size, kv_reserve=self.kv_reserve).resolved_chunk_size(
                 self.kv_capacity_tokens, self.max_tokens, self.block_size),
             "chunk_size_auto": self.chunk_size is None, "stock_placement": self.stock_placement, "kv_pool": self.kv_pool,
-            "submit_cost_s": self.submit_cost_s,
+            "submit_cost_s": self.submit_cost_s, "stream_chunks": self.stream_chunks,
             "step_model": self.step_model.to_dict() | {"meta": {k: v for k, v in self.step_model.meta.items()
                                                               if k not in ("rows", "rel_residuals")}},
             "acceptance": self.acceptance.name, "gamma_max": self.gamma_max, "lam": self.lam,
@@ -299,7 +300,7 @@ def _apply_overrides(w: Workload, over: dict[str, Any]) -> Workload:
                 raise ValueError(f"submit_cost_s must be a number of seconds >= 0; got {v!r}")
             w.submit_cost_s = float(v)
         elif k in ("engine_priority", "kv_pool", "share_prompt_kv", "draft_reads_context",
-                   "cache_affinity"):
+                   "cache_affinity", "stream_chunks"):
             setattr(w, k, v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"))
         elif k == "stock_placement":
             if v not in ("group", "request", "recorded"):

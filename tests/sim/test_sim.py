@@ -458,3 +458,16 @@ def test_each_submission_costs_its_engine_submit_cost_s_once():
 def test_a_bad_submit_cost_names_the_key(value):
     with pytest.raises(ValueError, match="submit_cost_s must be"):
         make_workload("cpu_synth", seed=0, submit_cost_s=value)
+
+
+def test_streamed_chunks_pay_the_submit_cost_only_for_new_engine_calls():
+    kw = dict(num_groups=4, group_size=4, max_tokens=512, kv_capacity_tokens=2912, submit_cost_s=0.5)
+    busy, chunks = {}, {}
+    for stream in (False, True):
+        w = make_workload("cpu_synth", seed=0, stream_chunks=stream, **kw)
+        r = simulate(w, "seer")
+        busy[stream] = sum(r["engine_busy_s"])
+        chunks[stream] = sum(q["chunks"] for q in r["requests"])
+    assert chunks[True] > 16
+    # most boundaries continue on their engine: with streaming those chunks are no new call
+    assert busy[False] - busy[True] > 0.5 * (chunks[False] - 16) / 2
