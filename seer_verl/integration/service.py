@@ -795,22 +795,39 @@ class SeerRolloutService:
     async def _chunk(self, ctl: RolloutController, d: Dispatch) -> _ChunkDone | _EngineLost | _ChunkFailed:
         """Run one chunk; classify a failure as the engine's (lost) or the sample's own. Never raises."""
         req = ctl.request(d.req_id)
-        row = self._rows[d.req_id]
-        sp = dict(row.sampling_params)
-        sp["max_tokens"] = d.max_tokens
-        prompt = row.prompt_ids + list(req.token_ids)  # prompt + every completed chunk: resumes exactly there
-        t0 = time.time()
         rid = (self._sd.request_id(d, req) if self._sd is not None
                else f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}")
+        t0 = time.time()
+        return await self._guarded(ctl, d, d.max_tokens, rid, lambda: t0, lambda: False)
+
+    async def _stream_call(self, ctl: RolloutController, st: _Stream) -> _ChunkDone | _EngineLost | _ChunkFailed:
+        """Run ``st``'s call: the request's whole remaining budget from its context now. Like :meth:`_chunk`, except
+        that its timeout counts from its last progress (it spans several chunks). Never raises."""
+        return await self._guarded(ctl, st.d, ctl.request(st.req_id).remaining, st.rid, lambda: st.t_progress,
+                                   lambda: st.cut)
+
+    async def _guarded(self, ctl: RolloutController, d: Dispatch, max_tokens: int, rid: str, since: Any,
+                       cut: Any) -> _ChunkDone | _EngineLost | _ChunkFailed:
+        """One engine call of ``max_tokens`` from the request's prompt plus every completed chunk (it resumes exactly
+        there), watched for engine loss: no answer within ``seer.chunk_timeout_s`` of ``since()`` while no other chunk
+        came back from the engine, or the engine found dead. ``cut()``: the call was aborted on purpose. Never
+        raises."""
+        req = ctl.request(d.req_id)
+        row = self._rows[d.req_id]
+        sp = dict(row.sampling_params)
+        sp["max_tokens"] = max_tokens
+        prompt = row.prompt_ids + list(req.token_ids)
+        t0 = time.time()
+        timeout = self._chunk_timeout_s
         call = asyncio.ensure_future(self._call(d, prompt, sp, rid))
         try:
-            while not (await asyncio.wait({call}, timeout=min(LIVENESS_PROBE_S, self._chunk_timeout_s)))[0]:
-                waited = time.time() - t0
-                if (waited >= self._chunk_timeout_s
-                        and time.time() - self._last_ok.get(d.engine_id, 0.0) > self._chunk_timeout_s):
+            while not (await asyncio.wait({call}, timeout=min(LIVENESS_PROBE_S, timeout)))[0]:
+                if cut():
+                    continue  # aborted: its call returns soon
+                now = time.time()
+                if now - since() >= timeout and now - self._last_ok.get(d.engine_id, 0.0) > timeout:
                     call.cancel()
-                    return _EngineLost(f"no answer to a chunk within seer.chunk_timeout_s={self._chunk_timeout_s:g}s",
-                                       t0, time.time())
+                    return _EngineLost(f"no answer to a chunk within seer.chunk_timeout_s={timeout:g}s", t0, now)
                 # still running: ask whether the engine is alive. vLLM marks itself dead when its EngineCore process
                 # exits (killed, OOM) but leaves the calls in flight waiting: without this, only the chunk timeout
                 # (hours by default) would find it. Otherwise other chunks came back meanwhile, or the engine is
@@ -820,50 +837,13 @@ class SeerRolloutService:
                     call.cancel()
                     return _EngineLost(f"{dead} while a chunk ran", t0, time.time())
             out = call.result()
-            if out.stop_reason == "aborted":
+            if out.stop_reason == "aborted" and not cut():
                 raise RuntimeError(f"the engine aborted chunk {d.chunk_index} of row {d.req_id}")
         except asyncio.CancelledError:
             call.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - classified below
             return await self._classify(d.engine_id, exc, t0)
-        t1 = time.time()
-        tokens = list(out.token_ids)
-        logprobs = list(out.log_probs or []) if sp.get("logprobs") else [0.0] * len(tokens)
-        return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, t1)
-
-    async def _stream_call(self, ctl: RolloutController, st: _Stream) -> _ChunkDone | _EngineLost | _ChunkFailed:
-        """Run ``st``'s call: the request's whole remaining budget from its context now. Like :meth:`_chunk`, except
-        that its timeout counts from its last progress (it spans several chunks). Never raises."""
-        d = st.d
-        req = ctl.request(d.req_id)
-        row = self._rows[d.req_id]
-        sp = dict(row.sampling_params)
-        sp["max_tokens"] = req.remaining
-        prompt = row.prompt_ids + list(req.token_ids)
-        t0 = time.time()
-        timeout = self._chunk_timeout_s
-        call = asyncio.ensure_future(self._call(d, prompt, sp, st.rid))
-        try:
-            while not (await asyncio.wait({call}, timeout=min(LIVENESS_PROBE_S, timeout)))[0]:
-                if st.cut:
-                    continue  # aborted: its call returns soon
-                now = time.time()
-                if now - st.t_progress >= timeout and now - self._last_ok.get(st.engine_id, 0.0) > timeout:
-                    call.cancel()
-                    return _EngineLost(f"no progress of a chunk within seer.chunk_timeout_s={timeout:g}s", t0, now)
-                dead = await self._probe_liveness(st.engine_id)
-                if dead is not None:
-                    call.cancel()
-                    return _EngineLost(f"{dead} while a chunk ran", t0, time.time())
-            out = call.result()
-            if out.stop_reason == "aborted" and not st.cut:
-                raise RuntimeError(f"the engine aborted chunk {st.d.chunk_index} of row {d.req_id}")
-        except asyncio.CancelledError:
-            call.cancel()
-            raise
-        except Exception as exc:  # noqa: BLE001 - classified below
-            return await self._classify(st.engine_id, exc, t0)
         tokens = list(out.token_ids)
         logprobs = list(out.log_probs or []) if sp.get("logprobs") else [0.0] * len(tokens)
         return _ChunkDone(tokens, logprobs, dict(out.extra_fields or {}), t0, time.time())
