@@ -76,3 +76,57 @@ def test_engine_rpc_gives_up_when_vllm_reports_its_engine_dead():
     with pytest.raises(RuntimeError, match="vLLM engine is dead; seer_sd_stats not sent"):
         VLLM.rpc_in_server(server, "seer_sd_stats", (), 30.0)
     loop.call_soon_threadsafe(loop.stop)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_the_vllm_backend_reads_a_running_requests_tokens_and_aborts_by_external_id(flat):
+    """``progress_in_server`` reads vLLM's output processor the way its ``generate`` output is built: internal request
+    ids under each external one, the output tokens so far, the sampled tokens' log-probs (both of vLLM's formats)."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from vllm.logprobs import FlatLogprobs, Logprob
+
+    ids = [11, 12, 13, 14, 15]
+    if flat:
+        lps = FlatLogprobs()
+        for i, t in enumerate(ids):
+            lps.append({t: Logprob(logprob=-0.1 * (i + 1), rank=1, decoded_token=None)})
+    else:
+        lps = [{t: Logprob(logprob=-0.1 * (i + 1))} for i, t in enumerate(ids)]
+    state = SimpleNamespace(detokenizer=SimpleNamespace(output_token_ids=ids),
+                            logprobs_processor=SimpleNamespace(logprobs=lps))
+    aborted: list = []
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    async def abort(rids):
+        aborted.extend(rids)
+
+    async def handler():
+        await asyncio.sleep(3600)
+
+    engine = SimpleNamespace(errored=False, abort=abort,
+                             output_processor=SimpleNamespace(external_req_ids={"r1": ["r1-internal"]},
+                                                              request_states={"r1-internal": state}),
+                             output_handler=asyncio.run_coroutine_threadsafe(_task(handler), loop).result())
+    server = SimpleNamespace(engine=engine)
+    got = VLLM.progress_in_server(server, {"r1": (1, 4), "gone": (0, 2)})
+    assert list(got) == ["r1"]
+    n, tokens, logprobs = got["r1"]
+    assert (n, tokens) == (5, [12, 13, 14]) and logprobs == pytest.approx([-0.2, -0.3, -0.4])
+    assert VLLM.progress_in_server(server, {"r1": (4, 8)}) == {"r1": (5, None, None)}  # not yet at its boundary
+    VLLM.abort_in_server(server, ["r1"])
+    for _ in range(100):
+        if aborted:
+            break
+        threading.Event().wait(0.01)
+    assert aborted == ["r1"]
+    loop.call_soon_threadsafe(loop.stop)
+
+
+async def _task(coro_fn):
+    import asyncio
+
+    return asyncio.ensure_future(coro_fn())

@@ -152,20 +152,21 @@ class FakeBackend:
         server.aborted.update(request_ids)
 
 
-if "fake" not in BACKENDS:
-    register_backend(FakeBackend())
-
 
 def make_service(n_engines=3, chunk_size=8, capacity=4096, tok_s=0.001, **seer):
     engines = [FakeEngine(f"10.0.0.{i}:800{i}", tok_s) for i in range(n_engines)]
-    svc = SeerRolloutService(
-        {e.name: e for e in engines},
-        [EngineInfo(e.name, capacity, 16) for e in engines],
-        {"chunk_size": chunk_size, "chunk_align": 0, **seer},
-        [EOS],
-        max_inflight_per_engine=8,
-        backend="fake",
-    )
+    register_backend(FakeBackend())  # for this service only: the registry lists the real engines
+    try:
+        svc = SeerRolloutService(
+            {e.name: e for e in engines},
+            [EngineInfo(e.name, capacity, 16) for e in engines],
+            {"chunk_size": chunk_size, "chunk_align": 0, **seer},
+            [EOS],
+            max_inflight_per_engine=8,
+            backend="fake",
+        )
+    finally:
+        BACKENDS.pop("fake", None)
     return svc, engines
 
 
