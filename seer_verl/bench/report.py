@@ -17,8 +17,8 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
 
     t = Table(title=f"seer-verl bench — {report['workload_desc']}")
     for col in ("policy", "rep", "identical", "wall s", "tail s", "tail %", "1st req s", "tok/s", "requests", "tokens",
-                "preempt", "CPU out %", "other load %", "host tok/s", "lower bd s", "wall/LB", "SD acc/draft", "SD tok/step bulk|tail",
-                "speed-up vs stock"):
+                "preempt", "CPU out %", "other load %", "host tok/s", "lower bd s", "wall/LB", "SD acc/draft",
+                "SD tok/step bulk|tail", "speed-up vs stock"):
         t.add_column(col, justify="right")
     for r in report["runs"]:
         vs = r.get("vs_stock", {}).get("wall_speedup")
@@ -46,8 +46,8 @@ def print_table(report: dict[str, Any], show: Any = None) -> str:
         base = report.get("summary_base", "stock")
         st = Table(title=f"{report['repeats']} repeats: median \\[bootstrap 95% interval] of the paired ratios vs "
                          f"{base} (each repeat against the {base} run of the same repeat)")
-        for col in ("policy", "wall speed-up", "host-speed adjusted", "other-load adjusted", "tok/s ratio", "tail ratio", "wall / lower bound",
-                    "tokens", "identical"):
+        for col in ("policy", "wall speed-up", "host-speed adjusted", "other-load adjusted", "tok/s ratio", "tail ratio",
+                    "wall / lower bound", "tokens", "identical"):
             st.add_column(col, justify="right")
 
         def cell(e: dict[str, Any], k: str) -> str:

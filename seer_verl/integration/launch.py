@@ -138,7 +138,8 @@ def seer_timing(last: dict[str, Any]) -> dict[str, float]:
     }
     for f in fields(RolloutStats):  # every counter of the batch
         t[f"seer/{f.name}"] = float(m[f.name])
-    for k in ("requests", "late_rows", "admission_s", "engine_calls", "stream_cuts"):  # generate calls (turns), rows that joined late, wait
+    # generate calls (turns), rows that joined late, the wait for the batch, engine calls, streamed calls cut
+    for k in ("requests", "late_rows", "admission_s", "engine_calls", "stream_cuts"):
         if k in last:
             t[f"seer/{k}"] = float(last[k])
     if "engines_alive" in last:

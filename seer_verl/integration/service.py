@@ -141,16 +141,22 @@ class _Stream:
     (``seer.stream_chunks``): it asks for the request's whole remaining budget; the service reads its tokens as it
     passes each chunk boundary and cuts it when the request must wait or move."""
 
-    req_id: int
-    engine_id: int
     rid: str
-    d: Dispatch             # the chunk it runs now
+    d: Dispatch             # the chunk it runs now (always on the call's engine)
     offset: int             # tokens of the call already reported to the controller as completed chunks
     t_chunk: float          # when the current chunk began
     t_progress: float       # when the call last made progress (its timeout counts from here)
     pending: bool = False   # its chunk completed at a boundary: the next dispatch adopts it, or it is cut
     cut: bool = False       # aborted: its call's result is not needed
     done: _ChunkDone | None = None  # the call's own result, once it returned (possibly past its boundary)
+
+    @property
+    def req_id(self) -> int:
+        return self.d.req_id
+
+    @property
+    def engine_id(self) -> int:
+        return self.d.engine_id
 
     @property
     def boundary(self) -> int:
@@ -571,7 +577,7 @@ class SeerRolloutService:
 
     def _start_stream(self, ctl: RolloutController, d: Dispatch, running: dict[asyncio.Task, Any]) -> None:
         now = time.time()
-        st = _Stream(d.req_id, d.engine_id, f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}", d, 0, now, now)
+        st = _Stream(f"seer-{d.req_id}-{d.chunk_index}-{d.dispatch_id}", d, 0, now, now)
         self._streams[d.req_id] = st
         self._calls_made += 1
         running[asyncio.create_task(self._stream_call(ctl, st))] = st

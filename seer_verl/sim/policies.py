@@ -144,6 +144,7 @@ class StockDriver(_Base):
             loop.submit(e, s)
 
     def on_done(self, loop: EventLoop, engine: SimEngine, done: list[SimSeq]) -> None:
+        self._just_done = {s.req_id: engine.engine_id for s in done}
         for s in done:
             self._record(engine, s, loop.now)
             self.finish_s[s.req_id] = loop.now
@@ -171,7 +172,7 @@ class SeerDriver(_Base):
         self.ctrl = RolloutController(self.buffer, engines, self.config)
         self.finished_in_group: dict[int, int] = {}
         self.dispatch_calls = 0
-        self._last_engine: dict[int, int] = {}  # req_id -> engine of its last dispatched chunk
+        self._just_done: dict[int, int] = {}  # req_id -> engine, of the chunks that completed at this event
 
     def siblings_finished(self, s: SimSeq) -> int:
         """Complete sibling responses in the group's draft tree: the references of paper Table 2 / our replay."""
@@ -182,9 +183,9 @@ class SeerDriver(_Base):
         self.dispatch_calls += 1
         for d in self.ctrl.next_dispatches():
             req = self.buffer[d.req_id]
-            # seer.stream_chunks: a request continuing on the engine of its last chunk goes on in the same engine call
-            streamed = w.stream_chunks and d.continuation and d.engine_id == self._last_engine.get(d.req_id)
-            self._last_engine[d.req_id] = d.engine_id
+            # seer.stream_chunks: as the service adopts it, a request dispatched in the round its chunk completed, to
+            # the engine that ran that chunk, goes on in the same engine call
+            streamed = w.stream_chunks and self._just_done.get(d.req_id) == d.engine_id
             gen = req.generated
             true_len = w.true_lens[d.req_id]
             eos = true_len if true_len < w.max_tokens else None
@@ -202,6 +203,7 @@ class SeerDriver(_Base):
         self._dispatch(loop)
 
     def on_done(self, loop: EventLoop, engine: SimEngine, done: list[SimSeq]) -> None:
+        self._just_done = {s.req_id: engine.engine_id for s in done}
         for s in done:
             d, stopped = s.tag
             self._record(engine, s, loop.now)
@@ -211,6 +213,7 @@ class SeerDriver(_Base):
                 self._unfinished -= 1
                 self.finished_in_group[req.group_id] = self.finished_in_group.get(req.group_id, 0) + 1
         self._dispatch(loop)
+        self._just_done = {}
 
 
 def make_spec(w: Workload, driver: SeerDriver) -> SimSpeculation:

@@ -98,19 +98,16 @@ def test_the_vllm_backend_reads_a_running_requests_tokens_and_aborts_by_external
     state = SimpleNamespace(detokenizer=SimpleNamespace(output_token_ids=ids),
                             logprobs_processor=SimpleNamespace(logprobs=lps))
     aborted: list = []
-    loop = asyncio.new_event_loop()
+    loop = asyncio.new_event_loop()  # vLLM's client loop, on its own thread
     threading.Thread(target=loop.run_forever, daemon=True).start()
 
     async def abort(rids):
         aborted.extend(rids)
 
-    async def handler():
-        await asyncio.sleep(3600)
-
     engine = SimpleNamespace(errored=False, abort=abort,
                              output_processor=SimpleNamespace(external_req_ids={"r1": ["r1-internal"]},
                                                               request_states={"r1-internal": state}),
-                             output_handler=asyncio.run_coroutine_threadsafe(_task(handler), loop).result())
+                             output_handler=SimpleNamespace(get_loop=lambda: loop))
     server = SimpleNamespace(engine=engine)
     got = VLLM.progress_in_server(server, {"r1": (1, 4), "gone": (0, 2)})
     assert list(got) == ["r1"]
@@ -124,9 +121,3 @@ def test_the_vllm_backend_reads_a_running_requests_tokens_and_aborts_by_external
         threading.Event().wait(0.01)
     assert aborted == ["r1"]
     loop.call_soon_threadsafe(loop.stop)
-
-
-async def _task(coro_fn):
-    import asyncio
-
-    return asyncio.ensure_future(coro_fn())
